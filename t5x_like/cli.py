@@ -1,0 +1,134 @@
+"""Command-line entry points. Parsing only: each subcommand calls into the package."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+USAGE_EPILOG = """overrides: any config field, e.g. --config.train.steps=200 --config.optimizer.learning_rate=1e-3
+examples:
+  t5x-like train --config configs/tiny/gpt.py --workdir /tmp/tiny_gpt
+  t5x-like train --config configs/tiny/gpt.py --workdir /tmp/tiny_gpt --dry-run
+  t5x-like tokenizer train --input 'data/*.txt' --vocab-size 8000 --output tok/spm.model
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="t5x-like", description="Pretrain and fine-tune transformer LMs with JAX.",
+                              epilog=USAGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = p.add_subparsers(dest="command", required=True)
+
+  tr = sub.add_parser("train", help="train (or resume) a model from a config file",
+                      description="Train a model; rerunning with the same --workdir resumes from the latest checkpoint. "
+                                  "Extra --config.a.b=value arguments override config fields.",
+                      epilog=USAGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+  tr.add_argument("--config", required=True, help="Python config file whose get_config() returns a Config")
+  tr.add_argument("--workdir", required=True, help="checkpoints, metrics.jsonl, TensorBoard events and config.json go here")
+  tr.add_argument("--dry-run", action="store_true", help="print the parameter sharding table and exit without training")
+  _add_runtime_flags(tr)
+
+  tok = sub.add_parser("tokenizer", help="SentencePiece tokenizer tools")
+  toksub = tok.add_subparsers(dest="tok_command", required=True)
+  tt = toksub.add_parser("train", help="train a SentencePiece model on text files")
+  tt.add_argument("--input", required=True, help="glob of text files, one document per line")
+  tt.add_argument("--vocab-size", type=int, required=True)
+  tt.add_argument("--output", required=True, help="path of the .model file to write (a .json card goes beside it)")
+  tt.add_argument("--model-type", default="unigram", choices=["unigram", "bpe"])
+  tt.add_argument("--max-bytes", type=int, default=100_000_000, help="bytes of text sampled for training")
+  tt.add_argument("--no-byte-fallback", action="store_true")
+  tt.add_argument("--user-symbols", default="", help="comma-separated user-defined special tokens")
+  tt.add_argument("--seed", type=int, default=0)
+
+  ds = sub.add_parser("data", help="data tools")
+  dsub = ds.add_subparsers(dest="data_command", required=True)
+  show = dsub.add_parser("show", help="print decoded examples as the model will see them")
+  show.add_argument("--config", required=True)
+  show.add_argument("--workdir", default="", help="where the built-in corpus/tokenizer live (default: a temp dir)")
+  show.add_argument("--num", type=int, default=3)
+  return p
+
+
+def _add_runtime_flags(p: argparse.ArgumentParser) -> None:
+  g = p.add_argument_group("multi-host and devices")
+  g.add_argument("--coordinator", default="", help="HOST:PORT of process 0 (multi-host without auto-detection)")
+  g.add_argument("--num-processes", type=int, default=0)
+  g.add_argument("--process-id", type=int, default=-1)
+  g.add_argument("--cpu-devices", type=int, default=0, help="simulate N devices per process on the CPU")
+
+
+def _setup_env(args) -> None:
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  n = getattr(args, "cpu_devices", 0)
+  if n:
+    import jax  # noqa: PLC0415
+    jax.config.update("jax_platforms", "cpu")
+    jax.config.update("jax_num_cpu_devices", n)
+
+
+def main(argv: list[str] | None = None) -> int:
+  argv = sys.argv[1:] if argv is None else argv
+  args, rest = _parser().parse_known_args(argv)
+  _setup_env(args)
+  from t5x_like.checkpoint import CheckpointError  # noqa: PLC0415
+  from t5x_like.config import ConfigError  # noqa: PLC0415
+  from t5x_like.data.tokenizer import DataError  # noqa: PLC0415
+  try:
+    if args.command == "train":
+      return _train(args, rest)
+    if rest:
+      raise ConfigError(f"unexpected arguments: {' '.join(rest)}")
+    if args.command == "tokenizer":
+      from t5x_like.data.tokenizer import train_sentencepiece  # noqa: PLC0415
+      symbols = tuple(s for s in args.user_symbols.split(",") if s)
+      path = train_sentencepiece(args.input, args.vocab_size, args.output, model_type=args.model_type,
+                                 byte_fallback=not args.no_byte_fallback, user_defined_symbols=symbols,
+                                 max_bytes=args.max_bytes, seed=args.seed)
+      print(f"wrote {path}")
+      return 0
+    if args.command == "data":
+      return _data_show(args)
+  except (ConfigError, CheckpointError, DataError, FileNotFoundError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  return 1
+
+
+def _train(args, rest) -> int:
+  from t5x_like import config as config_lib  # noqa: PLC0415
+  from t5x_like import runtime  # noqa: PLC0415
+  cfg = config_lib.build_config(args.config, rest)
+  runtime.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+  from t5x_like.train.loop import run  # noqa: PLC0415
+  run(cfg, args.workdir, dry_run=args.dry_run)
+  return 0
+
+
+def _data_show(args) -> int:
+  import tempfile  # noqa: PLC0415
+
+  from t5x_like import config as config_lib  # noqa: PLC0415
+  from t5x_like.data import pipeline  # noqa: PLC0415
+  from t5x_like.data.tokenizer import Tokenizer  # noqa: PLC0415
+  from t5x_like.train.loop import prepare_data  # noqa: PLC0415
+  cfg = config_lib.build_config(args.config, [])
+  workdir = args.workdir or tempfile.mkdtemp(prefix="t5x_like_show_")
+  files = prepare_data(cfg, workdir)
+  tok = Tokenizer(files["tokenizer"])
+  ds = pipeline.make_dataset(cfg.data, files=files["train"], tokenizer_path=files["tokenizer"], batch_size=1,
+                             shuffle=False, repeat=False)
+  for i, batch in enumerate(ds.take(args.num)):
+    print(f"--- example {i}")
+    for k, v in batch.items():
+      row = v.numpy()[0]
+      if k.endswith("_tokens"):
+        segs = batch[k.rsplit("_", 2)[0] + "_segment_ids"].numpy()[0]
+        pieces = [tok.decode([int(t)]) if segs[j] else "<pad>" for j, t in enumerate(row)]
+        print(f"{k}: {' '.join(repr(p) for p in pieces[:64])}{' ...' if len(pieces) > 64 else ''}")
+      else:
+        print(f"{k}: {row[:64].tolist()}{' ...' if len(row) > 64 else ''}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

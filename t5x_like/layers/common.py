@@ -1,0 +1,49 @@
+"""Parameter creation with logical axis names, dtypes and small shared helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+# Shardings come from the logical names through explicit jit out_shardings (see
+# t5x_like/train/state.py), never from variables placed eagerly at creation time.
+nnx.use_eager_sharding(False)
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def dtype_of(name: str):
+  return DTYPES[name]
+
+
+def param(rngs: nnx.Rngs, shape: Sequence[int], axes: Sequence[str | None], *, std: float = 0.02,
+          init: str = "normal", dtype=jnp.float32) -> nnx.Param:
+  """A parameter carrying its logical axis names as `out_sharding` metadata."""
+  if len(shape) != len(axes):
+    raise ValueError(f"shape {tuple(shape)} and logical axes {tuple(axes)} differ in rank")
+  if init == "normal":
+    value = std * jax.random.normal(rngs.params(), tuple(shape), dtype)
+  elif init == "zeros":
+    value = jnp.zeros(tuple(shape), dtype)
+  elif init == "ones":
+    value = jnp.ones(tuple(shape), dtype)
+  else:
+    raise ValueError(f"unknown init {init!r}")
+  return nnx.Param(value, out_sharding=tuple(axes))
+
+
+def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
+  """Inverted dropout; identity when rate is 0 or no rng is given (evaluation)."""
+  if rate <= 0.0 or rng is None:
+    return x
+  keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
+  return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+def split_rng(rng: jax.Array | None, n: int):
+  if rng is None:
+    return (None,) * n
+  return tuple(jax.random.split(rng, n))

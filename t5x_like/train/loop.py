@@ -1,0 +1,367 @@
+"""The training loop: mesh -> data -> abstract state -> shardings -> init or restore ->
+compile -> steps (log, eval, checkpoint) -> summary."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+
+import jax
+import numpy as np
+
+from t5x_like import config as config_lib
+from t5x_like.checkpoint import Checkpointer
+from t5x_like.config import Config, ConfigError
+from t5x_like.runtime import data_parallel_size, make_mesh, rules_from_config
+from t5x_like.train import metrics as metrics_lib
+from t5x_like.train.state import build_setup, count_params, init_state, sharding_table
+from t5x_like.train.step import batch_sharding, make_eval_step, make_train_step
+
+
+def log(msg: str) -> None:
+  if jax.process_index() == 0:
+    print(msg, flush=True)
+
+
+# ---------------------------------------------------------------- data preparation
+
+
+def prepare_data(cfg: Config, workdir: str) -> dict:
+  """Resolves train/eval file globs and the tokenizer; builds the synthetic corpus and
+  trains a tokenizer on it when the config asks for the built-in data."""
+  from t5x_like.data import synthetic, tokenizer  # noqa: PLC0415 - imports TensorFlow
+
+  d = cfg.data
+  files = {"train": d.train_files, "eval": d.eval_files}
+  tok_path = d.tokenizer_path
+  if d.source == "synthetic":
+    corpus_dir = d.corpus_dir or os.path.join(workdir, "corpus")
+    if not tok_path:
+      tok_path = os.path.join(workdir, "tokenizer", "spm.model")
+    if jax.process_index() == 0:
+      files = synthetic.write_corpus(corpus_dir, num_train_docs=d.synthetic_train_docs,
+                                     num_eval_docs=d.synthetic_eval_docs, seed=d.seed)
+      if not os.path.exists(tok_path):
+        log(f"training a SentencePiece tokenizer (vocab {cfg.model.vocab_size}) -> {tok_path}")
+        tokenizer.train_sentencepiece(files["train"], cfg.model.vocab_size, tok_path, seed=d.seed)
+    _barrier("prepare_data")
+    files = {"train": os.path.join(corpus_dir, "train-*.txt"), "eval": os.path.join(corpus_dir, "eval-*.txt")}
+  tok = tokenizer.Tokenizer(tok_path)
+  if tok.vocab_size > cfg.model.vocab_size:
+    raise ConfigError(
+        f"tokenizer {tok_path} has {tok.vocab_size} pieces but model.vocab_size={cfg.model.vocab_size}; "
+        f"set --config.model.vocab_size={tok.vocab_size} (or larger)")
+  return {"train": files["train"], "eval": files["eval"] or files["train"], "tokenizer": tok_path}
+
+
+def _barrier(name: str) -> None:
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # noqa: PLC0415
+    multihost_utils.sync_global_devices(name)
+
+
+def validate_parallelism(cfg: Config, mesh, rules) -> None:
+  """Checks the numbers that must divide evenly before anything is compiled."""
+  dp = data_parallel_size(mesh, rules)
+  t = cfg.train
+  micro = t.batch_size // t.grad_accum_steps
+  if micro % dp:
+    fits = [b for b in range(dp, 4 * dp * t.grad_accum_steps + 1, dp)][:3]
+    raise ConfigError(
+        f"train.batch_size={t.batch_size} / grad_accum_steps={t.grad_accum_steps} = {micro} sequences per "
+        f"micro-batch, not divisible by the data-parallel size {dp} (mesh data x fsdp); use a batch_size "
+        f"that is a multiple of {dp * t.grad_accum_steps} (e.g. {[b * t.grad_accum_steps for b in fits]})")
+  if t.batch_size % jax.process_count():
+    raise ConfigError(f"train.batch_size={t.batch_size} must be divisible by the {jax.process_count()} processes")
+  tp = mesh.shape["tensor"]
+  if tp > 1 and cfg.mesh.rules in ("tp", "fsdp_tp"):
+    m = cfg.model
+    for key, value in (("model.num_heads", m.num_heads), ("model.d_ff", m.d_ff)):
+      if value % tp:
+        raise ConfigError(f"{key}={value} is not divisible by mesh.tensor={tp}; pick a tensor size that "
+                          f"divides it (divisors: {[k for k in range(1, value + 1) if value % k == 0 and k <= 64]})")
+
+
+# ---------------------------------------------------------------- batches
+
+
+def to_global(batch_np: dict, sharding) -> dict:
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch_np.items()}
+
+
+def next_batch(it) -> dict:
+  return {k: v.numpy() for k, v in next(it).items()}
+
+
+def evaluate(eval_step, params, make_eval_ds, sharding, max_batches: int) -> dict:
+  sums = None
+  it = iter(make_eval_ds())
+  for _ in range(max_batches):
+    try:
+      batch = next_batch(it)
+    except StopIteration:
+      break
+    aux = jax.device_get(eval_step(params, to_global(batch, sharding)))
+    sums = aux if sums is None else {k: sums[k] + aux[k] for k in sums}
+  if not sums or sums["weight_sum"] == 0:
+    return {}
+  return {"eval_loss": float(sums["nll_sum"] / sums["weight_sum"]),
+          "eval_accuracy": float(sums["correct_sum"] / sums["weight_sum"]),
+          "eval_tokens": float(sums["weight_sum"])}
+
+
+# ---------------------------------------------------------------- preemption
+
+
+class _StopFlag:
+  def __init__(self):
+    self.signum = None
+    self._old = {}
+
+  def install(self):
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      self._old[sig] = signal.signal(sig, self._handle)
+
+  def _handle(self, signum, frame):
+    self.signum = signum
+
+  def uninstall(self):
+    for sig, old in self._old.items():
+      signal.signal(sig, old)
+
+  def agreed(self) -> bool:
+    """True on every process once any process was signalled."""
+    local = self.signum is not None
+    if jax.process_count() == 1:
+      return local
+    from jax.experimental import multihost_utils  # noqa: PLC0415
+    return bool(np.max(multihost_utils.process_allgather(np.array([int(local)]))))
+
+
+# ---------------------------------------------------------------- run
+
+
+def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
+  t_start = time.time()
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    config_lib.save_json(cfg, os.path.join(workdir, "config.json"))
+
+  # Mesh and rules.
+  mesh = make_mesh(cfg.mesh)
+  rules = rules_from_config(cfg.mesh)
+  validate_parallelism(cfg, mesh, rules)
+  log(f"[t5x_like] {jax.process_count()} process(es), {jax.device_count()} {jax.devices()[0].platform} "
+      f"device(s), mesh {dict(mesh.shape)}, rules {cfg.mesh.rules}")
+
+  # Abstract state and shardings.
+  setup = build_setup(cfg, mesh, rules)
+  n_params = count_params(setup.abstract_params)
+  log(f"[t5x_like] model {cfg.model.family}: {n_params:,} parameters")
+  if dry_run:
+    log(sharding_table(setup))
+    return {"params": n_params}
+
+  # Data.
+  from t5x_like.data import pipeline  # noqa: PLC0415
+  files = prepare_data(cfg, workdir)
+  per_host_batch = cfg.train.batch_size // jax.process_count()
+  train_ds = pipeline.make_dataset(cfg.data, files=files["train"], tokenizer_path=files["tokenizer"],
+                                   batch_size=per_host_batch, process_index=jax.process_index(),
+                                   process_count=jax.process_count(), shuffle=True, repeat=True)
+  train_it = iter(train_ds)
+
+  def make_eval_ds():
+    return pipeline.make_dataset(cfg.data, files=files["eval"], tokenizer_path=files["tokenizer"],
+                                 batch_size=per_host_batch, process_index=jax.process_index(),
+                                 process_count=jax.process_count(), shuffle=False, repeat=False)
+
+  # Init or restore.
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), cfg.checkpoint) if cfg.checkpoint.enabled else None
+  start_step, tokens_seen, state = 0, 0.0, None
+  restore_step = ckpt.resolve_step(cfg.checkpoint.restore_from) if ckpt else None
+  if restore_step is not None:
+    state, meta, data_ok = ckpt.restore(restore_step, setup.abstract_state, train_it)
+    start_step = int(jax.device_get(state["step"]))
+    tokens_seen = float(meta.get("tokens_seen", 0.0))
+    log(f"[t5x_like] resumed from step {start_step} ({ckpt.directory}/{restore_step})"
+        + ("" if data_ok else "; data iterator state not found for this process count, data restarts"))
+  else:
+    state = init_state(setup, cfg, cfg.train.seed)
+
+  # Compile.
+  train_step = make_train_step(setup, cfg)
+  eval_step = make_eval_step(setup)
+  b_sharding = batch_sharding(setup)
+  rng = jax.random.key(cfg.train.seed + 1)
+  t0 = time.time()
+  first = next_batch(train_it) if start_step < cfg.train.steps else None
+  compiled = train_step.lower(state, to_global(first, b_sharding), rng).compile() if first else None
+  compile_s = time.time() - t0
+  if compiled is not None:
+    log(f"[t5x_like] compiled train step in {compile_s:.1f}s")
+
+  seq_len = cfg.data.seq_len
+  emb_params = cfg.model.vocab_size * cfg.model.d_model
+  flops_tok = metrics_lib.flops_per_token(cfg.model, seq_len, n_params, emb_params)
+  peak = metrics_lib.peak_flops_per_device(cfg.train.peak_tflops_per_device) * jax.device_count()
+  writer = metrics_lib.MetricsWriter(workdir)
+  stop = _StopFlag()
+  stop.install()
+
+  def meta_for(step):
+    return {"step": step, "tokens_seen": tokens_seen, "config": config_lib.to_dict(cfg),
+            "mesh": dict(mesh.shape), "process_count": jax.process_count(),
+            "versions": {"jax": jax.__version__}}
+
+  def save(step, force=False):
+    if ckpt is not None:
+      ckpt.save(step, state, train_it, meta_for(step), force=force)
+
+  last_metrics, last_eval, preempted = {}, {}, False
+  step = start_step
+  window_t, window_steps = time.time(), 0
+  train_tokens_per_s = []
+  batch = first
+  try:
+    while step < cfg.train.steps:
+      if batch is None:
+        batch = next_batch(train_it)
+      state, m = compiled(state, to_global(batch, b_sharding), rng)
+      batch = None
+      step += 1
+      window_steps += 1
+      if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+        m = jax.device_get(m)
+        dt = time.time() - window_t
+        tok_s = cfg.train.batch_size * seq_len * window_steps / dt
+        tokens_seen += cfg.train.batch_size * seq_len * window_steps
+        row = {k: float(v) for k, v in m.items() if k != "tokens"}
+        row.update(tokens_per_s=tok_s, step_time_s=dt / window_steps,
+                   mfu=flops_tok * tok_s / peak, tokens_seen=tokens_seen)
+        if step > start_step + window_steps or start_step > 0:
+          train_tokens_per_s.append(tok_s)  # the first window includes warm-up
+        if cfg.train.eval_every and step % cfg.train.eval_every == 0:
+          last_eval = evaluate(eval_step, state["params"], make_eval_ds, b_sharding, cfg.train.eval_batches)
+          row.update(last_eval)
+        writer.write(step, row)
+        log(metrics_lib.progress_line(step, cfg.train.steps, row))
+        last_metrics = row
+        window_t, window_steps = time.time(), 0
+      if ckpt is not None and step % cfg.checkpoint.every_steps == 0 and step < cfg.train.steps:
+        save(step)
+      if stop.agreed():
+        preempted = True
+        log(f"[t5x_like] signal {stop.signum} received: saving step {step} and stopping")
+        save(step, force=True)
+        break
+  finally:
+    stop.uninstall()
+
+  if preempted:
+    if ckpt is not None:
+      ckpt.close()
+    writer.close()
+    log(f"[t5x_like] checkpoint for step {step} is complete; rerun the same command to resume")
+    return {"preempted": True, "step": step}
+
+  # Final eval, skill score and checkpoint.
+  final_eval = evaluate(eval_step, state["params"], make_eval_ds, b_sharding, cfg.train.eval_batches)
+  skill = skill_score(cfg, setup, state["params"], files["tokenizer"])
+  if ckpt is not None:
+    if step not in ckpt.all_steps():
+      save(step, force=True)
+    ckpt.close()
+  final = {**final_eval, **skill}
+  if final:
+    writer.write(step, final)
+  writer.close()
+
+  summary = {
+      "steps": step,
+      "final_train_loss": last_metrics.get("loss"),
+      **final,
+      "tokens_per_s": float(np.median(train_tokens_per_s)) if train_tokens_per_s else last_metrics.get("tokens_per_s"),
+      "mfu": last_metrics.get("mfu"),
+      "compile_s": compile_s,
+      "wall_s": time.time() - t_start,
+      "params": n_params,
+      "workdir": workdir,
+      "checkpoints": ckpt.directory if ckpt else None,
+      "metrics": os.path.join(workdir, "metrics.jsonl"),
+      "tensorboard": os.path.join(workdir, "tensorboard"),
+  }
+  if jax.process_index() == 0:
+    from t5x_like.data import tokenizer  # noqa: PLC0415
+    try:
+      summary["unigram_loss"] = tokenizer.unigram_loss(tokenizer.Tokenizer(files["tokenizer"]),
+                                                       files["train"], files["eval"])
+    except Exception as e:  # the baseline is informative only
+      summary["unigram_loss"] = None
+      log(f"[t5x_like] unigram baseline unavailable: {e}")
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=2)
+    log(format_summary(summary))
+  return summary
+
+
+def skill_score(cfg: Config, setup, params, tokenizer_path: str) -> dict:
+  """Greedy-decodes held-out arithmetic prompts and reports exact-match accuracy."""
+  n = cfg.train.skill_eval_examples
+  if n <= 0 or cfg.data.source != "synthetic" or cfg.model.family != "decoder":
+    return {}
+  from flax import nnx  # noqa: PLC0415
+
+  from t5x_like.data import synthetic, tokenizer  # noqa: PLC0415
+  tok = tokenizer.Tokenizer(tokenizer_path)
+  examples = synthetic.skill_examples(n, seed=cfg.data.seed + 1)
+  prompts = [tok.encode(p) for p, _ in examples]
+  width = max(len(p) for p in prompts)
+  width = int(2 ** math.ceil(math.log2(max(width, 8))))
+  tokens = np.zeros((n, width), np.int32)
+  for i, p in enumerate(prompts):
+    tokens[i, :len(p)] = p
+  lengths = np.array([len(p) for p in prompts], np.int32)
+
+  @jax.jit
+  def predict(params, tokens, lengths):
+    model = nnx.merge(setup.graphdef, nnx.State(params))
+    return model.predict({"prompt_tokens": tokens, "prompt_lengths": lengths}, max_new_tokens=6,
+                         eos_id=tok.eos_id)
+
+  with jax.set_mesh(setup.mesh):
+    out = np.asarray(jax.device_get(predict(params, tokens, lengths)))
+  correct = [synthetic.score_answer(tok.decode(out[i].tolist()), ans) for i, (_, ans) in enumerate(examples)]
+  return {"skill_accuracy": float(np.mean(correct)), "skill_examples": float(n)}
+
+
+def format_summary(s: dict) -> str:
+  def f(v, fmt):
+    return "n/a" if v is None else format(v, fmt)
+  lines = [
+      "",
+      "=" * 72,
+      f"finished {s['steps']} steps in {s['wall_s']:.1f}s (compile {s['compile_s']:.1f}s), {s['params']:,} params",
+      f"train loss {f(s.get('final_train_loss'), '.4f')} | eval loss {f(s.get('eval_loss'), '.4f')} "
+      f"| unigram baseline {f(s.get('unigram_loss'), '.4f')}",
+  ]
+  if "skill_accuracy" in s:
+    lines.append(f"arithmetic answer accuracy (held-out, greedy): {100 * s['skill_accuracy']:.1f}% "
+                 f"of {int(s['skill_examples'])}")
+  lines += [
+      f"throughput {f(s.get('tokens_per_s'), ',.0f')} tokens/s | MFU {f((s.get('mfu') or 0) * 100, '.2f')}%",
+      f"checkpoints: {s['checkpoints']}",
+      f"metrics: {s['metrics']}  tensorboard: {s['tensorboard']}",
+      "=" * 72,
+  ]
+  return "\n".join(lines)
+
+
+def main_error(e: Exception) -> int:
+  print(f"error: {e}", file=sys.stderr)
+  return 2

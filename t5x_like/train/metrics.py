@@ -1,0 +1,82 @@
+"""Throughput accounting (tokens/s, MFU) and the metric sinks: JSONL, TensorBoard, console."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+
+from t5x_like.config import ModelConfig
+
+# Dense bf16 peak TFLOP/s per device, from the vendors' published figures. CPU has no
+# published figure: 0.1 TFLOP/s per host is about what a 2-core host sustains on fp32
+# matmuls (STACK.md), shared by the host's simulated devices.
+_PEAK_TFLOPS = {
+    "tpu v4": 275.0, "tpu v5 lite": 197.0, "tpu v5e": 197.0, "tpu v5p": 459.0, "tpu v5": 459.0,
+    "tpu v6 lite": 918.0, "tpu v6e": 918.0, "h100": 989.0, "h200": 989.0, "a100": 312.0,
+    "l4": 121.0, "a10g": 125.0, "v100": 125.0,
+}
+
+
+def peak_flops_per_device(override_tflops: float = 0.0) -> float:
+  if override_tflops > 0:
+    return override_tflops * 1e12
+  dev = jax.devices()[0]
+  kind = dev.device_kind.lower()
+  for name, tflops in _PEAK_TFLOPS.items():
+    if name in kind:
+      return tflops * 1e12
+  if dev.platform == "cpu":
+    return 0.1e12 / jax.local_device_count()
+  return 100e12  # an unknown accelerator: MFU is then only indicative
+
+
+def flops_per_token(cfg: ModelConfig, seq_len: int, num_params: int, embedding_params: int) -> float:
+  """Training FLOPs per target token: 6N for the matmuls plus 12*L*d*T for attention
+  (Kaplan et al. 2020; PaLM appendix B). N excludes the input embedding lookup but keeps
+  the output projection, which is a matmul even when tied."""
+  n = num_params - embedding_params + cfg.vocab_size * cfg.d_model
+  layers = cfg.num_layers + (cfg.num_decoder_layers or cfg.num_layers if cfg.family == "encoder_decoder" else 0)
+  n_heads = cfg.num_heads
+  head_dim = cfg.head_dim or cfg.d_model // cfg.num_heads
+  return 6.0 * n + 12.0 * layers * n_heads * head_dim * seq_len
+
+
+class MetricsWriter:
+  """Appends JSON lines and TensorBoard scalars; only process 0 writes anything."""
+
+  def __init__(self, workdir: str, enabled: bool = True):
+    self.enabled = enabled and jax.process_index() == 0
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self._tb = None
+    if self.enabled:
+      os.makedirs(workdir, exist_ok=True)
+      import tensorflow as tf  # noqa: PLC0415 - TensorFlow is loaded by the data pipeline anyway
+      self._tf = tf
+      self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+
+  def write(self, step: int, values: dict) -> None:
+    if not self.enabled:
+      return
+    row = {"step": int(step), **{k: float(v) for k, v in values.items()}, "time": time.time()}
+    with open(self.path, "a") as f:
+      f.write(json.dumps(row) + "\n")
+    with self._tb.as_default(step=int(step)):
+      for k, v in values.items():
+        self._tf.summary.scalar(k, float(v))
+    self._tb.flush()
+
+  def close(self):
+    if self._tb is not None:
+      self._tb.close()
+
+
+def progress_line(step: int, total: int, m: dict) -> str:
+  parts = [f"step {step:>6}/{total}", f"loss {m['loss']:.4f}", f"acc {m['accuracy']:.3f}",
+           f"lr {m['learning_rate']:.2e}", f"gnorm {m['grad_norm']:.2f}",
+           f"{m['tokens_per_s']:,.0f} tok/s", f"mfu {100 * m['mfu']:.1f}%", f"{m['step_time_s'] * 1e3:.0f} ms/step"]
+  if "eval_loss" in m:
+    parts.append(f"eval_loss {m['eval_loss']:.4f}")
+  return " | ".join(parts)

@@ -1,0 +1,39 @@
+"""AdamW with warmup and decay, global-norm clipping, and a weight-decay mask."""
+
+from __future__ import annotations
+
+import jax
+import optax
+
+from t5x_like.config import OptimizerConfig
+
+
+def make_schedule(cfg: OptimizerConfig, total_steps: int) -> optax.Schedule:
+  """Linear warmup to the peak, then cosine/linear decay to `end_lr_fraction` of it."""
+  peak, end = cfg.learning_rate, cfg.learning_rate * cfg.end_lr_fraction
+  warmup = min(cfg.warmup_steps, max(total_steps - 1, 0))
+  decay_steps = max(total_steps - warmup, 1)
+  if cfg.schedule == "cosine":
+    decay = optax.cosine_decay_schedule(peak, decay_steps, alpha=cfg.end_lr_fraction)
+  elif cfg.schedule == "linear":
+    decay = optax.linear_schedule(peak, end, decay_steps)
+  else:
+    decay = optax.constant_schedule(peak)
+  if warmup == 0:
+    return decay
+  return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), decay], [warmup])
+
+
+def decay_mask(logical_axes):
+  """Decay weight matrices only: norms, biases and scalars have fewer than two non-layer axes."""
+  return jax.tree.map(lambda axes: sum(a != "layers" for a in axes) >= 2, logical_axes,
+                      is_leaf=lambda x: isinstance(x, tuple))
+
+
+def make_optimizer(cfg: OptimizerConfig, total_steps: int, logical_axes) -> optax.GradientTransformation:
+  parts = []
+  if cfg.clip_norm > 0:
+    parts.append(optax.clip_by_global_norm(cfg.clip_norm))
+  parts.append(optax.adamw(make_schedule(cfg, total_steps), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
+                           weight_decay=cfg.weight_decay, mask=decay_mask(logical_axes)))
+  return optax.chain(*parts)
