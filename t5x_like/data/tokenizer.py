@@ -1,0 +1,215 @@
+"""SentencePiece: training a model, a Python wrapper with the in-graph tokenizer, and the
+unigram baseline a trained language model must beat.
+
+Special ids follow T5: pad 0 (also the decoder's start token), eos 1, unk 2, no bos.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import random
+import re
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np  # noqa: E402
+import sentencepiece as spm  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+try:  # TensorFlow must never take the accelerators JAX uses.
+  tf.config.set_visible_devices([], "GPU")
+except (RuntimeError, ValueError):  # devices already initialised: nothing left to hide
+  pass
+
+PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
+MAX_LINE_BYTES = 1 << 16  # SentencePiece skips longer training lines (its default is 4192)
+
+
+class DataError(ValueError):
+  """A problem with the user's data, files or tokenizer; the message says what to fix."""
+
+
+def list_files(pattern: str, config_key: str = "") -> list[str]:
+  """Sorted files matching a glob (local or any tf.io.gfile filesystem) or a DataError."""
+  files = sorted(tf.io.gfile.glob(pattern)) if pattern else []
+  files = [f for f in files if not tf.io.gfile.isdir(f)]
+  if not files:
+    where = f" (set by {config_key})" if config_key else ""
+    raise DataError(f"no files match {pattern!r}{where}; check the path or glob")
+  return files
+
+
+def _sample_lines(files: list[str], max_bytes: int, seed: int, out) -> tuple[int, int]:
+  """Writes non-empty lines to `out`: all of them when they fit in `max_bytes`, else each
+  kept with probability max_bytes / total so the sample spans every file. Deterministic."""
+  total = sum(tf.io.gfile.stat(p).length for p in files)
+  keep = 1.0 if total <= max_bytes else max_bytes / total
+  rng = random.Random(seed)
+  used = n_lines = 0
+  for path in files:
+    with tf.io.gfile.GFile(path, "rb") as f:
+      for raw in f:
+        if keep < 1.0 and rng.random() >= keep:
+          continue
+        line = raw.decode("utf-8", errors="replace").strip()
+        if not line or used + len(raw) > max_bytes:
+          continue
+        out.write(line + "\n")
+        used += len(raw)
+        n_lines += 1
+  return used, n_lines
+
+
+def _vocab_error(msg: str, vocab_size: int, input_glob: str, used: int) -> DataError | None:
+  """Turns SentencePiece's vocabulary-size failures into a message with the value to use."""
+  high = re.search(r"Vocabulary size too high \((\d+)\).*<= (\d+)", msg)
+  if high:
+    return DataError(f"vocab_size={vocab_size} is too large for the text in {input_glob!r} "
+                     f"({used:,} bytes); lower it to at most {high.group(2)} or add more text")
+  low = re.search(r"smaller than required_chars\. (\d+) vs (\d+)", msg)
+  if low:
+    return DataError(f"vocab_size={vocab_size} is too small for the distinct characters in "
+                     f"{input_glob!r} (plus byte fallback pieces); raise it to at least "
+                     f"{low.group(2)}")
+  return None
+
+
+def train_sentencepiece(input_glob: str, vocab_size: int, output_path: str, *,
+                        model_type: str = "unigram", byte_fallback: bool = True,
+                        user_defined_symbols: tuple = (), max_bytes: int = 100_000_000,
+                        seed: int = 0, split_digits: bool = True,
+                        hard_vocab_limit: bool = True) -> str:
+  """Trains a SentencePiece model on a sample of the files; writes it and a JSON card.
+
+  The `.model` appears atomically (renamed into place), so a crash never leaves a
+  truncated model for the next run to load. With `hard_vocab_limit=False` a corpus with
+  too few distinct pieces gives a smaller vocabulary instead of an error; the card
+  records the real size.
+  """
+  files = list_files(input_glob)
+  out_dir = os.path.dirname(os.path.abspath(output_path))
+  os.makedirs(out_dir, exist_ok=True)
+  with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+    sample = os.path.join(tmp, "sample.txt")
+    with open(sample, "w", encoding="utf-8") as f:
+      used, n_lines = _sample_lines(files, max_bytes, seed, f)
+    if n_lines == 0:
+      raise DataError(f"the {len(files)} files matching {input_glob!r} contain no text")
+    prefix = os.path.join(tmp, "spm")
+    try:
+      spm.SentencePieceTrainer.train(
+          input=sample, model_prefix=prefix, vocab_size=vocab_size, model_type=model_type,
+          pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID, bos_id=-1, byte_fallback=byte_fallback,
+          split_digits=split_digits, user_defined_symbols=list(user_defined_symbols),
+          hard_vocab_limit=hard_vocab_limit, character_coverage=1.0,
+          max_sentence_length=MAX_LINE_BYTES, input_sentence_size=0,
+          num_threads=os.cpu_count() or 1, minloglevel=2)
+    except RuntimeError as e:
+      raise (_vocab_error(str(e), vocab_size, input_glob, used)
+             or DataError(f"SentencePiece training on {input_glob!r} failed: {e}")) from e
+    os.replace(prefix + ".model", output_path)
+
+  tok = Tokenizer(output_path)
+  card = {"vocab_size": tok.vocab_size, "requested_vocab_size": vocab_size,
+          "model_type": model_type, "pad_id": tok.pad_id, "eos_id": tok.eos_id,
+          "unk_id": tok.unk_id, "bos_id": None, "byte_fallback": byte_fallback,
+          "split_digits": split_digits, "user_defined_symbols": list(user_defined_symbols),
+          "input_glob": input_glob, "num_files": len(files), "bytes_used": used,
+          "lines_used": n_lines, "max_bytes": max_bytes, "seed": seed}
+  card_path = card_path_for(output_path)
+  with open(card_path + ".tmp", "w") as f:
+    json.dump(card, f, indent=2)
+  os.replace(card_path + ".tmp", card_path)
+  return output_path
+
+
+def card_path_for(model_path: str) -> str:
+  root, ext = os.path.splitext(model_path)
+  return (root if ext == ".model" else model_path) + ".json"
+
+
+class Tokenizer:
+  """A SentencePiece model: Python encode/decode and the same model as a TF op."""
+
+  def __init__(self, path: str):
+    if not path or not tf.io.gfile.exists(path):
+      raise DataError(f"tokenizer model {path!r} not found; train one with "
+                      "`t5x-like tokenizer train`")
+    with tf.io.gfile.GFile(path, "rb") as f:
+      self.model_bytes = f.read()
+    self.path = path
+    self.sp = spm.SentencePieceProcessor()
+    try:
+      self.sp.LoadFromSerializedProto(self.model_bytes)
+    except RuntimeError as e:
+      raise DataError(f"tokenizer model {path!r} is not a valid SentencePiece model; retrain "
+                      "it with `t5x-like tokenizer train`") from e
+    self.vocab_size = self.sp.GetPieceSize()
+    self.pad_id, self.eos_id, self.unk_id = self.sp.pad_id(), self.sp.eos_id(), self.sp.unk_id()
+    if self.eos_id < 0:
+      raise DataError(f"tokenizer model {path!r} has no EOS piece, which every document needs; "
+                      "retrain it with `t5x-like tokenizer train`")
+
+  def encode(self, text: str) -> list[int]:
+    """Ids of `text`, without EOS."""
+    return self.sp.EncodeAsIds(text)
+
+  def decode(self, ids) -> str:
+    """Text of `ids` up to the first EOS; pad (0, also the decoder's start token) is skipped."""
+    out = []
+    for i in np.asarray(ids).reshape(-1).tolist():
+      if i == self.eos_id:
+        break
+      if i not in (PAD_ID, self.pad_id):
+        out.append(i)
+    return self.sp.DecodeIds(out)
+
+  def piece(self, i: int) -> str:
+    return self.sp.IdToPiece(int(i))
+
+  @functools.cached_property
+  def tf_tokenizer(self):
+    """`tensorflow_text.SentencepieceTokenizer` over the same model bytes (int32 ids, no EOS)."""
+    import tensorflow_text as tf_text  # noqa: PLC0415 - registers custom ops; only when needed
+
+    return tf_text.SentencepieceTokenizer(model=self.model_bytes, out_type=tf.int32)
+
+
+def _documents(tokenizer: Tokenizer, pattern: str, max_docs: int):
+  """Token ids (EOS appended) of the first `max_docs` non-empty lines, files in sorted order."""
+  n = 0
+  for path in list_files(pattern):
+    with tf.io.gfile.GFile(path, "rb") as f:
+      for raw in f:
+        line = raw.decode("utf-8", errors="replace").strip()
+        if not line:
+          continue
+        yield tokenizer.encode(line) + [tokenizer.eos_id]
+        n += 1
+        if n >= max_docs:
+          return
+
+
+def unigram_loss(tokenizer: Tokenizer, train_glob: str, eval_glob: str,
+                 max_docs: int = 5000) -> float:
+  """Cross-entropy in nats per token (each document's EOS included) of the eval documents
+  under the add-one-smoothed unigram distribution of the train documents: what a model
+  that ignores context reaches, so a trained model must go below it."""
+  counts = np.zeros(tokenizer.vocab_size, np.float64)
+  for ids in _documents(tokenizer, train_glob, max_docs):
+    np.add.at(counts, ids, 1.0)
+  log_p = np.log(counts + 1.0) - math.log(counts.sum() + tokenizer.vocab_size)
+  nll, n = 0.0, 0
+  for ids in _documents(tokenizer, eval_glob, max_docs):
+    nll -= float(log_p[ids].sum())
+    n += len(ids)
+  if n == 0:
+    raise DataError(f"no documents in {eval_glob!r} to compute the unigram baseline on")
+  return nll / n
+
+
+__all__ = ["EOS_ID", "PAD_ID", "UNK_ID", "DataError", "Tokenizer", "card_path_for", "list_files",
+           "train_sentencepiece", "unigram_loss"]

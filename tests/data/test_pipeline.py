@@ -1,0 +1,216 @@
+"""The file-to-batch pipeline: seeded determinism, disjoint per-host shards that cover the
+data (file- and element-level), padded eval batches, iterator checkpoints that resume at
+the next batch, JSONL parsed in graph, and plain error messages."""
+
+import collections
+import glob
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from t5x_like.data import pipeline
+from t5x_like.data.tokenizer import DataError
+
+BATCH = 4
+
+
+def _lines(pattern):
+  out = []
+  for path in sorted(glob.glob(pattern)):
+    with open(path) as f:
+      out.extend(line.strip() for line in f if line.strip())
+  return out
+
+
+def _batches(ds, n=None):
+  it = ds.as_numpy_iterator()
+  return [next(it) for _ in range(n)] if n else list(it)
+
+
+def _documents(batches, eos_id, complete=True):
+  """Token-id documents recovered from packed batches: segments of consecutive rows are
+  joined, and a document ends at its EOS. `complete`: the stream must end at an EOS."""
+  docs, cur = [], []
+  for b in batches:
+    for tokens, segs in zip(b["decoder_target_tokens"], b["decoder_segment_ids"], strict=True):
+      for t in tokens[segs > 0].tolist():
+        cur.append(t)
+        if t == eos_id:
+          docs.append(tuple(cur))
+          cur = []
+  assert cur == [] or not complete, "the stream ended mid-document"
+  return docs
+
+
+def _expected(tok, lines):
+  return collections.Counter(tuple(tok.encode(line) + [tok.eos_id]) for line in lines)
+
+
+def _make(make_cfg, spm_path, files, **kw):
+  cfg = make_cfg(**{k: kw.pop(k) for k in list(kw) if k in ("seed", "source", "jsonl_field",
+                                                            "shuffle_buffer", "objective")})
+  return pipeline.make_dataset(cfg, files=files, tokenizer_path=spm_path, batch_size=BATCH, **kw)
+
+
+def test_batches_have_fixed_shapes_and_consistent_features(make_cfg, spm_path, corpus, tok):
+  ds = _make(make_cfg, spm_path, corpus["train"])
+  assert all(spec.shape == (BATCH, 32) for spec in ds.element_spec.values())  # static shapes
+  batches = _batches(ds, 5)
+  for b in batches:
+    assert set(b) == {"decoder_input_tokens", "decoder_target_tokens", "decoder_segment_ids",
+                      "decoder_positions", "decoder_loss_weights"}
+    for k, v in b.items():
+      assert v.shape == (BATCH, 32) and v.dtype == (np.float32 if "weights" in k else np.int32)
+    assert (b["decoder_segment_ids"] > 0).all()  # training rows are full
+    np.testing.assert_array_equal(b["decoder_loss_weights"], 1.0)
+    inside = b["decoder_positions"][:, 1:] > 0  # the input is the previous target token
+    np.testing.assert_array_equal(b["decoder_input_tokens"][:, 1:][inside],
+                                  b["decoder_target_tokens"][:, :-1][inside])
+  text = " ".join(tok.decode(row) for row in batches[0]["decoder_target_tokens"])
+  assert "=" in text or "count" in text or "the" in text
+
+
+def test_same_seed_same_batches_other_seed_differs(make_cfg, spm_path, corpus):
+  a = _batches(_make(make_cfg, spm_path, corpus["train"], seed=1), 8)
+  b = _batches(_make(make_cfg, spm_path, corpus["train"], seed=1), 8)
+  c = _batches(_make(make_cfg, spm_path, corpus["train"], seed=2), 8)
+  for x, y in zip(a, b, strict=True):
+    for k in x:
+      np.testing.assert_array_equal(x[k], y[k])
+  assert any((x["decoder_target_tokens"] != z["decoder_target_tokens"]).any()
+             for x, z in zip(a, c, strict=True))
+  # The explicit seed argument overrides data.seed.
+  d = _batches(pipeline.make_dataset(make_cfg(seed=1), files=corpus["train"],
+                                     tokenizer_path=spm_path, batch_size=BATCH, seed=2), 8)
+  for x, z in zip(c, d, strict=True):
+    np.testing.assert_array_equal(x["decoder_target_tokens"], z["decoder_target_tokens"])
+
+
+def test_eval_reads_every_document_once_and_pads_the_last_batch(make_cfg, spm_path, corpus, tok):
+  ds = _make(make_cfg, spm_path, corpus["eval"], shuffle=False, repeat=False)
+  assert all(spec.shape == (BATCH, 32) for spec in ds.element_spec.values())
+  batches = _batches(ds)
+  assert all(b["decoder_target_tokens"].shape == (BATCH, 32) for b in batches)
+  docs = _documents(batches, tok.eos_id)
+  lines = _lines(corpus["eval"])
+  assert docs == [tuple(tok.encode(line) + [tok.eos_id]) for line in lines]  # in file order
+  last = batches[-1]
+  rows_used = (last["decoder_segment_ids"] > 0).any(axis=1)
+  assert not rows_used.all(), "pick a corpus size whose eval rows do not fill the last batch"
+  empty = ~rows_used
+  for k, v in last.items():
+    assert (v[empty] == 0).all(), k
+  n_rows = math.ceil(sum(len(d) for d in docs) / 32)
+  assert len(batches) == math.ceil(n_rows / BATCH)
+
+
+@pytest.mark.parametrize("n_files, hosts, shuffle", [
+    (4, 2, False), (4, 3, True), (1, 2, False), (3, 5, True)])
+def test_hosts_read_disjoint_shards_that_cover_the_data(make_cfg, spm_path, corpus, tok, tmp_path,
+                                                        n_files, hosts, shuffle):
+  # 4 files for 2 or 3 hosts: whole files per host. Fewer files than hosts: every host
+  # reads all files and keeps every P-th line, which needs the same (seeded) file order on
+  # every host; 3 files and 5 hosts with uneven files catch a host-dependent order.
+  lines = _lines(corpus["train"])[:241]
+  for i in range(n_files):
+    (tmp_path / f"part-{i}.txt").write_text("\n".join(lines[i::n_files]) + "\n")
+  per_host = []
+  for host in range(hosts):
+    ds = _make(make_cfg, spm_path, str(tmp_path / "part-*.txt"), shuffle=shuffle, repeat=False,
+               process_index=host, process_count=hosts)
+    per_host.append(collections.Counter(_documents(_batches(ds), tok.eos_id)))
+    assert per_host[-1], f"host {host} got no documents"
+  total = sum(per_host, collections.Counter())
+  assert total == _expected(tok, lines)  # union is everything, each document once
+  for i in range(hosts):
+    for j in range(i + 1, hosts):
+      assert not (per_host[i] & per_host[j])
+
+
+def test_training_stream_per_host_is_disjoint(make_cfg, spm_path, corpus, tok):
+  """With repeat and shuffle (the training setting), the first epoch's documents of two
+  hosts do not overlap: host streams are split before shuffling."""
+  seen = []
+  for host in range(2):
+    ds = _make(make_cfg, spm_path, corpus["train"], process_index=host, process_count=2)
+    seen.append(set(_documents(_batches(ds, 25), tok.eos_id, complete=False)))
+  lines = _lines(corpus["train"])
+  host_files = [sorted(glob.glob(corpus["train"]))[i::2] for i in range(2)]
+  for host in range(2):
+    own = set(_expected(tok, [ln for f in host_files[host] for ln in _lines(f)]))
+    assert seen[host] <= own and len(seen[host]) > 20
+  assert len(lines) == 1200
+
+
+def test_iterator_checkpoint_resumes_with_the_next_batch(make_cfg, spm_path, corpus, tmp_path):
+  it = iter(_make(make_cfg, spm_path, corpus["train"]))
+  for _ in range(30):  # past the first chunks, so shuffle buffers and the packer carry hold data
+    next(it)
+  path = tf.train.Checkpoint(iterator=it).save(str(tmp_path / "data"))
+  expected = [next(it) for _ in range(10)]
+  # A new process builds the same dataset and restores: it continues, no replay.
+  fresh = iter(_make(make_cfg, spm_path, corpus["train"]))
+  tf.train.Checkpoint(iterator=fresh).restore(path).assert_consumed()
+  for want in expected:
+    got = next(fresh)
+    for k in want:
+      np.testing.assert_array_equal(got[k].numpy(), want[k].numpy())
+
+
+def test_jsonl_source_matches_text_source(make_cfg, spm_path, corpus, tok, tmp_path):
+  lines = _lines(corpus["eval"])[:60]
+  rng = random.Random(0)
+  with open(tmp_path / "docs.jsonl", "w") as f:
+    for i, line in enumerate(lines):
+      record = {"id": i, "meta": {"a": [1, "x"]}, "text": line} if i % 2 else {"text": line, "n": i}
+      f.write(json.dumps(record, ensure_ascii=rng.random() < 0.5) + "\n")
+    f.write(json.dumps({"id": -1, "body": "no text field"}) + "\n")
+  (tmp_path / "docs.txt").write_text("\n".join(lines) + "\n")
+  from_json = _batches(_make(make_cfg, spm_path, str(tmp_path / "docs.jsonl"), source="jsonl",
+                             shuffle=False, repeat=False))
+  from_text = _batches(_make(make_cfg, spm_path, str(tmp_path / "docs.txt"), shuffle=False,
+                             repeat=False))
+  assert len(from_json) == len(from_text)
+  for a, b in zip(from_json, from_text, strict=True):
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_jsonl_field_decodes_escapes_like_json():
+  rng = random.Random(1)
+  alphabet = ["a", " ", "\\", '"', "\n", "\t", "/", "\u00e9", "\u4e2d", "\U0001F600", "u", "0",
+              "\u0001", "D", "8"]
+  texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(300)]
+  texts += ["\\u0041 is not an escape here", "\\\\\\", "end\\"]
+  lines = [json.dumps({"k": 1, "text": t}, ensure_ascii=rng.random() < 0.7) for t in texts]
+  lines += ['{"text": 5}', '{"other": "x"}', '{"texts": "x"}']
+  got = pipeline.jsonl_field(tf.constant(lines), "text").numpy()
+  assert [g.decode("utf-8") for g in got] == texts + ["", "", ""]
+
+
+def test_errors_are_plain_and_name_the_setting(make_cfg, spm_path, tmp_path):
+  with pytest.raises(DataError,
+                     match=r"no files match '/nowhere/\*\.txt' \(set by data\.train_files\)"):
+    _make(make_cfg, spm_path, "/nowhere/*.txt")
+  with pytest.raises(DataError, match=r"data\.eval_files"):
+    _make(make_cfg, spm_path, "/nowhere/*.txt", repeat=False)
+  for name in ("a.txt", "b.txt"):
+    (tmp_path / name).write_text("")
+  with pytest.raises(DataError, match=r"all 2 files matching .* are empty"):
+    _make(make_cfg, spm_path, str(tmp_path / "*.txt"))
+  (tmp_path / "b.txt").write_text("\n \n\n")
+  with pytest.raises(DataError, match="only whitespace"):
+    _make(make_cfg, spm_path, str(tmp_path / "*.txt"))
+  (tmp_path / "c.jsonl").write_text('{"body": "x"}\n')
+  with pytest.raises(DataError, match=r'field "text"'):
+    _make(make_cfg, spm_path, str(tmp_path / "c.jsonl"), source="jsonl")
+  (tmp_path / "d.txt").write_text("some text\n")
+  with pytest.raises(DataError, match="objective mlm is not supported yet"):
+    _make(make_cfg, spm_path, str(tmp_path / "d.txt"), objective="mlm")
+  with pytest.raises(DataError, match="t5x-like tokenizer train"):
+    pipeline.make_dataset(make_cfg(), files=str(tmp_path / "d.txt"),
+                          tokenizer_path=str(tmp_path / "none.model"), batch_size=BATCH)

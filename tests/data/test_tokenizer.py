@@ -1,0 +1,136 @@
+"""SentencePiece training and the tokenizer wrapper: T5 special ids, in-graph ids equal to
+Python SentencePiece, split digits, clear errors, and the unigram baseline against a
+direct computation."""
+
+import collections
+import glob
+import json
+import math
+import os
+
+import pytest
+import sentencepiece as spm
+import tensorflow as tf
+
+from t5x_like.data import tokenizer
+from t5x_like.data.tokenizer import DataError, Tokenizer
+
+
+def _lines(pattern):
+  out = []
+  for path in sorted(glob.glob(pattern)):
+    with open(path) as f:
+      out.extend(line.strip() for line in f if line.strip())
+  return out
+
+
+def test_special_ids_and_card(tok, spm_path, corpus):
+  assert (tok.pad_id, tok.eos_id, tok.unk_id) == (0, 1, 2)
+  assert [tok.piece(i) for i in range(3)] == ["<pad>", "</s>", "<unk>"]
+  sp = spm.SentencePieceProcessor(model_file=spm_path)
+  assert sp.bos_id() == -1 and tok.vocab_size == sp.get_piece_size()
+  assert tok.piece(3) == "<0x00>"  # byte fallback pieces follow the special ones
+  with open(spm_path[:-len(".model")] + ".json") as f:
+    card = json.load(f)
+  assert card["vocab_size"] == tok.vocab_size and card["requested_vocab_size"] == 512
+  assert (card["pad_id"], card["eos_id"], card["unk_id"], card["bos_id"]) == (0, 1, 2, None)
+  assert card["byte_fallback"] is True and card["model_type"] == "unigram"
+  assert card["input_glob"] == corpus["train"] and card["lines_used"] == 1200
+  assert card["bytes_used"] == sum(os.path.getsize(p) for p in glob.glob(corpus["train"]))
+
+
+def test_tf_tokenizer_matches_python(tok, corpus):
+  texts = _lines(corpus["eval"])[:100] + [
+      "", " ", "Hello, World!", "UPPER lower 0123456789", "tabs\tand  double  spaces",
+      "caf\u00e9 na\u00efve \u4e2d\u6587 \U0001F600", "-17 + -25 = -42 .", "x" * 300]
+  ragged = tok.tf_tokenizer.tokenize(tf.constant(texts))
+  assert ragged.dtype == tf.int32
+  for text, ids in zip(texts, ragged.to_list(), strict=True):
+    assert ids == tok.encode(text), text
+  assert tok.tf_tokenizer is tok.tf_tokenizer  # built once
+
+
+def test_digits_are_single_pieces(tok):
+  for i in range(tok.vocab_size):
+    piece = tok.piece(i).lstrip("\u2581")
+    if any(c.isdigit() for c in piece) and not piece.startswith("<0x"):
+      assert len(piece) == 1, piece
+  pieces = [tok.piece(i) for i in tok.encode("count : 1234567890 and 42")]
+  assert [p for p in pieces if p.strip("\u2581").isdigit()] == list("1234567890") + ["4", "2"]
+
+
+def test_decode_round_trip_and_stops_at_eos(tok, corpus):
+  for line in _lines(corpus["eval"])[:50]:
+    assert tok.decode(tok.encode(line)) == line
+  ids = tok.encode("12 + 30 = 42 .")
+  assert tok.decode([0] + ids + [tok.eos_id] + tok.encode("junk")) == "12 + 30 = 42 ."
+  assert tok.decode([0, 0]) == ""
+  assert tok.decode(tf.constant(ids).numpy()) == "12 + 30 = 42 ."  # arrays work too
+
+
+def test_unknown_text_falls_back_to_bytes(tok):
+  ids = tok.encode("\u4e2d")  # never seen in the corpus
+  assert tok.unk_id not in ids and all(tok.piece(i).startswith("<0x") for i in ids[-3:])
+  assert tok.decode(ids) == "\u4e2d"
+
+
+def test_training_is_deterministic_and_respects_max_bytes(corpus, spm_path, tmp_path):
+  again = tokenizer.train_sentencepiece(corpus["train"], 512, str(tmp_path / "a.model"),
+                                        hard_vocab_limit=False)
+  a, b = (spm.SentencePieceProcessor(model_file=p) for p in (again, spm_path))
+  # Compare the vocabularies, not the bytes: the model records its (temporary) input path.
+  assert [(a.id_to_piece(i), a.get_score(i)) for i in range(a.get_piece_size())] == [
+      (b.id_to_piece(i), b.get_score(i)) for i in range(b.get_piece_size())]
+  small = tokenizer.train_sentencepiece(corpus["train"], 300, str(tmp_path / "b.model"),
+                                        max_bytes=40_000, hard_vocab_limit=False)
+  with open(str(tmp_path / "b.json")) as f:
+    card = json.load(f)
+  assert 0 < card["bytes_used"] <= 40_000 and 0 < card["lines_used"] < 1200
+  assert Tokenizer(small).vocab_size <= 300
+  assert not [p for p in os.listdir(tmp_path) if p.startswith("tmp")]  # temp dir cleaned up
+
+
+def test_training_errors(corpus, tmp_path):
+  with pytest.raises(DataError, match=r"no files match '/nonexistent/\*\.txt'"):
+    tokenizer.train_sentencepiece("/nonexistent/*.txt", 300, str(tmp_path / "m.model"))
+  for name in ("a.txt", "b.txt"):
+    (tmp_path / name).write_text("" if name == "a.txt" else "\n  \n")
+  with pytest.raises(DataError, match="contain no text"):
+    tokenizer.train_sentencepiece(str(tmp_path / "*.txt"), 300, str(tmp_path / "m.model"))
+  with pytest.raises(DataError, match=r"vocab_size=4096 is too large .* lower it to at most \d+"):
+    tokenizer.train_sentencepiece(corpus["train"], 4096, str(tmp_path / "m.model"))
+  with pytest.raises(DataError, match=r"vocab_size=100 is too small .* at least \d+"):
+    tokenizer.train_sentencepiece(corpus["train"], 100, str(tmp_path / "m.model"))
+  assert not os.path.exists(tmp_path / "m.model")  # nothing half-written is left behind
+
+
+def test_missing_or_corrupt_model(tmp_path):
+  missing = str(tmp_path / "nope.model")
+  with pytest.raises(DataError, match=r"nope\.model.*t5x-like tokenizer train"):
+    Tokenizer(missing)
+  bad = tmp_path / "bad.model"
+  bad.write_bytes(b"this is not a protobuf")
+  with pytest.raises(DataError, match=r"bad\.model.*not a valid SentencePiece model"):
+    Tokenizer(str(bad))
+  with pytest.raises(DataError, match="t5x-like tokenizer train"):
+    Tokenizer("")
+
+
+def test_unigram_loss_matches_direct_computation(tok, spm_path, corpus):
+  sp = spm.SentencePieceProcessor(model_file=spm_path)
+  train = [sp.encode(line) + [1] for line in _lines(corpus["train"])]
+  evals = [sp.encode(line) + [1] for line in _lines(corpus["eval"])]
+  counts = collections.Counter(i for doc in train for i in doc)
+  total = sum(counts.values()) + sp.get_piece_size()
+  tokens = [i for doc in evals for i in doc]
+  expected = -sum(math.log((counts[i] + 1) / total) for i in tokens) / len(tokens)
+  got = tokenizer.unigram_loss(tok, corpus["train"], corpus["eval"])
+  assert got == pytest.approx(expected, rel=1e-9)
+  assert 1.0 < got < math.log(tok.vocab_size)  # better than uniform, far from zero
+  # max_docs caps both sides: the first 5 train and the first 5 eval documents.
+  counts5 = collections.Counter(i for doc in train[:5] for i in doc)
+  total5 = sum(counts5.values()) + sp.get_piece_size()
+  tokens5 = [i for doc in evals[:5] for i in doc]
+  expected5 = -sum(math.log((counts5[i] + 1) / total5) for i in tokens5) / len(tokens5)
+  got5 = tokenizer.unigram_loss(tok, corpus["train"], corpus["eval"], max_docs=5)
+  assert got5 == pytest.approx(expected5, rel=1e-9) and got5 > got
