@@ -70,9 +70,7 @@ def main(argv: list[str] | None = None) -> int:
   argv = sys.argv[1:] if argv is None else argv
   args, rest = _parser().parse_known_args(argv)
   _setup_env(args)
-  from t5x_like.checkpoint import CheckpointError  # noqa: PLC0415
   from t5x_like.config import ConfigError  # noqa: PLC0415
-  from t5x_like.data.tokenizer import DataError  # noqa: PLC0415
   try:
     if args.command == "train":
       return _train(args, rest)
@@ -88,10 +86,18 @@ def main(argv: list[str] | None = None) -> int:
       return 0
     if args.command == "data":
       return _data_show(args)
-  except (ConfigError, CheckpointError, DataError, FileNotFoundError) as e:
+  except Exception as e:
+    if not _is_user_error(e):
+      raise
     print(f"error: {e}", file=sys.stderr)
     return 2
   return 1
+
+
+def _is_user_error(e: Exception) -> bool:
+  """Our own exception classes (ConfigError, DataError, CheckpointError) describe what the
+  user must fix: they are printed as one line. Anything else is a bug and keeps its traceback."""
+  return type(e).__module__.startswith("t5x_like.") or isinstance(e, FileNotFoundError)
 
 
 def _train(args, rest) -> int:

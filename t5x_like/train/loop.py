@@ -18,7 +18,13 @@ from t5x_like.checkpoint import Checkpointer
 from t5x_like.config import Config, ConfigError
 from t5x_like.runtime import data_parallel_size, make_mesh, rules_from_config
 from t5x_like.train import metrics as metrics_lib
-from t5x_like.train.state import build_setup, count_params, init_state, sharding_table
+from t5x_like.train.state import (
+  build_setup,
+  count_params,
+  init_state,
+  memory_report,
+  sharding_table,
+)
 from t5x_like.train.step import batch_sharding, make_eval_step, make_train_step
 
 
@@ -47,7 +53,8 @@ def prepare_data(cfg: Config, workdir: str) -> dict:
                                      num_eval_docs=d.synthetic_eval_docs, seed=d.seed)
       if not os.path.exists(tok_path):
         log(f"training a SentencePiece tokenizer (vocab {cfg.model.vocab_size}) -> {tok_path}")
-        tokenizer.train_sentencepiece(files["train"], cfg.model.vocab_size, tok_path, seed=d.seed)
+        tokenizer.train_sentencepiece(files["train"], cfg.model.vocab_size, tok_path, seed=d.seed, model_type="bpe",
+                                      hard_vocab_limit=False)
     _barrier("prepare_data")
     files = {"train": os.path.join(corpus_dir, "train-*.txt"), "eval": os.path.join(corpus_dir, "eval-*.txt")}
   tok = tokenizer.Tokenizer(tok_path)
@@ -165,6 +172,7 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
   log(f"[t5x_like] model {cfg.model.family}: {n_params:,} parameters")
   if dry_run:
     log(sharding_table(setup))
+    log(memory_report(setup))
     return {"params": n_params}
 
   # Data.
@@ -200,7 +208,8 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
   b_sharding = batch_sharding(setup)
   rng = jax.random.key(cfg.train.seed + 1)
   t0 = time.time()
-  first = next_batch(train_it) if start_step < cfg.train.steps else None
+  end_step = min(cfg.train.stop_at_step or cfg.train.steps, cfg.train.steps)
+  first = next_batch(train_it) if start_step < end_step else None
   compiled = train_step.lower(state, to_global(first, b_sharding), rng).compile() if first else None
   compile_s = time.time() - t0
   if compiled is not None:
@@ -229,14 +238,14 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
   train_tokens_per_s = []
   batch = first
   try:
-    while step < cfg.train.steps:
+    while step < end_step:
       if batch is None:
         batch = next_batch(train_it)
       state, m = compiled(state, to_global(batch, b_sharding), rng)
       batch = None
       step += 1
       window_steps += 1
-      if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+      if step % cfg.train.log_every == 0 or step == end_step:
         m = jax.device_get(m)
         dt = time.time() - window_t
         tok_s = cfg.train.batch_size * seq_len * window_steps / dt
@@ -253,7 +262,7 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
         log(metrics_lib.progress_line(step, cfg.train.steps, row))
         last_metrics = row
         window_t, window_steps = time.time(), 0
-      if ckpt is not None and step % cfg.checkpoint.every_steps == 0 and step < cfg.train.steps:
+      if ckpt is not None and step % cfg.checkpoint.every_steps == 0 and step < end_step:
         save(step)
       if stop.agreed():
         preempted = True

@@ -128,3 +128,21 @@ def sharding_table(setup: TrainSetup) -> str:
     lines.append(f"{name:<48} {str(tuple(p.shape)):<18} {axes:<32} {spec:<28} {mib:>8.3f}")
   lines.append(f"params: {count_params(setup.abstract_params):,}  per-device param MiB: {total_dev:.2f}")
   return "\n".join(lines)
+
+
+def per_device_bytes(abstract_tree) -> int:
+  """Bytes one device holds for a tree of sharded ShapeDtypeStructs (even sharding)."""
+  total = 0
+  for leaf in jax.tree.leaves(abstract_tree):
+    shape = leaf.sharding.shard_shape(leaf.shape) if leaf.sharding is not None else leaf.shape
+    total += math.prod(shape) * np.dtype(leaf.dtype).itemsize
+  return total
+
+
+def memory_report(setup: TrainSetup) -> str:
+  params = per_device_bytes(setup.abstract_state["params"])
+  opt = per_device_bytes(setup.abstract_state["opt_state"])
+  full = sum(math.prod(p.shape) * np.dtype(p.dtype).itemsize for p in jax.tree.leaves(setup.abstract_params))
+  return (f"per-device memory: params {params / 2**20:.2f} MiB + optimizer {opt / 2**20:.2f} MiB "
+          f"= {(params + opt) / 2**20:.2f} MiB (unsharded params: {full / 2**20:.2f} MiB); "
+          "activations come on top and depend on batch, length and remat policy")

@@ -100,7 +100,7 @@ def test_documents_have_the_promised_structure(tmp_path):
       m = ARITH.match(s)
       if m:
         a, op, b, result = m.groups()
-        assert 0 <= int(a) <= 99 and 0 <= int(b) <= 99
+        assert 0 <= int(a) <= synthetic.MAX_OPERAND and 0 <= int(b) <= synthetic.MAX_OPERAND
         assert int(result) == (int(a) + int(b) if op == "+" else int(a) - int(b)), s
         kinds["arithmetic"] += 1
       elif s.startswith("count : "):

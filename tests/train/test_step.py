@@ -41,7 +41,7 @@ def _run(cfg, steps=5, devices=None, state_hook=None):
   step = make_train_step(setup, cfg)
   sh = batch_sharding(setup)
   losses, metrics = [], []
-  for i in range(steps):
+  for _i in range(steps):
     batch = {k: jax.device_put(v, sh) for k, v in _batch(0).items()}
     state, m = step(state, batch, jax.random.key(0))
     losses.append(float(m["loss"]))
