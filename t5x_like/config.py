@@ -50,6 +50,13 @@ class ModelConfig:
   attention_impl: str = "xla"  # xla | cudnn (jax.nn.dot_product_attention implementation)
   z_loss: float = 0.0  # coefficient of log(Z)^2 in the loss
   init_std: float = 0.02
+  # Family details needed to reproduce published models (BERT, GPT-2, T5); see docs/models.md.
+  gelu_approximate: bool = True  # tanh GELU (GPT-2 "gelu_new", T5 v1.1); false: exact erf GELU (BERT)
+  attention_scale: float = 0.0  # multiplies q.k; 0 means head_dim**-0.5; T5 uses 1.0 (folded into init)
+  type_vocab_size: int = 0  # encoder: BERT token-type (sentence A/B) embeddings; 0 means none
+  embed_norm: bool = False  # normalise the summed embeddings before the stack (BERT)
+  mlm_head: bool = False  # encoder: dense + gelu + norm, then the projection plus a vocab bias (BERT)
+  rescale_decoder_output: bool = True  # encoder_decoder: final states * d_model**-0.5 before the head (T5 v1.0)
 
 
 @dataclasses.dataclass
@@ -108,7 +115,8 @@ class CheckpointConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-  steps: int = 1000
+  steps: int = 1000  # total optimizer steps (the learning-rate schedule spans these)
+  stop_at_step: int = 0  # end this invocation after this step (0 = steps); rerun to continue
   batch_size: int = 32  # global, in sequences per optimizer step
   grad_accum_steps: int = 1  # micro-batches per step; batch_size must divide evenly
   log_every: int = 50
@@ -183,9 +191,16 @@ def _all_keys(obj, prefix="") -> list[str]:
   return keys
 
 
+_ALIASES = {"lr": "learning_rate", "bs": "batch_size", "wd": "weight_decay", "num_steps": "steps",
+            "seq_length": "seq_len", "max_seq_len": "seq_len", "n_layers": "num_layers", "layers": "num_layers",
+            "hidden_size": "d_model", "heads": "num_heads", "vocab": "vocab_size"}
+
+
 def _unknown_key(key: str, cfg: Config) -> ConfigError:
   valid = _all_keys(cfg)
-  close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+  leaf = key.rsplit(".", 1)[-1]
+  alias = [k for k in valid if k.rsplit(".", 1)[-1] == _ALIASES.get(leaf)]
+  close = alias[:1] or difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
   if not close:  # try matching the last component alone, e.g. "lr" inside "optimizer."
     leaf = key.rsplit(".", 1)[-1]
     by_leaf = {k.rsplit(".", 1)[-1]: k for k in valid}

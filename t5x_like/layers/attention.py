@@ -33,7 +33,10 @@ class Attention(nnx.Module):
     self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
     self.scale = scale  # None means 1/sqrt(head_dim); T5 uses 1.0 (folded into init)
     self.implementation = None if implementation == "xla" else implementation
-    self.wq = param(rngs, (d_model, num_heads, head_dim), ("embed", "heads", "kv"), std=std)
+    # With an explicit scale (T5: 1.0) the usual 1/sqrt(head_dim) moves into the query init,
+    # so initial attention logits have the same spread either way.
+    q_std = std if scale is None else std * head_dim ** -0.5 / scale
+    self.wq = param(rngs, (d_model, num_heads, head_dim), ("embed", "heads", "kv"), std=q_std)
     self.wk = param(rngs, (d_model, num_kv_heads, head_dim), ("embed", "heads", "kv"), std=std)
     self.wv = param(rngs, (d_model, num_kv_heads, head_dim), ("embed", "heads", "kv"), std=std)
     self.wo = param(rngs, (num_heads, head_dim, d_model), ("heads", "kv", "embed"), std=std)

@@ -34,6 +34,8 @@ class Block(nnx.Module):
                attention_scale: float | None = None):
     n, k, h = head_dims(cfg)
     self.cfg, self.causal, self.cross = cfg, causal, cross
+    if attention_scale is None and cfg.attention_scale:
+      attention_scale = cfg.attention_scale
     attn = dict(use_bias=cfg.use_bias, std=cfg.init_std, rngs=rngs, scale=attention_scale,
                 implementation=cfg.attention_impl)
     norm = dict(kind=cfg.norm, eps=cfg.norm_eps, rngs=rngs)
@@ -44,7 +46,7 @@ class Block(nnx.Module):
       self.cross_attn = Attention(cfg.d_model, n, k, h, **attn)
     self.mlp_norm = Norm(cfg.d_model, **norm)
     self.mlp = Mlp(cfg.d_model, cfg.d_ff, activation=cfg.mlp_activation, use_bias=cfg.use_bias,
-                   std=cfg.init_std, rngs=rngs)
+                   std=cfg.init_std, rngs=rngs, exact_gelu=not cfg.gelu_approximate)
 
   def _residual(self, x, norm, fn, rng):
     rate = self.cfg.dropout_rate
