@@ -79,6 +79,10 @@ class DataConfig:
   shuffle_buffer: int = 10_000
   seed: int = 0
   num_parallel_calls: int = -1  # -1 means tf.data.AUTOTUNE
+  # files: each host reads its own files (scales; batches depend on the host count).
+  # rows: every host reads the whole stream and keeps its slice of each global batch, so
+  # the batches are identical for any host count (costs host_count x the input work).
+  host_split: str = "files"
 
 
 @dataclasses.dataclass
@@ -150,6 +154,7 @@ _CHOICES = {
     "model.attention_impl": ("xla", "cudnn"),
     "data.source": ("synthetic", "text", "jsonl", "tfds"),
     "data.objective": ("causal_lm", "prefix_lm", "mlm", "span_corruption"),
+    "data.host_split": ("files", "rows"),
     "optimizer.schedule": ("cosine", "linear", "constant"),
     "mesh.rules": ("dp", "fsdp", "fsdp_tp", "tp", "custom"),
 }

@@ -256,6 +256,11 @@ def make_dataset(data_cfg: DataConfig, *, files: str, tokenizer_path: str, batch
   _check_has_text(paths, files, key, cfg)
   tokenizer = Tokenizer(tokenizer_path)
 
+  # host_split=rows: read the whole stream as one host would, batch globally, keep a slice.
+  by_rows = cfg.host_split == "rows" and process_count > 1
+  host_batch, slice_index = batch_size, process_index
+  if by_rows:
+    batch_size, process_index, process_count = batch_size * process_count, 0, 1
   lines = _read_lines(paths, process_index=process_index, process_count=process_count,
                       shuffle=shuffle, repeat=repeat, seed=seed,
                       shuffle_buffer=cfg.shuffle_buffer)
@@ -270,6 +275,9 @@ def make_dataset(data_cfg: DataConfig, *, files: str, tokenizer_path: str, batch
     ds = rows.batch(batch_size, drop_remainder=repeat)
   if not repeat:
     ds = ds.map(lambda b: _pad_batch(b, batch_size))
+  if by_rows:
+    lo = slice_index * host_batch
+    ds = ds.map(lambda b: {k: v[lo:lo + host_batch] for k, v in b.items()})
 
   options = tf.data.Options()
   options.deterministic = True

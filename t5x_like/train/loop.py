@@ -106,12 +106,15 @@ def next_batch(it) -> dict:
 
 def evaluate(eval_step, params, make_eval_ds, sharding, max_batches: int) -> dict:
   sums = None
-  it = iter(make_eval_ds())
+  ds = make_eval_ds()
+  it = iter(ds)
   for _ in range(max_batches):
     try:
       batch = next_batch(it)
     except StopIteration:
-      break
+      # Every host must run the same number of (collective) eval steps: a host whose
+      # share ran out feeds an all-padding batch (loss weight 0) instead of stopping.
+      batch = {k: np.zeros(v.shape, v.dtype.as_numpy_dtype) for k, v in ds.element_spec.items()}
     aux = jax.device_get(eval_step(params, to_global(batch, sharding)))
     sums = aux if sums is None else {k: sums[k] + aux[k] for k in sums}
   if not sums or sums["weight_sum"] == 0:
