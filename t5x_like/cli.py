@@ -40,6 +40,16 @@ def _parser() -> argparse.ArgumentParser:
   tt.add_argument("--user-symbols", default="", help="comma-separated user-defined special tokens")
   tt.add_argument("--seed", type=int, default=0)
 
+  cv = sub.add_parser("convert", help="import/export Hugging Face GPT-2, BERT and T5 weights (safetensors)",
+                      description="--from-hf DIR writes OUTPUT/0 (params + model config, an Orbax checkpoint); "
+                                  "--to-hf CKPT writes a HF directory from a checkpoint step dir (OUTPUT).")
+  src = cv.add_mutually_exclusive_group(required=True)
+  src.add_argument("--from-hf", default="", help="a local HF model directory (config.json + *.safetensors)")
+  src.add_argument("--to-hf", default="", help="a checkpoint step directory, e.g. WORKDIR/checkpoints/350")
+  cv.add_argument("--family", default=None, choices=["decoder", "encoder", "encoder_decoder"],
+                  help="our family; inferred from config.json when omitted")
+  cv.add_argument("--output", required=True)
+
   ds = sub.add_parser("data", help="data tools")
   dsub = ds.add_subparsers(dest="data_command", required=True)
   show = dsub.add_parser("show", help="print decoded examples as the model will see them")
@@ -86,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
       return 0
     if args.command == "data":
       return _data_show(args)
+    if args.command == "convert":
+      return _convert(args)
   except Exception as e:
     if not _is_user_error(e):
       raise
@@ -107,6 +119,40 @@ def _train(args, rest) -> int:
   runtime.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
   from t5x_like.train.loop import run  # noqa: PLC0415
   run(cfg, args.workdir, dry_run=args.dry_run)
+  return 0
+
+
+def _convert(args) -> int:
+  import json  # noqa: PLC0415
+
+  import jax  # noqa: PLC0415
+  import orbax.checkpoint as ocp  # noqa: PLC0415
+
+  from t5x_like import config as config_lib  # noqa: PLC0415
+  from t5x_like import interop  # noqa: PLC0415
+  from t5x_like.checkpoint import CheckpointError  # noqa: PLC0415
+  if args.from_hf:
+    cfg, params = interop.load_hf(args.from_hf, args.family)
+    out = os.path.join(os.path.abspath(args.output), "0")
+    if os.path.exists(out):
+      raise CheckpointError(f"{out} already exists; choose another --output")
+    with ocp.CheckpointManager(os.path.dirname(out)) as mgr:
+      mgr.save(0, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params}),
+                                          meta=ocp.args.JsonSave({"model": config_lib.to_dict(config_lib.Config(model=cfg))["model"],
+                                                                  "source": args.from_hf})))
+    print(f"wrote {out} ({cfg.family}; use it with --config.checkpoint.init_from={out})")
+    return 0
+  step_dir = os.path.abspath(args.to_hf)
+  meta_path = os.path.join(step_dir, "meta", "metadata")
+  if not os.path.exists(meta_path):
+    raise CheckpointError(f"{step_dir} is not a t5x_like checkpoint step directory (no meta/metadata)")
+  meta = json.load(open(meta_path))
+  model = meta.get("model") or meta.get("config", {}).get("model")
+  cfg = config_lib.from_dict({"model": model}).model
+  restored = ocp.StandardCheckpointer().restore(os.path.join(step_dir, "state"))
+  params = jax.tree.map(lambda a: jax.device_get(a), restored["params"])
+  files = interop.export_hf(params, cfg, args.output)
+  print(f"wrote {len(files)} files to {args.output}")
   return 0
 
 
