@@ -103,6 +103,11 @@ class MeshConfig:
   data: int = -1  # -1 means all devices not used by the other axes
   fsdp: int = 1
   tensor: int = 1
+  # Across slices/hosts (DCN): each mesh axis is dcn_x * x devices, the DCN part slowest.
+  # E.g. 4 hosts x 8 GPUs as pure data parallelism across hosts: dcn_data=4, fsdp=8.
+  dcn_data: int = 1
+  dcn_fsdp: int = 1
+  dcn_tensor: int = 1
   rules: str = "fsdp"  # dp | fsdp | fsdp_tp | tp | custom
   custom_rules: list = dataclasses.field(default_factory=list)  # [[logical, mesh_axis|null], ...]
 

@@ -101,12 +101,41 @@ def mesh_shape(mesh_cfg: MeshConfig, num_devices: int) -> tuple[int, int, int]:
   return tuple(sizes)
 
 
+def hybrid_device_array(devices: Sequence, ici: Sequence[int], dcn: Sequence[int], granule_of) -> np.ndarray:
+  """Arranges devices so that, along every mesh axis, the DCN factor is the slow (outer)
+  part: devices of one granule (a slice, or a host) fill the inner ICI block."""
+  granules: dict = {}
+  for d in devices:
+    granules.setdefault(granule_of(d), []).append(d)
+  keys = sorted(granules)
+  if len(keys) != math.prod(dcn) or any(len(granules[k]) != math.prod(ici) for k in keys):
+    raise ConfigError(
+        f"mesh DCN shape {tuple(dcn)} needs {math.prod(dcn)} slices/hosts of {math.prod(ici)} devices each, "
+        f"but found {len(keys)} with {[len(granules[k]) for k in keys]} devices; "
+        "set mesh.dcn_* to the number of hosts/slices and the ICI sizes to the devices per host")
+  arr = np.empty(tuple(dcn) + tuple(ici), dtype=object)
+  for gi, k in enumerate(keys):
+    block = np.asarray(sorted(granules[k], key=lambda d: d.id), dtype=object).reshape(tuple(ici))
+    arr[np.unravel_index(gi, tuple(dcn))] = block
+  # [d0, d1, d2, i0, i1, i2] -> [d0*i0, d1*i1, d2*i2] with the DCN index outermost.
+  arr = arr.transpose(0, 3, 1, 4, 2, 5)
+  return arr.reshape(tuple(a * b for a, b in zip(dcn, ici, strict=True)))
+
+
 def make_mesh(mesh_cfg: MeshConfig, devices: Sequence[jax.Device] | None = None) -> Mesh:
   devices = list(jax.devices() if devices is None else devices)
+  dcn = (mesh_cfg.dcn_data, mesh_cfg.dcn_fsdp, mesh_cfg.dcn_tensor)
+  if min(dcn) < 1:
+    raise ConfigError(f"mesh.dcn_* must be >= 1, got {dcn}")
+  if math.prod(dcn) > 1:
+    ici = mesh_shape(mesh_cfg, len(devices) // math.prod(dcn))
+    multi_slice = hasattr(devices[0], "slice_index") and devices[0].slice_index is not None
+    granule = (lambda d: d.slice_index) if multi_slice else (lambda d: d.process_index)
+    dev_array = hybrid_device_array(devices, ici, dcn, granule)
+    return Mesh(dev_array, MESH_AXES, axis_types=(AxisType.Auto,) * 3)
   shape = mesh_shape(mesh_cfg, len(devices))
   if len(devices) == jax.device_count() and devices == list(jax.devices()):
-    # mesh_utils orders devices for the physical topology (ICI rings on TPU); across hosts
-    # the data axis is the slowest so only gradients cross the host network.
+    # mesh_utils orders devices for the physical topology (ICI rings on TPU).
     try:
       from jax.experimental import mesh_utils
       dev_array = mesh_utils.create_device_mesh(shape, devices=devices, allow_split_physical_axes=True)

@@ -60,3 +60,20 @@ def test_fsdp_memory_is_an_eighth_of_replicated():
   assert "stack/blocks/mlp/wi" in table and "'fsdp'" in table
   assert "per-device memory" in memory_report(setup)
   assert jax.device_count() == 8
+
+
+def test_hybrid_mesh_puts_hosts_on_the_outer_data_axis():
+  from t5x_like.runtime import hybrid_device_array
+  devs = jax.devices()
+  host_of = lambda d: d.id // 4  # pretend: 2 hosts of 4 devices
+  arr = hybrid_device_array(devs, (1, 4, 1), (2, 1, 1), host_of)
+  assert arr.shape == (2, 4, 1)
+  assert [host_of(d) for d in arr[0, :, 0]] == [0] * 4 and [host_of(d) for d in arr[1, :, 0]] == [1] * 4
+  arr = hybrid_device_array(devs, (2, 2, 1), (2, 1, 1), host_of)  # data = 2 hosts x 2
+  assert arr.shape == (4, 2, 1)
+  assert [host_of(d) for d in arr[:, 0, 0]] == [0, 0, 1, 1]
+  with pytest.raises(C.ConfigError, match=r"needs 4 slices/hosts of 2 devices"):
+    hybrid_device_array(devs, (2, 1, 1), (4, 1, 1), host_of)
+  # In one process all devices are one host: a DCN shape of 2 is refused with the numbers.
+  with pytest.raises(C.ConfigError, match=r"found 1 with \[8\] devices"):
+    make_mesh(C.MeshConfig(data=1, fsdp=4, tensor=1, dcn_data=2))
