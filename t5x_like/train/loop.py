@@ -173,9 +173,9 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
   setup = build_setup(cfg, mesh, rules)
   n_params = count_params(setup.abstract_params)
   log(f"[t5x_like] model {cfg.model.family}: {n_params:,} parameters")
+  log(sharding_table(setup))
+  log(memory_report(setup))
   if dry_run:
-    log(sharding_table(setup))
-    log(memory_report(setup))
     return {"params": n_params}
 
   # Data.

@@ -77,3 +77,11 @@ def test_cli_user_errors_are_one_line(tmp_path):
     p = subprocess.run(cmd + extra, capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 2, p.stderr
     assert "Traceback" not in p.stderr and expect in p.stderr, p.stderr
+
+
+def test_dry_run_prints_table_and_memory_without_training(tmp_path, capsys):
+  out = run(_cfg(10), str(tmp_path / "dry"), dry_run=True)
+  text = capsys.readouterr().out
+  assert out == {"params": out["params"]} and out["params"] > 0
+  assert "stack/blocks/self_attn/wq" in text and "per-device memory" in text
+  assert not os.path.exists(tmp_path / "dry" / "checkpoints")
