@@ -61,7 +61,7 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class DataConfig:
-  source: str = "synthetic"  # synthetic | text | jsonl | tfds
+  source: str = "synthetic"  # synthetic | text | jsonl | tfrecord | tfds
   train_files: str = ""  # glob of text/JSONL files (source=text|jsonl)
   eval_files: str = ""  # glob for the held-out split
   jsonl_field: str = "text"
@@ -83,6 +83,22 @@ class DataConfig:
   # rows: every host reads the whole stream and keeps its slice of each global batch, so
   # the batches are identical for any host count (costs host_count x the input work).
   host_split: str = "files"
+  # Objectives (docs/data.md). Sentinels follow T5: `extra_ids` ids are appended after the
+  # tokenizer's pieces and sentinel i is id vocab + extra_ids - 1 - i (the end of the
+  # vocabulary); model.vocab_size must cover them. MLM uses sentinel 0 as its mask token
+  # unless the tokenizer has a "<mask>" or "[MASK]" piece.
+  extra_ids: int = 100
+  mlm_probability: float = 0.15  # fraction of (maskable) tokens selected for prediction
+  mlm_mask_rate: float = 0.8  # of the selected: replaced by the mask token
+  mlm_random_rate: float = 0.1  # of the selected: replaced by a random token (rest unchanged)
+  noise_density: float = 0.15  # span corruption: fraction of tokens in noise spans
+  mean_noise_span_length: float = 3.0
+  targets_len: int = 0  # span corruption decoder length; 0 derives it from seq_len like T5
+  # Sources beyond text/JSONL (issue 6): TFRecord files of tf.train.Example with a bytes
+  # feature, mixtures of several sources, and what to do with undecodable lines.
+  tfrecord_feature: str = "text"
+  mixture: list = dataclasses.field(default_factory=list)  # [{"weight": w, <data fields>...}, ...]
+  skip_bad_lines: bool = False  # skip (and count) non-UTF-8 lines instead of stopping
 
 
 @dataclasses.dataclass
@@ -120,6 +136,8 @@ class CheckpointConfig:
   keep_period: int = 0  # additionally keep every N-th step forever; 0 disables
   async_save: bool = True
   restore_from: str = ""  # a step number or a checkpoint directory; empty means latest
+  skip_corrupt: bool = False  # fall back to the newest checkpoint that restores, instead of stopping
+  init_from: str = ""  # warm start: params only from a checkpoint step dir (new optimizer state)
 
 
 @dataclasses.dataclass
@@ -134,6 +152,7 @@ class TrainConfig:
   skill_eval_examples: int = 64  # prompts scored by greedy decoding at the end (0 disables)
   seed: int = 0
   peak_tflops_per_device: float = 0.0  # for MFU; 0 means look up the device kind
+  max_consecutive_nonfinite: int = 5  # stop (after saving) when this many steps in a row are skipped
 
 
 @dataclasses.dataclass
@@ -157,7 +176,7 @@ _CHOICES = {
     "model.param_dtype": ("float32", "bfloat16"),
     "model.remat_policy": ("none", "full", "dots", "dots_no_batch"),
     "model.attention_impl": ("xla", "cudnn"),
-    "data.source": ("synthetic", "text", "jsonl", "tfds"),
+    "data.source": ("synthetic", "text", "jsonl", "tfrecord", "tfds"),
     "data.objective": ("causal_lm", "prefix_lm", "mlm", "span_corruption"),
     "data.host_split": ("files", "rows"),
     "optimizer.schedule": ("cosine", "linear", "constant"),

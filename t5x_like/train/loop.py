@@ -4,7 +4,6 @@ compile -> steps (log, eval, checkpoint) -> summary."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import sys
@@ -18,6 +17,7 @@ from t5x_like.checkpoint import Checkpointer
 from t5x_like.config import Config, ConfigError
 from t5x_like.runtime import data_parallel_size, make_mesh, rules_from_config
 from t5x_like.train import metrics as metrics_lib
+from t5x_like.train import skill as skill_lib
 from t5x_like.train.state import (
   build_setup,
   count_params,
@@ -284,14 +284,15 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
 
   # Final eval, skill score and checkpoint.
   final_eval = evaluate(eval_step, state["params"], make_eval_ds, b_sharding, cfg.train.eval_batches)
-  skill = skill_score(cfg, setup, state["params"], files["tokenizer"])
+  skill = skill_lib.skill_score(cfg, setup, state["params"], files["tokenizer"])
   if ckpt is not None:
     if step not in ckpt.all_steps():
       save(step, force=True)
     ckpt.close()
   final = {**final_eval, **skill}
-  if final:
-    writer.write(step, final)
+  numeric = {k: v for k, v in final.items() if isinstance(v, (int, float))}
+  if numeric:
+    writer.write(step, numeric)
   writer.close()
 
   summary = {
@@ -322,36 +323,6 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
   return summary
 
 
-def skill_score(cfg: Config, setup, params, tokenizer_path: str) -> dict:
-  """Greedy-decodes held-out arithmetic prompts and reports exact-match accuracy."""
-  n = cfg.train.skill_eval_examples
-  if n <= 0 or cfg.data.source != "synthetic" or cfg.model.family != "decoder":
-    return {}
-  from flax import nnx  # noqa: PLC0415
-
-  from t5x_like.data import synthetic, tokenizer  # noqa: PLC0415
-  tok = tokenizer.Tokenizer(tokenizer_path)
-  examples = synthetic.skill_examples(n, seed=cfg.data.seed + 1)
-  prompts = [tok.encode(p) for p, _ in examples]
-  width = max(len(p) for p in prompts)
-  width = int(2 ** math.ceil(math.log2(max(width, 8))))
-  tokens = np.zeros((n, width), np.int32)
-  for i, p in enumerate(prompts):
-    tokens[i, :len(p)] = p
-  lengths = np.array([len(p) for p in prompts], np.int32)
-
-  @jax.jit
-  def predict(params, tokens, lengths):
-    model = nnx.merge(setup.graphdef, nnx.State(params))
-    return model.predict({"prompt_tokens": tokens, "prompt_lengths": lengths}, max_new_tokens=6,
-                         eos_id=tok.eos_id)
-
-  with jax.set_mesh(setup.mesh):
-    out = np.asarray(jax.device_get(predict(params, tokens, lengths)))
-  correct = [synthetic.score_answer(tok.decode(out[i].tolist()), ans) for i, (_, ans) in enumerate(examples)]
-  return {"skill_accuracy": float(np.mean(correct)), "skill_examples": float(n)}
-
-
 def format_summary(s: dict) -> str:
   def f(v, fmt):
     return "n/a" if v is None else format(v, fmt)
@@ -363,7 +334,7 @@ def format_summary(s: dict) -> str:
       f"| unigram baseline {f(s.get('unigram_loss'), '.4f')}",
   ]
   if "skill_accuracy" in s:
-    lines.append(f"arithmetic answer accuracy (held-out, greedy): {100 * s['skill_accuracy']:.1f}% "
+    lines.append(f"{s.get('skill_name', 'skill')}: {100 * s['skill_accuracy']:.1f}% "
                  f"of {int(s['skill_examples'])}")
   lines += [
       f"throughput {f(s.get('tokens_per_s'), ',.0f')} tokens/s | MFU {f((s.get('mfu') or 0) * 100, '.2f')}%",
