@@ -15,8 +15,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
 from t5x_like.config import DataConfig  # noqa: E402
-from t5x_like.data.packing import pack_and_split, pack_blocks  # noqa: E402
-from t5x_like.data.tokenizer import Tokenizer  # noqa: E402
+from t5x_like.data.packing import pack_and_split, pack_blocks, pack_greedy  # noqa: E402
+from t5x_like.data.tokenizer import DataError, Tokenizer  # noqa: E402
 
 # ---------------------------------------------------------------- causal LM
 
@@ -26,12 +26,11 @@ def causal_lm_features(packed: dict) -> dict:
   shifted right by one within each segment, with 0 (pad, doubling as BOS) at each start."""
   tokens, segments, positions = (tf.convert_to_tensor(packed[k])
                                  for k in ("tokens", "segment_ids", "positions"))
-  shifted = tf.concat([tf.zeros_like(tokens[..., :1]), tokens[..., :-1]], axis=-1)
   return {
       "decoder_target_tokens": tokens,
       # A segment starts where the position is 0: there the previous token is another
       # document's (or padding), which the model must not see.
-      "decoder_input_tokens": tf.where(positions > 0, shifted, tf.zeros_like(shifted)),
+      "decoder_input_tokens": _shift_right(tokens, positions),
       "decoder_segment_ids": segments,
       "decoder_positions": positions,
       "decoder_loss_weights": tf.cast(segments > 0, tf.float32),
@@ -50,13 +49,327 @@ def causal_lm_chunked(chunks: tf.data.Dataset, cfg: DataConfig, *, tokenizer: To
   return pack_blocks(chunks, cfg.seq_len).map(causal_lm_features)
 
 
+def _shift_right(tokens, positions):
+  """Decoder inputs: each segment's tokens shifted right by one behind 0 (BOS)."""
+  shifted = tf.concat([tf.zeros_like(tokens[..., :1]), tokens[..., :-1]], axis=-1)
+  return tf.where(positions > 0, shifted, tf.zeros_like(shifted))
+
+
+def _seeds(seed: int, index: tf.Tensor, n: int) -> tf.Tensor:
+  """`n` independent stateless seeds `[n, 2]` for the element number `index`."""
+  base = tf.stack([tf.constant(seed, tf.int64), tf.cast(index, tf.int64)])
+  return tf.random.split(base, n)
+
+
+def _split_long(docs: tf.data.Dataset, max_len: int) -> tf.data.Dataset:
+  """Documents longer than `max_len` become several examples (nothing is dropped)."""
+
+  def pieces(doc):
+    n = tf.shape(doc)[0]
+    rows = (n + max_len - 1) // max_len
+    return tf.data.Dataset.from_tensor_slices(
+        tf.RaggedTensor.from_row_starts(doc, tf.range(rows) * max_len))
+
+  return docs.flat_map(pieces)
+
+
+# ---------------------------------------------------------------- sentinels and specials
+
+
+def sentinel_base(tokenizer: Tokenizer, cfg: DataConfig) -> int:
+  """One past the last sentinel: sentinel i is `sentinel_base - 1 - i` (T5's layout)."""
+  return tokenizer.vocab_size + cfg.extra_ids
+
+
+def vocab_needed(tokenizer: Tokenizer, cfg: DataConfig) -> int:
+  """The smallest model vocabulary the objective's ids fit in."""
+  if cfg.objective in SENTINEL_OBJECTIVES:
+    return sentinel_base(tokenizer, cfg)
+  return tokenizer.vocab_size
+
+
+def mask_id(tokenizer: Tokenizer, cfg: DataConfig) -> int:
+  """The MLM mask token: a "<mask>"/"[MASK]" piece of the tokenizer, else sentinel 0."""
+  for name in ("<mask>", "[MASK]"):
+    i = tokenizer.sp.PieceToId(name)
+    if i != tokenizer.unk_id and tokenizer.piece(i) == name:
+      return i
+  if cfg.extra_ids < 1:
+    raise DataError("objective mlm needs a mask token: set data.extra_ids >= 1 (sentinel 0 "
+                    "is used) or train the tokenizer with a '<mask>' user-defined symbol")
+  return sentinel_base(tokenizer, cfg) - 1
+
+
+def piece_types(tokenizer: Tokenizer) -> list[int]:
+  """The SentencePiece type of every id (NORMAL=1, UNKNOWN=2, CONTROL=3, USER_DEFINED=4,
+  UNUSED=5, BYTE=6)."""
+  from sentencepiece import sentencepiece_model_pb2  # noqa: PLC0415
+
+  proto = sentencepiece_model_pb2.ModelProto()
+  proto.ParseFromString(tokenizer.model_bytes)
+  return [piece.type for piece in proto.pieces]
+
+
+def special_ids(tokenizer: Tokenizer) -> list[int]:
+  """Ids never masked: control, unknown, user-defined and unused pieces (pad, EOS, unk,
+  "<mask>", ...)."""
+  return [i for i, t in enumerate(piece_types(tokenizer)) if t in (2, 3, 4, 5)]
+
+
+def random_replacement_ids(tokenizer: Tokenizer) -> list[int]:
+  """Ids MLM draws its random replacements from: the normal pieces (no bytes, no specials)."""
+  return [i for i, t in enumerate(piece_types(tokenizer)) if t == 1]
+
+
+# ---------------------------------------------------------------- masked LM (BERT)
+
+
+def mlm_features(packed: dict, index: tf.Tensor, *, seed: int, cfg: DataConfig,
+                 vocab_size: int, specials: list[int], regular: list[int],
+                 mask_token: int) -> dict:
+  """BERT masking of packed rows `[..., L]`: each maskable token is selected with
+  probability `mlm_probability`; a selected token becomes the mask token
+  (`mlm_mask_rate`), a random regular token (`mlm_random_rate`) or stays (the rest).
+  Loss weights are 1 exactly on the selected tokens."""
+  tokens = tf.convert_to_tensor(packed["tokens"])
+  segments, positions = packed["segment_ids"], packed["positions"]
+  is_special = tf.scatter_nd(tf.constant(specials, tf.int32)[:, None],
+                             tf.ones([len(specials)], tf.bool), [vocab_size])
+  regular = tf.constant(regular, tf.int32)
+  in_vocab = tokens < vocab_size
+  maskable = (segments > 0) & in_vocab & ~tf.gather(
+      is_special, tf.where(in_vocab, tokens, tf.zeros_like(tokens)))
+  s = _seeds(seed, index, 3)
+  shape = tf.shape(tokens)
+  selected = maskable & (tf.random.stateless_uniform(shape, s[0]) < cfg.mlm_probability)
+  how = tf.random.stateless_uniform(shape, s[1])
+  random_tokens = tf.gather(regular, tf.random.stateless_uniform(
+      shape, s[2], minval=0, maxval=tf.shape(regular)[0], dtype=tf.int32))
+  inputs = tf.where(selected & (how < cfg.mlm_mask_rate), mask_token,
+                    tf.where(selected & (how < cfg.mlm_mask_rate + cfg.mlm_random_rate),
+                             random_tokens, tokens))
+  return {
+      "encoder_input_tokens": inputs,
+      "encoder_target_tokens": tokens,
+      "encoder_loss_weights": tf.cast(selected, tf.float32),
+      "encoder_segment_ids": segments,
+      "encoder_positions": positions,
+  }
+
+
+def _mlm_args(cfg: DataConfig, tokenizer: Tokenizer, seed: int) -> dict:
+  """Checks the rates; the masking function's arguments (tables computed once, in Python)."""
+  rates = (cfg.mlm_probability, cfg.mlm_mask_rate, cfg.mlm_random_rate)
+  if not (0 < cfg.mlm_probability < 1 and min(rates) >= 0
+          and cfg.mlm_mask_rate + cfg.mlm_random_rate <= 1):
+    raise DataError(f"mlm rates need 0 < data.mlm_probability < 1 and mlm_mask_rate + "
+                    f"mlm_random_rate <= 1; got {rates}")
+  return dict(seed=seed, cfg=cfg, vocab_size=tokenizer.vocab_size,
+              specials=special_ids(tokenizer), regular=random_replacement_ids(tokenizer),
+              mask_token=mask_id(tokenizer, cfg))
+
+
+def mlm(docs: tf.data.Dataset, cfg: DataConfig, *, tokenizer: Tokenizer,
+        seed: int) -> tf.data.Dataset:
+  fn = _mlm_args(cfg, tokenizer, seed)
+  rows = pack_and_split(docs, cfg.seq_len).enumerate()
+  return rows.map(lambda i, row: mlm_features(row, i, **fn))
+
+
+def mlm_chunked(chunks: tf.data.Dataset, cfg: DataConfig, *, tokenizer: Tokenizer,
+                seed: int) -> tf.data.Dataset:
+  fn = _mlm_args(cfg, tokenizer, seed)
+  blocks = pack_blocks(chunks, cfg.seq_len).enumerate()
+  return blocks.map(lambda i, block: mlm_features(block, i, **fn))
+
+
+# ---------------------------------------------------------------- span corruption (T5)
+
+
+def span_lengths(raw_len: int, noise_density: float, mean_span: float) -> tuple[int, int]:
+  """(inputs, targets) lengths of a corrupted example of `raw_len` tokens, EOS included:
+  the non-noise tokens plus one sentinel per span, and the noise tokens plus one sentinel
+  per span. Uses the same rounding as `noise_mask`."""
+  noise = min(max(round(raw_len * noise_density), 1), raw_len - 1)
+  spans = max(round(noise / mean_span), 1)
+  return raw_len - noise + spans + 1, noise + spans + 1
+
+
+def span_raw_len(cfg: DataConfig) -> int:
+  """The longest raw example whose corrupted inputs fit in `seq_len` (T5's choice)."""
+  n = 2
+  while span_lengths(n + 1, cfg.noise_density, cfg.mean_noise_span_length)[0] <= cfg.seq_len:
+    n += 1
+  return n
+
+
+def span_targets_len(cfg: DataConfig) -> int:
+  if cfg.targets_len:
+    return cfg.targets_len
+  return span_lengths(span_raw_len(cfg), cfg.noise_density, cfg.mean_noise_span_length)[1]
+
+
+def _random_lengths(total: tf.Tensor, parts: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """`parts` positive integers summing to `total`, uniform over such compositions: cut
+  points are a random subset of size parts-1 of 1..total-1."""
+  order = tf.argsort(tf.random.stateless_uniform([total - 1], seed))
+  cuts = tf.sort(order[:parts - 1] + 1)
+  bounds = tf.concat([[0], cuts, [total]], 0)
+  return bounds[1:] - bounds[:-1]
+
+
+def noise_mask(length: tf.Tensor, cfg: DataConfig, seed: tf.Tensor) -> tf.Tensor:
+  """Boolean `[length]`, True on noise: round(length * density) noise tokens (at least 1,
+  at most length - 1) in round(noise / mean span length) spans (at least 1), alternating
+  with as many non-noise spans; the example starts with non-noise and ends with noise."""
+  lf = tf.cast(length, tf.float32)
+  noise = tf.clip_by_value(tf.cast(tf.round(lf * cfg.noise_density), tf.int32), 1, length - 1)
+  spans = tf.maximum(tf.cast(tf.round(tf.cast(noise, tf.float32) / cfg.mean_noise_span_length),
+                             tf.int32), 1)
+  spans = tf.minimum(spans, tf.minimum(noise, length - noise))
+  s = tf.random.split(seed, 2)
+  noise_lengths = _random_lengths(noise, spans, s[0])
+  keep_lengths = _random_lengths(length - noise, spans, s[1])
+  interleaved = tf.reshape(tf.stack([keep_lengths, noise_lengths], axis=1), [-1])
+  is_noise = tf.tile([False, True], [spans])
+  return tf.repeat(is_noise, interleaved)
+
+
+def _collapse_spans(tokens: tf.Tensor, span_mask: tf.Tensor, base: int) -> tf.Tensor:
+  """Replaces each run of True in `span_mask` by one sentinel (base-1, base-2, ...)."""
+  previous = tf.concat([[False], span_mask[:-1]], 0)
+  first = span_mask & ~previous
+  sentinels = base - tf.cumsum(tf.cast(first, tf.int32))
+  out = tf.where(first, sentinels, tokens)
+  return tf.boolean_mask(out, ~(span_mask & previous))
+
+
+def span_corrupt_example(doc: tf.Tensor, index: tf.Tensor, *, seed: int, cfg: DataConfig,
+                         base: int, eos: int) -> dict:
+  """One raw example (no EOS) -> {"inputs", "targets"}, each ending with EOS."""
+  mask = noise_mask(tf.shape(doc)[0], cfg, _seeds(seed, index, 1)[0])
+  eos_t = tf.constant([eos], tf.int32)
+  return {"inputs": tf.concat([_collapse_spans(doc, mask, base), eos_t], 0),
+          "targets": tf.concat([_collapse_spans(doc, ~mask, base), eos_t], 0)}
+
+
+def encdec_features(packed: dict) -> dict:
+  """Encoder-decoder features of rows packed from {"inputs", "targets"}."""
+  targets, positions = packed["targets"], packed["targets_positions"]
+  return {
+      "encoder_input_tokens": packed["inputs"],
+      "encoder_segment_ids": packed["inputs_segment_ids"],
+      "encoder_positions": packed["inputs_positions"],
+      "decoder_target_tokens": targets,
+      "decoder_input_tokens": _shift_right(targets, positions),
+      "decoder_segment_ids": packed["targets_segment_ids"],
+      "decoder_positions": positions,
+      "decoder_loss_weights": tf.cast(packed["targets_segment_ids"] > 0, tf.float32),
+  }
+
+
+def _check_span_corruption(cfg: DataConfig) -> None:
+  if not (0 < cfg.noise_density < 1 and cfg.mean_noise_span_length >= 1):
+    raise DataError(f"span corruption needs 0 < data.noise_density < 1 and "
+                    f"data.mean_noise_span_length >= 1; got {cfg.noise_density}, "
+                    f"{cfg.mean_noise_span_length}")
+  raw_len = span_raw_len(cfg)
+  inputs_len, targets_len = span_lengths(raw_len, cfg.noise_density, cfg.mean_noise_span_length)
+  max_spans = targets_len - 1 - min(max(round(raw_len * cfg.noise_density), 1), raw_len - 1)
+  if cfg.extra_ids < max_spans:
+    raise DataError(f"span corruption at data.seq_len={cfg.seq_len} makes up to {max_spans} "
+                    f"noise spans but data.extra_ids={cfg.extra_ids} sentinels exist; set "
+                    f"--config.data.extra_ids={max_spans} or more (and model.vocab_size to match)")
+
+
+def _corrupt_and_pack(pieces: tf.data.Dataset, cfg: DataConfig, tokenizer: Tokenizer,
+                      seed: int) -> tf.data.Dataset:
+  """Raw pieces (1-D, padding removed) -> corrupted examples -> packed feature rows."""
+  base, eos = sentinel_base(tokenizer, cfg), tokenizer.eos_id
+  examples = pieces.filter(lambda d: tf.shape(d)[0] >= 2).enumerate()
+  corrupted = examples.map(lambda i, d: span_corrupt_example(d, i, seed=seed, cfg=cfg,
+                                                             base=base, eos=eos),
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  packed = pack_greedy(corrupted, {"inputs": cfg.seq_len, "targets": span_targets_len(cfg)})
+  return packed.map(encdec_features)
+
+
+def span_corruption(docs: tf.data.Dataset, cfg: DataConfig, *, tokenizer: Tokenizer,
+                    seed: int) -> tf.data.Dataset:
+  """T5 span corruption. As in T5's pretraining recipe the documents are concatenated
+  (each keeps its EOS, which marks the boundary) and cut into pieces of `span_raw_len`
+  tokens, so every example fills its row (documents share a row's attention, as in T5).
+  In each piece, noise spans are replaced by sentinels in the inputs and the targets list
+  each span behind its sentinel; the examples (short ones at the end of a finite stream
+  too) are packed greedily into rows of `seq_len` inputs and `targets_len` targets."""
+  _check_span_corruption(cfg)
+  rows = pack_and_split(docs, span_raw_len(cfg))
+  pieces = rows.map(lambda r: tf.boolean_mask(r["tokens"], r["segment_ids"] > 0))
+  return _corrupt_and_pack(pieces, cfg, tokenizer, seed)
+
+
+def span_corruption_chunked(chunks: tf.data.Dataset, cfg: DataConfig, *, tokenizer: Tokenizer,
+                            seed: int) -> tf.data.Dataset:
+  _check_span_corruption(cfg)
+  blocks = pack_blocks(chunks, span_raw_len(cfg))
+  pieces = blocks.map(lambda b: tf.ragged.boolean_mask(b["tokens"], b["segment_ids"] > 0)).unbatch()
+  rows = _corrupt_and_pack(pieces, cfg, tokenizer, seed)
+  return rows.batch(64)  # blocks of rows, as the chunked interface promises
+
+
+# ---------------------------------------------------------------- prefix LM
+
+
+def prefix_lm_features(packed: dict) -> dict:
+  """Decoder features with a bidirectional prefix: loss on the suffix only, and
+  `decoder_causal_attention` on the positions whose input token is in the prefix (the
+  segment's first position, BOS, included)."""
+  tokens, positions, segments = packed["tokens"], packed["tokens_positions"], packed["tokens_segment_ids"]
+  in_prefix = packed["prefix"] > 0
+  input_in_prefix = tf.where(positions > 0, tf.concat([[True], in_prefix[:-1]], 0), True)
+  return {
+      "decoder_target_tokens": tokens,
+      "decoder_input_tokens": _shift_right(tokens, positions),
+      "decoder_segment_ids": segments,
+      "decoder_positions": positions,
+      "decoder_loss_weights": tf.cast((segments > 0) & ~in_prefix, tf.float32),
+      "decoder_causal_attention": tf.cast((segments > 0) & input_in_prefix, tf.int32),
+  }
+
+
+def prefix_lm(docs: tf.data.Dataset, cfg: DataConfig, *, tokenizer: Tokenizer,
+              seed: int) -> tf.data.Dataset:
+  """Prefix LM for decoder-only models: each example (a document, or a `seq_len` piece of
+  a long one) is split at a uniform point into a prefix, read bidirectionally and not
+  scored, and a suffix predicted causally. Examples are packed greedily."""
+  del tokenizer
+
+  def split(i, doc):
+    n = tf.shape(doc)[0]
+    k = tf.random.stateless_uniform([], _seeds(seed, i, 1)[0], minval=1, maxval=n,
+                                    dtype=tf.int32)
+    return {"tokens": doc, "prefix": tf.cast(tf.range(n) < k, tf.int32)}
+
+  examples = _split_long(docs, cfg.seq_len).filter(lambda d: tf.shape(d)[0] >= 2).enumerate()
+  packed = pack_greedy(examples.map(split), {"tokens": cfg.seq_len, "prefix": cfg.seq_len})
+  return packed.map(prefix_lm_features)
+
+
 # Each objective turns tokenized documents into fixed-shape feature rows:
 #   fn(docs, data_cfg, *, tokenizer, seed) -> Dataset of {feature: [seq_len]}
 # where `docs` yields 1-D int32 documents with EOS appended.
-OBJECTIVES = {"causal_lm": causal_lm}
+OBJECTIVES = {"causal_lm": causal_lm, "mlm": mlm, "span_corruption": span_corruption,
+              "prefix_lm": prefix_lm}
 # Optional faster forms over ragged chunks `[n_docs, (tokens)]` that yield blocks of rows
 # `{feature: [n_rows, seq_len]}`; they save one dataset element per document and per row,
 # about a third of the pipeline's time. `make_dataset` prefers them.
-CHUNKED_OBJECTIVES = {"causal_lm": causal_lm_chunked}
+CHUNKED_OBJECTIVES = {"causal_lm": causal_lm_chunked, "mlm": mlm_chunked,
+                      "span_corruption": span_corruption_chunked}
+# Objectives whose ids include sentinels beyond the tokenizer's vocabulary.
+SENTINEL_OBJECTIVES = ("mlm", "span_corruption")
 
-__all__ = ["CHUNKED_OBJECTIVES", "OBJECTIVES", "causal_lm", "causal_lm_chunked", "causal_lm_features"]
+__all__ = ["CHUNKED_OBJECTIVES", "OBJECTIVES", "SENTINEL_OBJECTIVES", "causal_lm",
+           "causal_lm_chunked", "causal_lm_features", "encdec_features", "mask_id", "mlm",
+           "mlm_chunked", "mlm_features", "noise_mask", "prefix_lm", "prefix_lm_features",
+           "sentinel_base", "span_corruption", "span_corruption_chunked", "span_lengths", "span_raw_len", "span_targets_len",
+           "piece_types", "random_replacement_ids", "special_ids", "vocab_needed"]

@@ -2,9 +2,10 @@
 ("17 + 25 =") answered by the trained model, one scorer per family.
 
 - decoder: greedy continuation of the prompt; the first word must be the answer.
-- encoder: the answer's tokens are replaced by mask tokens; every one must be predicted.
-- encoder_decoder: the answer is one noise span (sentinel 0) at the end of the input;
-  the greedy decoder output after the sentinel must be the answer.
+- encoder: each token of the answer is masked on its own and must be predicted (chance is
+  about 1 in 10 for a digit).
+- encoder_decoder: the answer is a noise span (sentinel 0) of the input; the greedy
+  decoder output between sentinel 0 and the next sentinel must be the answer.
 
 The items come from their own random stream (`synthetic.skill_examples`), not the eval files.
 """
@@ -51,7 +52,62 @@ def decoder_skill(cfg: Config, setup, params, tok, examples) -> dict:
           "skill_name": "arithmetic answer accuracy (held-out, greedy continuation)"}
 
 
-SCORERS = {"decoder": decoder_skill}
+def _answer_tokens(tok, prompt: str, answer: str) -> tuple[list[int], int, int] | None:
+  """Ids of "PROMPT ANSWER ." and the [start, end) of the answer's ids in them, or None
+  when the tokenizer merges the answer with its neighbours (then no clean mask exists)."""
+  full, head, tail = tok.encode(f"{prompt} {answer} ."), tok.encode(prompt), tok.encode(".")
+  if full[:len(head)] != head or full[len(full) - len(tail):] != tail:
+    return None
+  return full, len(head), len(full) - len(tail)
+
+
+def encoder_skill(cfg: Config, setup, params, tok, examples) -> dict:
+  """Masked answer-token accuracy: each token of the answer is masked on its own (the
+  rest of "PROMPT ANSWER ." visible) and must be predicted exactly."""
+  from t5x_like.data import objectives  # noqa: PLC0415
+  mask = objectives.mask_id(tok, cfg.data)
+  rows, wanted, total = [], [], 0
+  for prompt, answer in examples:
+    found = _answer_tokens(tok, prompt, answer)
+    if found is None:  # no clean mask: its answer tokens count as wrong
+      total += max(len(tok.encode(answer)), 1)
+      continue
+    full, lo, hi = found
+    total += hi - lo
+    for j in range(lo, hi):
+      rows.append(full[:j] + [mask] + full[j + 1:] + [tok.eos_id])
+      wanted.append((j, full[j]))
+  tokens, _ = _pad_rows(rows)
+  out = _run(setup, params, {"encoder_input_tokens": tokens})
+  correct = sum(int(out[i, j] == t) for i, (j, t) in enumerate(wanted))
+  return {"skill_accuracy": correct / max(total, 1), "skill_examples": float(len(examples)),
+          "skill_name": "masked answer-token accuracy (held-out arithmetic, one token masked at a time)"}
+
+
+def encoder_decoder_skill(cfg: Config, setup, params, tok, examples) -> dict:
+  from t5x_like.data import objectives, synthetic  # noqa: PLC0415
+  sentinel0 = objectives.sentinel_base(tok, cfg.data) - 1
+  # Pretraining examples end with a noise span, so the input ends with a second sentinel.
+  rows = [tok.encode(prompt) + [sentinel0] + tok.encode(".") + [sentinel0 - 1, tok.eos_id]
+          for prompt, _ in examples]
+  tokens, _ = _pad_rows(rows)
+  out = _run(setup, params, {"encoder_input_tokens": tokens}, max_new_tokens=8, eos_id=tok.eos_id)
+  correct = []
+  for i, (_, answer) in enumerate(examples):
+    ids = out[i].tolist()
+    span = []
+    if ids and ids[0] == sentinel0:  # the span ends at the next sentinel, EOS or padding
+      for t in ids[1:]:
+        if t >= tok.vocab_size or t in (tok.eos_id, 0):
+          break
+        span.append(t)
+    correct.append(bool(span) and synthetic.score_answer(tok.decode(span), answer))
+  return {"skill_accuracy": float(np.mean(correct)), "skill_examples": float(len(examples)),
+          "skill_name": "span-filling answer accuracy (held-out arithmetic, greedy)"}
+
+
+SCORERS = {"decoder": decoder_skill, "encoder": encoder_skill,
+           "encoder_decoder": encoder_decoder_skill}
 
 
 def skill_score(cfg: Config, setup, params, tokenizer_path: str) -> dict:
