@@ -384,6 +384,15 @@ def validate(cfg: Config) -> Config:
     raise ConfigError("data.source='tfds' needs data.tfds_name, e.g. --config.data.tfds_name=c4/en:3.1.0")
   if d.source != "synthetic" and not d.tokenizer_path:
     raise ConfigError(f"data.source={d.source!r} needs data.tokenizer_path (train one with `t5x-like tokenizer train`)")
+  c = cfg.checkpoint
+  for key, value, low in (("checkpoint.every_steps", c.every_steps, 1), ("checkpoint.max_to_keep", c.max_to_keep, 1),
+                          ("checkpoint.keep_period", c.keep_period, 0),
+                          ("train.max_consecutive_nonfinite", t.max_consecutive_nonfinite, 0)):
+    if value < low:
+      raise ConfigError(f"config key '{key}' must be >= {low}, got {value}")
+  if c.restore_from and not c.restore_from.isdigit() and c.init_from:
+    raise ConfigError("set only one of checkpoint.restore_from=PATH (params, optimizer state and step) and "
+                      "checkpoint.init_from=PATH (params only, a fresh start)")
   if cfg.mesh.rules == "custom" and not cfg.mesh.custom_rules:
     raise ConfigError("mesh.rules='custom' needs mesh.custom_rules, e.g. [[\"batch\", \"data\"], [\"embed\", null]]")
   return cfg

@@ -12,6 +12,7 @@ import time
 import jax
 import numpy as np
 
+from t5x_like import checkpoint as checkpoint_lib
 from t5x_like import config as config_lib
 from t5x_like.checkpoint import Checkpointer
 from t5x_like.config import Config, ConfigError
@@ -24,6 +25,7 @@ from t5x_like.train.state import (
   init_state,
   memory_report,
   sharding_table,
+  state_from_params,
 )
 from t5x_like.train.step import batch_sharding, make_eval_step, make_train_step
 
@@ -105,6 +107,8 @@ def next_batch(it) -> dict:
 
 
 def evaluate(eval_step, params, make_eval_ds, sharding, max_batches: int) -> dict:
+  if max_batches <= 0:
+    return {}  # train.eval_batches=0: no eval, and no eval pipeline to build
   sums = None
   ds = make_eval_ds()
   it = iter(ds)
@@ -152,6 +156,40 @@ class _StopFlag:
     return bool(np.max(multihost_utils.process_allgather(np.array([int(local)]))))
 
 
+# ---------------------------------------------------------------- non-finite steps
+
+
+class NonFiniteError(RuntimeError):
+  """Too many consecutive steps with a non-finite loss or gradient; the CLI prints it plainly."""
+
+
+class _NonFiniteGuard:
+  """Counts consecutive skipped (non-finite) steps. Each step's `skipped` scalar is read one
+  step late, after the next step was dispatched, so the host never waits for the step it just
+  launched: the device keeps one step queued and the check costs no pipeline stall."""
+
+  def __init__(self, limit: int):
+    self.limit, self.count, self.last, self._pending = limit, 0, 0, None
+
+  def push(self, step: int, skipped) -> bool:
+    """Records `step`'s on-device flag; True once `limit` steps in a row were skipped."""
+    if self.limit <= 0:
+      return False
+    done, self._pending = self._pending, (step, skipped)
+    return done is not None and self._count(*done)
+
+  def flush(self) -> bool:
+    done, self._pending = self._pending, None
+    return done is not None and self._count(*done)
+
+  def _count(self, step: int, skipped) -> bool:
+    if float(jax.device_get(skipped)) > 0:
+      self.count, self.last = self.count + 1, step
+    else:
+      self.count = 0
+    return self.count >= self.limit
+
+
 # ---------------------------------------------------------------- run
 
 
@@ -192,16 +230,31 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
                                  batch_size=per_host_batch, process_index=jax.process_index(),
                                  process_count=jax.process_count(), shuffle=False, repeat=False)
 
-  # Init or restore.
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), cfg.checkpoint) if cfg.checkpoint.enabled else None
+  # Init or restore. This run's own checkpoints come first (the latest, or
+  # checkpoint.restore_from=STEP), so rerunning a command resumes it; a path in
+  # checkpoint.restore_from (full state) or checkpoint.init_from (params only, new optimizer
+  # state, step 0) seeds a run that has none yet. Everything lands in this run's shardings.
+  c = cfg.checkpoint
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), c) if c.enabled else None
   start_step, tokens_seen, state = 0, 0.0, None
-  restore_step = ckpt.resolve_step(cfg.checkpoint.restore_from) if ckpt else None
-  if restore_step is not None:
-    state, meta, data_ok = ckpt.restore(restore_step, setup.abstract_state, train_it)
+  restored = ckpt.restore_for_run(c, setup.abstract_state, train_it, log) if ckpt else None
+  seed_path = c.restore_from if c.restore_from and not c.restore_from.isdigit() else c.init_from
+  if restored is None and c.restore_from and not c.restore_from.isdigit():
+    restored = checkpoint_lib.restore_path(c.restore_from, setup.abstract_state, train_it)
+  elif restored is not None and seed_path:
+    log(f"[t5x_like] {seed_path} not used: this run resumes from its own checkpoint")
+  if restored is not None:
+    state = restored.state
     start_step = int(jax.device_get(state["step"]))
-    tokens_seen = float(meta.get("tokens_seen", 0.0))
-    log(f"[t5x_like] resumed from step {start_step} ({ckpt.directory}/{restore_step})"
-        + ("" if data_ok else "; data iterator state not found for this process count, data restarts"))
+    tokens_seen = float(restored.meta.get("tokens_seen", 0.0))
+    log(f"[t5x_like] resumed from step {start_step} ({restored.source})"
+        + ("" if restored.data_restored else "; data iterator state not found for this process count, "
+           "data restarts"))
+  elif c.init_from:
+    params = checkpoint_lib.load_params(c.init_from, setup.abstract_state["params"],
+                                        config_lib.to_dict(cfg)["model"])
+    state = state_from_params(setup, params)
+    log(f"[t5x_like] warm start: params from {c.init_from}, new optimizer state, step 0")
   else:
     state = init_state(setup, cfg, cfg.train.seed)
 
@@ -240,6 +293,21 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
   window_t, window_steps = time.time(), 0
   train_tokens_per_s = []
   batch = first
+  guard = _NonFiniteGuard(cfg.train.max_consecutive_nonfinite)
+
+  def stop_nonfinite():
+    save(step, force=True)
+    if ckpt is not None:
+      ckpt.close()
+    writer.close()
+    where = f"saved step {step} in {ckpt.directory}" if ckpt else "checkpointing is off, nothing was saved"
+    raise NonFiniteError(
+        f"training diverged: {guard.count} consecutive steps ({guard.last - guard.count + 1}-{guard.last}) had a "
+        f"non-finite loss or gradient and were skipped (train.max_consecutive_nonfinite={guard.limit}); {where}, "
+        "with the params of the last finite step. Lower --config.optimizer.learning_rate (now "
+        f"{cfg.optimizer.learning_rate:g}) and rerun to continue from it, or go back further with "
+        "--config.checkpoint.restore_from=STEP")
+
   try:
     while step < end_step:
       if batch is None:
@@ -248,6 +316,7 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
       batch = None
       step += 1
       window_steps += 1
+      diverged = guard.push(step, m["skipped"])
       if step % cfg.train.log_every == 0 or step == end_step:
         m = jax.device_get(m)
         dt = time.time() - window_t
@@ -267,6 +336,8 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
         window_t, window_steps = time.time(), 0
       if ckpt is not None and step % cfg.checkpoint.every_steps == 0 and step < end_step:
         save(step)
+      if diverged:
+        stop_nonfinite()
       if stop.agreed():
         preempted = True
         log(f"[t5x_like] signal {stop.signum} received: saving step {step} and stopping")
@@ -274,6 +345,8 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
         break
   finally:
     stop.uninstall()
+  if not preempted and guard.flush():
+    stop_nonfinite()
 
   if preempted:
     if ckpt is not None:

@@ -107,6 +107,16 @@ def init_state(setup: TrainSetup, cfg: Config, seed: int) -> dict:
     return jax.jit(init, out_shardings=setup.state_shardings)(jax.random.key(seed))
 
 
+def state_from_params(setup: TrainSetup, params: dict) -> dict:
+  """A fresh state (step 0, new optimizer state) around given params (a warm start)."""
+
+  def init(params):
+    return {"step": jnp.zeros((), jnp.int32), "params": params, "opt_state": setup.tx.init(params)}
+
+  with jax.set_mesh(setup.mesh):
+    return jax.jit(init, in_shardings=(setup.param_shardings,), out_shardings=setup.state_shardings)(params)
+
+
 def count_params(abs_params) -> int:
   return int(sum(math.prod(p.shape) for p in jax.tree.leaves(abs_params)))
 

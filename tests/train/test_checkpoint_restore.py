@@ -1,0 +1,262 @@
+"""Restoring checkpoints: onto another mesh or device count, corrupt steps, warm starts,
+failed saves and the non-finite stop. In-process runs of a very small decoder."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+from jax.experimental.compilation_cache import compilation_cache
+
+from t5x_like import checkpoint as ckpt_lib
+from t5x_like import cli
+from t5x_like import config as C
+from t5x_like.config import ConfigError
+from t5x_like.train.loop import NonFiniteError, run
+
+SMALL = dict(model=dict(d_model=32, num_layers=2, num_heads=4, d_ff=64, vocab_size=512),
+             data=dict(seq_len=32, synthetic_train_docs=500, synthetic_eval_docs=50),
+             train=dict(batch_size=8, log_every=1, eval_every=0, eval_batches=0, skill_eval_examples=0),
+             optimizer=dict(warmup_steps=2, learning_rate=3e-3),
+             checkpoint=dict(every_steps=2, max_to_keep=5))
+MESH_222 = dict(data=2, fsdp=2, tensor=2, rules="fsdp_tp")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cache_dir(tmp_path_factory):
+  """The runs in test_checkpoint_*.py compile the same few programs again and again: a
+  persistent compilation cache for this session turns the repeats into lookups."""
+  d = str(tmp_path_factory.getbasetemp() / "checkpoint_tests_jax_cache")
+  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
+           "jax_persistent_cache_min_entry_size_bytes")
+  old = {n: getattr(jax.config, n) for n in names}
+  for n, v in zip(names, (d, 0.0, 0), strict=True):
+    jax.config.update(n, v)
+  compilation_cache.reset_cache()
+  yield d
+  for n, v in old.items():
+    jax.config.update(n, v)
+  compilation_cache.reset_cache()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+  """One corpus and tokenizer for every run in test_checkpoint_*.py."""
+  d = tmp_path_factory.getbasetemp() / "checkpoint_tests_data"
+  return {"corpus_dir": str(d / "corpus"), "tokenizer_path": str(d / "spm.model")}
+
+
+def _cfg(steps, data, **sections):
+  cfg = C.replace(C.load_config_file("configs/tiny/gpt.py"), **SMALL)
+  cfg = C.replace(cfg, train=dict(steps=steps), data=data)
+  for section, values in sections.items():
+    cfg = C.replace(cfg, **{section: values})
+  return C.validate(cfg)
+
+
+def _losses(workdir):
+  rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  return {r["step"]: r["loss"] for r in rows if "loss" in r}
+
+
+def _copy_checkpoints(src, dst, keep):
+  """A new workdir holding only the checkpoint steps in `keep` of `src`."""
+  os.makedirs(dst / "checkpoints")
+  for s in keep:
+    shutil.copytree(src / "checkpoints" / str(s), dst / "checkpoints" / str(s))
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, data):
+  """A (2,2,2) fsdp_tp run of 4 steps with checkpoints at 2 and 4 (and its step losses)."""
+  wd = tmp_path_factory.mktemp("base")
+  run(_cfg(4, data, mesh=MESH_222), str(wd))
+  return wd
+
+
+# ---------------------------------------------------------------- another mesh
+
+
+def test_restore_onto_another_mesh_gives_the_same_next_loss(tmp_path, data, base):
+  """The (2,2,2) step-2 checkpoint restored through the abstract state's shardings on (8,1,1):
+  step 3's loss equals the continued (2,2,2) run's within 1e-6 relative."""
+  wd = tmp_path / "dp8"
+  _copy_checkpoints(base, wd, keep=[2])
+  out = run(_cfg(4, data, mesh=dict(data=8, fsdp=1, tensor=1, rules="fsdp"), train=dict(stop_at_step=3)), str(wd))
+  assert out["steps"] == 3
+  assert _losses(wd)[3] == pytest.approx(_losses(base)[3], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_restore_on_one_device_gives_the_same_next_loss(tmp_path, data, base):
+  """The same (2,2,2) checkpoint restored by a process that has a single device."""
+  wd = tmp_path / "one"
+  _copy_checkpoints(base, wd, keep=[2])
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  over = [f"--config.{s}.{k}={json.dumps(v) if isinstance(v, list) else v}"
+          for s, fields in SMALL.items() for k, v in fields.items()]
+  over += [f"--config.data.{k}={v}" for k, v in data.items()]
+  over += ["--config.train.steps=4", "--config.train.stop_at_step=3", "--config.mesh.data=1", "--config.mesh.fsdp=1", "--config.mesh.tensor=1"]
+  p = subprocess.run([sys.executable, "-m", "t5x_like.cli", "train", "--config", "configs/tiny/gpt.py",
+                      "--workdir", str(wd), *over], env=env, capture_output=True, text=True, timeout=300)
+  assert p.returncode == 0, p.stderr[-3000:]
+  assert "1 cpu device(s)" in p.stdout and "resumed from step 2" in p.stdout
+  assert _losses(wd)[3] == pytest.approx(_losses(base)[3], rel=1e-6)
+
+
+# ---------------------------------------------------------------- corrupt checkpoints
+
+
+def _cli_args(wd, data, *extra):
+  over = [f"--config.{s}.{k}={v}" for s, fields in SMALL.items() for k, v in fields.items()]
+  over += [f"--config.data.{k}={v}" for k, v in data.items()]
+  over += [f"--config.mesh.{k}={v}" for k, v in MESH_222.items()]
+  return ["train", "--config", "configs/tiny/gpt.py", "--workdir", str(wd), "--config.train.steps=4", *over, *extra]
+
+
+def test_corrupt_latest_stops_plainly_or_is_skipped(tmp_path, data, base, capsys):
+  """A truncated array file in the latest step: exit 2 with one line naming the step, the path
+  and the fixes. With skip_corrupt the step is set aside (kept, never deleted) and the run
+  resumes from the older step, then saves step 4 again without colliding with the bad one."""
+  wd = tmp_path / "run"
+  _copy_checkpoints(base, wd, keep=[2, 4])
+  files = [os.path.join(r, f) for r, _, fs in os.walk(wd / "checkpoints" / "4" / "state") for f in fs]
+  biggest = max(files, key=os.path.getsize)
+  with open(biggest, "r+b") as f:
+    f.truncate(os.path.getsize(biggest) // 2)
+  bad = (os.path.relpath(biggest, wd / "checkpoints" / "4"), os.path.getsize(biggest))
+
+  assert cli.main(_cli_args(wd, data)) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("error: checkpoint step 4 at ") and len(err.splitlines()) == 1, err
+  assert str(wd / "checkpoints" / "4") in err and "--config.checkpoint.skip_corrupt=true" in err
+  assert "--config.checkpoint.restore_from=STEP" in err and "Traceback" not in err
+
+  assert cli.main(_cli_args(wd, data, "--config.checkpoint.skip_corrupt=true")) == 0
+  out = capsys.readouterr().out
+  assert "skip_corrupt: checkpoint step 4 cannot be restored" in out and "resumed from step 2" in out
+  names = os.listdir(wd / "checkpoints")
+  aside = [n for n in names if n.startswith("4.corrupt-")]
+  assert len(aside) == 1 and os.path.getsize(wd / "checkpoints" / aside[0] / bad[0]) == bad[1]  # kept as it was
+  assert sorted(int(n) for n in names if n.isdigit()) == [2, 4]  # step 4 written again by the resumed run
+  assert _losses(wd)[4] == _losses(base)[4]
+
+
+def test_restore_from_an_older_step_sets_newer_aside_once(tmp_path, data, base, capsys):
+  """restore_from=2 with step 4 present: 4 is set aside so the new step 4 can be saved; a rerun
+  of the same command resumes its own latest step instead of rolling back again."""
+  wd = tmp_path / "run"
+  _copy_checkpoints(base, wd, keep=[2, 4])
+  assert cli.main(_cli_args(wd, data, "--config.checkpoint.restore_from=2", "--config.train.stop_at_step=3")) == 0
+  out = capsys.readouterr().out
+  assert "resumed from step 2" in out and "setting aside newer step 4" in out
+  assert sorted(n.split("-")[0] for n in os.listdir(wd / "checkpoints")) == ["2", "3", "4.superseded"]
+  assert cli.main(_cli_args(wd, data, "--config.checkpoint.restore_from=2")) == 0
+  out = capsys.readouterr().out
+  assert "was applied by an earlier start" in out and "resumed from step 3" in out
+  assert _losses(wd)[4] == _losses(base)[4]
+
+
+def test_a_failed_save_leaves_earlier_checkpoints_alone(tmp_path):
+  """max_to_keep=1: step 1 saved, step 2's save fails; step 1 is still there and restores."""
+  cfg = C.CheckpointConfig(max_to_keep=1, async_save=True)
+  state = {"step": jax.numpy.int32(1), "params": {"w": jax.numpy.arange(8.0)}}
+  ck = ckpt_lib.Checkpointer(str(tmp_path / "ck"), cfg)
+  assert ck.save(1, state, meta={"step": 1})
+  ck.wait()
+  with pytest.raises(ckpt_lib.CheckpointError, match=r"saving checkpoint step 2 .* untouched \(steps \[1\]\)"):
+    ck.save(2, state, data_iterator=object(), meta={"step": 2})  # not a trackable iterator
+  assert not ck.save(1, state)  # an existing step is never written again
+  ck.close()
+  ck = ckpt_lib.Checkpointer(str(tmp_path / "ck"), cfg)
+  assert ck.all_steps() == [1]
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), state)
+  got = ck.restore(1, abstract)
+  np.testing.assert_array_equal(got.state["params"]["w"], np.arange(8.0))
+  ck.close()
+
+
+# ---------------------------------------------------------------- warm start
+
+
+def _abstract_params(data, **model):
+  from t5x_like.runtime import make_mesh, rules_from_config  # noqa: PLC0415
+  from t5x_like.train.state import build_setup  # noqa: PLC0415
+  cfg = _cfg(4, data, mesh=dict(data=8, fsdp=1, tensor=1, rules="fsdp"), model=model)
+  return build_setup(cfg, make_mesh(cfg.mesh), rules_from_config(cfg.mesh)).abstract_state["params"]
+
+
+def _saved_params(step_dir):
+  return ocp.PyTreeCheckpointer().restore(os.path.join(step_dir, "state"))["params"]
+
+
+def test_init_from_loads_params_of_both_layouts(tmp_path, data, base):
+  """A training step dir ({"params", "opt_state", "step"}) and the `convert --from-hf` layout
+  (OUTPUT/0/state with {"params"} only) load into this run's shardings, exactly."""
+  step_dir = str(base / "checkpoints" / "4")
+  want = _saved_params(step_dir)
+  out = tmp_path / "converted"
+  with ocp.CheckpointManager(str(out)) as mgr:  # what `t5x-like convert --from-hf` writes
+    mgr.save(0, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": want}),
+                                        meta=ocp.args.JsonSave({"model": {}, "source": "test"})))
+  abstract = _abstract_params(data)
+  for path in (step_dir, str(out / "0")):
+    got = ckpt_lib.load_params(path, abstract)
+    for (k, a), b in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want), strict=True):
+      assert a.sharding == ckpt_lib._flat(abstract)["/".join(p.key for p in k)].sharding
+      np.testing.assert_array_equal(a, b)
+
+
+def test_init_from_in_a_run_starts_at_step_0_and_yields_to_a_resume(tmp_path, data, base, capsys):
+  wd = tmp_path / "warm"
+  init = f"--config.checkpoint.init_from={base / 'checkpoints' / '4'}"
+  assert cli.main(_cli_args(wd, data, init, "--config.train.stop_at_step=2")) == 0
+  out = capsys.readouterr().out
+  assert "warm start: params from" in out
+  warm, fresh = _losses(wd), _losses(base)
+  assert sorted(warm) == [1, 2] and warm[1] < fresh[1] - 0.01  # trained params, not a new init
+  saved = ocp.PyTreeCheckpointer().restore(str(wd / "checkpoints" / "2" / "state"))
+  assert int(saved["step"]) == 2 and int(jax.tree.leaves(saved["opt_state"])[0]) == 2  # a new optimizer count
+  assert cli.main(_cli_args(wd, data, init)) == 0
+  out = capsys.readouterr().out
+  assert "not used: this run resumes from its own checkpoint" in out and "resumed from step 2" in out
+
+
+def test_init_from_that_does_not_fit_lists_every_difference(data, base):
+  abstract = _abstract_params(data, mlp_activation="gelu", use_bias=True, d_ff=128)
+  with pytest.raises(ConfigError) as e:
+    ckpt_lib.load_params(str(base / "checkpoints" / "4"), abstract, {"mlp_activation": "gelu", "d_ff": 128})
+  msg = str(e.value)
+  assert "missing: stack/blocks/mlp/bi; stack/blocks/mlp/bo; stack/blocks/self_attn/bk" in msg
+  assert "unexpected: stack/blocks/mlp/wg" in msg
+  assert "stack/blocks/mlp/wi expected (2, 32, 128) found (2, 32, 64)" in msg
+  assert "model.d_ff=128 (checkpoint: 64)" in msg and "model.mlp_activation='gelu' (checkpoint: 'swiglu')" in msg
+
+
+# ---------------------------------------------------------------- non-finite stop
+
+
+def test_consecutive_nonfinite_steps_save_and_stop(tmp_path, data, base):
+  """Params poisoned with NaN (through a warm start) make every step non-finite: after
+  max_consecutive_nonfinite skipped steps the run saves and stops with a plain error."""
+  params = jax.tree.map(lambda a: np.full(a.shape, np.nan, a.dtype), _saved_params(str(base / "checkpoints" / "4")))
+  with ocp.CheckpointManager(str(tmp_path / "nan")) as mgr:
+    mgr.save(0, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params}),
+                                        meta=ocp.args.JsonSave({})))
+  wd = tmp_path / "run"
+  cfg = _cfg(4, data, mesh=MESH_222, train=dict(max_consecutive_nonfinite=2),
+             checkpoint=dict(init_from=str(tmp_path / "nan" / "0")))
+  with pytest.raises(NonFiniteError) as e:
+    run(cfg, str(wd))
+  assert cli._is_user_error(e.value)  # printed as one `error:` line, exit 2
+  msg = str(e.value)
+  assert "2 consecutive steps (1-2)" in msg and f"saved step 3 in {wd / 'checkpoints'}" in msg
+  assert "--config.optimizer.learning_rate" in msg and "restore_from" in msg
+  assert sorted(int(n) for n in os.listdir(wd / "checkpoints") if n.isdigit()) == [2, 3]
+  rows = [json.loads(line) for line in open(wd / "metrics.jsonl")]
+  assert [r["skipped"] for r in rows] == [1.0, 1.0, 1.0]
