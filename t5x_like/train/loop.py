@@ -41,7 +41,7 @@ def log(msg: str) -> None:
 def prepare_data(cfg: Config, workdir: str) -> dict:
   """Resolves train/eval file globs and the tokenizer; builds the synthetic corpus and
   trains a tokenizer on it when the config asks for the built-in data."""
-  from t5x_like.data import synthetic, tokenizer  # noqa: PLC0415 - imports TensorFlow
+  from t5x_like.data import objectives, synthetic, tokenizer  # noqa: PLC0415 - imports TensorFlow
 
   d = cfg.data
   files = {"train": d.train_files, "eval": d.eval_files}
@@ -54,16 +54,20 @@ def prepare_data(cfg: Config, workdir: str) -> dict:
       files = synthetic.write_corpus(corpus_dir, num_train_docs=d.synthetic_train_docs,
                                      num_eval_docs=d.synthetic_eval_docs, seed=d.seed)
       if not os.path.exists(tok_path):
-        log(f"training a SentencePiece tokenizer (vocab {cfg.model.vocab_size}) -> {tok_path}")
-        tokenizer.train_sentencepiece(files["train"], cfg.model.vocab_size, tok_path, seed=d.seed, model_type="bpe",
+        # Sentinels (T5) and the MLM mask take the last `extra_ids` ids of the model's vocabulary.
+        pieces = cfg.model.vocab_size - (d.extra_ids if d.objective in objectives.SENTINEL_OBJECTIVES else 0)
+        log(f"training a SentencePiece tokenizer (vocab {pieces}) -> {tok_path}")
+        tokenizer.train_sentencepiece(files["train"], pieces, tok_path, seed=d.seed, model_type="bpe",
                                       hard_vocab_limit=False)
     _barrier("prepare_data")
     files = {"train": os.path.join(corpus_dir, "train-*.txt"), "eval": os.path.join(corpus_dir, "eval-*.txt")}
   tok = tokenizer.Tokenizer(tok_path)
-  if tok.vocab_size > cfg.model.vocab_size:
+  needed = objectives.vocab_needed(tok, d)
+  if needed > cfg.model.vocab_size:
+    extra = f" + data.extra_ids={d.extra_ids} sentinels" if needed > tok.vocab_size else ""
     raise ConfigError(
-        f"tokenizer {tok_path} has {tok.vocab_size} pieces but model.vocab_size={cfg.model.vocab_size}; "
-        f"set --config.model.vocab_size={tok.vocab_size} (or larger)")
+        f"tokenizer {tok_path} has {tok.vocab_size} pieces{extra} but model.vocab_size={cfg.model.vocab_size}; "
+        f"set --config.model.vocab_size={needed} (or larger)")
   return {"train": files["train"], "eval": files["eval"] or files["train"], "tokenizer": tok_path}
 
 
@@ -272,8 +276,8 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
     log(f"[t5x_like] compiled train step in {compile_s:.1f}s")
 
   seq_len = cfg.data.seq_len
-  emb_params = cfg.model.vocab_size * cfg.model.d_model
-  flops_tok = metrics_lib.flops_per_token(cfg.model, seq_len, n_params, emb_params)
+  targets_len = first["decoder_target_tokens"].shape[1] if first and "decoder_target_tokens" in first else 0
+  flops_seq = metrics_lib.flops_per_sequence(cfg.model, seq_len, targets_len)
   peak = metrics_lib.peak_flops_per_device(cfg.train.peak_tflops_per_device) * jax.device_count()
   writer = metrics_lib.MetricsWriter(workdir)
   stop = _StopFlag()
@@ -324,7 +328,7 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
         tokens_seen += cfg.train.batch_size * seq_len * window_steps
         row = {k: float(v) for k, v in m.items() if k != "tokens"}
         row.update(tokens_per_s=tok_s, step_time_s=dt / window_steps,
-                   mfu=flops_tok * tok_s / peak, tokens_seen=tokens_seen)
+                   mfu=flops_seq * (tok_s / seq_len) / peak, tokens_seen=tokens_seen)
         if step > start_step + window_steps or start_step > 0:
           train_tokens_per_s.append(tok_s)  # the first window includes warm-up
         if cfg.train.eval_every and step % cfg.train.eval_every == 0:

@@ -33,15 +33,31 @@ def peak_flops_per_device(override_tflops: float = 0.0) -> float:
   return 100e12  # an unknown accelerator: MFU is then only indicative
 
 
-def flops_per_token(cfg: ModelConfig, seq_len: int, num_params: int, embedding_params: int) -> float:
-  """Training FLOPs per target token: 6N for the matmuls plus 12*L*d*T for attention
-  (Kaplan et al. 2020; PaLM appendix B). N excludes the input embedding lookup but keeps
-  the output projection, which is a matmul even when tied."""
-  n = num_params - embedding_params + cfg.vocab_size * cfg.d_model
-  layers = cfg.num_layers + (cfg.num_decoder_layers or cfg.num_layers if cfg.family == "encoder_decoder" else 0)
-  n_heads = cfg.num_heads
-  head_dim = cfg.head_dim or cfg.d_model // cfg.num_heads
-  return 6.0 * n + 12.0 * layers * n_heads * head_dim * seq_len
+def flops_per_sequence(cfg: ModelConfig, seq_len: int, targets_len: int = 0) -> float:
+  """Training FLOPs (forward + backward) of one sequence: 6 x matmul parameters x the tokens
+  they process, plus 12 x layers x heads x head_dim x query length x key length for the
+  attention scores and values (Kaplan et al. 2020; PaLM appendix B, causal masks not
+  halved). Embedding lookups, norms and biases are left out; the output projection is in.
+
+  Encoder-decoder: the encoder reads `seq_len` tokens and the decoder `targets_len`; the
+  cross-attention key/value projections run over the encoder tokens.
+  """
+  d, h = cfg.d_model, cfg.num_heads
+  hd = cfg.head_dim or d // h
+  kv = cfg.num_kv_heads or h
+  q_o, k_v = 2 * d * h * hd, 2 * d * kv * hd
+  mlp = d * cfg.d_ff * (3 if cfg.mlp_activation in ("swiglu", "gated_gelu") else 2)
+  head = d * cfg.vocab_size + (d * d if cfg.mlm_head else 0)
+
+  def self_stack(layers: int, n: int) -> float:
+    return layers * (6.0 * (q_o + k_v + mlp) * n + 12.0 * h * hd * n * n)
+
+  if cfg.family != "encoder_decoder":
+    return self_stack(cfg.num_layers, seq_len) + 6.0 * head * seq_len
+  t = targets_len or seq_len
+  dec_layers = cfg.num_decoder_layers or cfg.num_layers
+  cross = dec_layers * (6.0 * q_o * t + 6.0 * k_v * seq_len + 12.0 * h * hd * t * seq_len)
+  return self_stack(cfg.num_layers, seq_len) + self_stack(dec_layers, t) + cross + 6.0 * head * t
 
 
 class MetricsWriter:
