@@ -1,9 +1,10 @@
 """Two processes x 4 CPU devices through jax.distributed on 127.0.0.1 against one process
 with 8 devices: same losses step for step, one set of logs, and a checkpoint that a single
-process restores."""
+process restores with the same next-step loss."""
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -18,8 +19,10 @@ ARGS = ["--config.model.d_model=64", "--config.model.num_layers=2", "--config.mo
         "--config.mesh.data=2", "--config.mesh.fsdp=4"]
 
 
-def _env():
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+def _env(cache_dir):
+  # The one-process runs compile the same programs: a compilation cache makes that once.
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", JAX_COMPILATION_CACHE_DIR=str(cache_dir),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
   env.pop("XLA_FLAGS", None)  # the processes choose their own device count
   return env
 
@@ -42,16 +45,19 @@ def _free_port():
 
 def test_two_processes_match_one(tmp_path):
   single, multi = tmp_path / "single", tmp_path / "multi"
-  p = subprocess.run(_cmd(single, 4, "--cpu-devices", "8"), capture_output=True, text=True, env=_env(), timeout=300)
+  env = _env(tmp_path / "jax_cache")
+  # Both stop at step 4 of a 6-step schedule, so the continuations below share it.
+  p = subprocess.run(_cmd(single, 6, "--cpu-devices", "8", "--config.train.stop_at_step=4"), capture_output=True,
+                     text=True, env=env, timeout=300)
   assert p.returncode == 0, p.stderr[-3000:]
 
   port = _free_port()
-  procs = [subprocess.Popen(_cmd(multi, 4, "--cpu-devices", "4", "--coordinator", f"127.0.0.1:{port}",
-                                 "--num-processes", "2", "--process-id", str(i)),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+  procs = [subprocess.Popen(_cmd(multi, 6, "--cpu-devices", "4", "--coordinator", f"127.0.0.1:{port}",
+                                 "--num-processes", "2", "--process-id", str(i), "--config.train.stop_at_step=4"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
            for i in range(2)]
   outs = [pr.communicate(timeout=400) for pr in procs]
-  for pr, (out, err) in zip(procs, outs, strict=True):
+  for pr, (_, err) in zip(procs, outs, strict=True):
     assert pr.returncode == 0, err[-3000:]
   assert "finished 4 steps" in outs[0][0] and "finished" not in outs[1][0]  # process 0 alone reports
 
@@ -63,8 +69,18 @@ def test_two_processes_match_one(tmp_path):
   data_dir = multi / "checkpoints" / "4" / "data"
   assert any(n.startswith("process_1_of_2") for n in os.listdir(data_dir))
 
-  # The 2-process checkpoint restores in one process and training continues.
-  p = subprocess.run(_cmd(multi, 6, "--cpu-devices", "8"), capture_output=True, text=True, env=_env(), timeout=300)
+  # The 2-process checkpoint restores in one process and training continues. Iterator
+  # state does not carry across process counts, so the data restarts: the reference is the
+  # one-process run's own step-4 checkpoint without its iterator state, which then takes
+  # the same first batch. Equal step-5 losses mean params and optimizer state came through.
+  p = subprocess.run(_cmd(multi, 6, "--cpu-devices", "8"), capture_output=True, text=True, env=env, timeout=300)
   assert p.returncode == 0, p.stderr[-3000:]
-  assert "resumed from step 4" in p.stdout
+  assert "resumed from step 4" in p.stdout and "data restarts" in p.stdout
   assert [s for s, _ in _losses(multi)][-2:] == [5, 6]
+  ref = tmp_path / "single_restarted"
+  shutil.copytree(single / "checkpoints" / "4", ref / "checkpoints" / "4", ignore=shutil.ignore_patterns("data"))
+  p = subprocess.run(_cmd(ref, 6, "--cpu-devices", "8", "--config.train.stop_at_step=5"), capture_output=True,
+                     text=True, env=env, timeout=300)
+  assert p.returncode == 0, p.stderr[-3000:]
+  assert "resumed from step 4" in p.stdout and "data restarts" in p.stdout
+  assert dict(_losses(multi))[5] == pytest.approx(dict(_losses(ref))[5], rel=1e-5)
