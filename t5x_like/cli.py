@@ -56,6 +56,18 @@ def _parser() -> argparse.ArgumentParser:
   show.add_argument("--config", required=True)
   show.add_argument("--workdir", default="", help="where the built-in corpus/tokenizer live (default: a temp dir)")
   show.add_argument("--num", type=int, default=3)
+  build = dsub.add_parser("build", help="turn text or JSONL files into a TFDS dataset with train/validation splits",
+                          description="Writes DATA_DIR/NAME/VERSION (TFRecord shards + TFDS metadata), readable offline "
+                                      "with tfds.load(NAME, data_dir=DATA_DIR) and data.source=tfds.")
+  build.add_argument("--input", required=True, help="glob of text files (one document per line) or JSONL files")
+  build.add_argument("--name", required=True, help="snake_case dataset name, optionally NAME:X.Y.Z (default 1.0.0)")
+  build.add_argument("--data-dir", required=True, help="TFDS data_dir to write into (then data.tfds_data_dir)")
+  build.add_argument("--validation-fraction", type=float, default=0.05, help="documents held out, spread evenly")
+  build.add_argument("--field", default="text", help="JSONL field to read; also the feature name (data.tfds_text_key)")
+  build.add_argument("--format", default="auto", choices=["auto", "text", "jsonl"],
+                     help="auto: jsonl when every file ends in .jsonl or .json")
+  build.add_argument("--skip-bad-lines", action="store_true",
+                     help="skip and count non-UTF-8 lines and JSONL lines without the field instead of stopping")
   return p
 
 
@@ -95,21 +107,33 @@ def main(argv: list[str] | None = None) -> int:
       print(f"wrote {path}")
       return 0
     if args.command == "data":
-      return _data_show(args)
+      return _data_build(args) if args.data_command == "build" else _data_show(args)
     if args.command == "convert":
       return _convert(args)
   except Exception as e:
-    if not _is_user_error(e):
+    user_error = _user_error(e)
+    if user_error is None:
       raise
-    print(f"error: {e}", file=sys.stderr)
+    print(f"error: {user_error}", file=sys.stderr)
     return 2
   return 1
 
 
-def _is_user_error(e: Exception) -> bool:
+def _user_error(e: Exception) -> Exception | None:
   """Our own exception classes (ConfigError, DataError, CheckpointError) describe what the
-  user must fix: they are printed as one line. Anything else is a bug and keeps its traceback."""
-  return type(e).__module__.startswith("t5x_like.") or isinstance(e, FileNotFoundError)
+  user must fix: they are printed as one line. So is a DataError raised inside the input
+  pipeline's graph (a bad line), which reaches Python as a TensorFlow error. Anything else
+  is a bug and keeps its traceback."""
+  if type(e).__module__.startswith("t5x_like.") or isinstance(e, FileNotFoundError):
+    return e
+  if "t5x_like.DataError" in str(e):
+    from t5x_like.data.sources import as_data_error  # noqa: PLC0415
+    return as_data_error(e)
+  return None
+
+
+def _is_user_error(e: Exception) -> bool:
+  return _user_error(e) is not None
 
 
 def _train(args, rest) -> int:
@@ -168,7 +192,7 @@ def _data_show(args) -> int:
   files = prepare_data(cfg, workdir)
   tok = Tokenizer(files["tokenizer"])
   ds = pipeline.make_dataset(cfg.data, files=files["train"], tokenizer_path=files["tokenizer"], batch_size=1,
-                             shuffle=False, repeat=False)
+                             shuffle=False, repeat=False, split="train")
   for i, batch in enumerate(ds.take(args.num)):
     print(f"--- example {i}")
     for k, v in batch.items():
@@ -179,6 +203,20 @@ def _data_show(args) -> int:
         print(f"{k}: {' '.join(repr(p) for p in pieces[:64])}{' ...' if len(pieces) > 64 else ''}")
       else:
         print(f"{k}: {row[:64].tolist()}{' ...' if len(row) > 64 else ''}")
+  for name, n in pipeline.skipped_lines().items():
+    print(f"data stats: {n} bad records skipped so far in {name} (data.skip_bad_lines=true)")
+  return 0
+
+
+def _data_build(args) -> int:
+  from t5x_like.data.build import build_tfds  # noqa: PLC0415
+  out = build_tfds(args.input, args.name, args.data_dir, validation_fraction=args.validation_fraction,
+                   field=args.field, fmt=args.format, skip_bad_lines=args.skip_bad_lines)
+  sizes = ", ".join(f"{k} {v}" for k, v in out["splits"].items())
+  skipped = f"; skipped {out['skipped_lines']} bad lines" if args.skip_bad_lines else ""
+  print(f"wrote {out['path']} ({out['format']}: {sizes} documents{skipped})\n"
+        f"use: --config.data.source=tfds --config.data.tfds_name={out['name']}:{out['version']} "
+        f"--config.data.tfds_data_dir={args.data_dir} --config.data.tfds_text_key={args.field}")
   return 0
 
 

@@ -378,7 +378,7 @@ def validate(cfg: Config) -> Config:
     raise ConfigError(f"data.seq_len={d.seq_len} exceeds model.max_len={m.max_len} for learned positions")
   if m.position == "rope" and (m.head_dim or m.d_model // m.num_heads) % 2:
     raise ConfigError("RoPE needs an even head dimension; change model.d_model/num_heads or model.head_dim")
-  if d.source in ("text", "jsonl") and not d.train_files:
+  if d.source in ("text", "jsonl", "tfrecord") and not d.train_files:
     raise ConfigError(f"data.source={d.source!r} needs data.train_files (a glob of input files)")
   if d.source == "tfds" and not d.tfds_name:
     raise ConfigError("data.source='tfds' needs data.tfds_name, e.g. --config.data.tfds_name=c4/en:3.1.0")

@@ -52,7 +52,8 @@ def _expected(tok, lines):
 
 def _make(make_cfg, spm_path, files, **kw):
   cfg = make_cfg(**{k: kw.pop(k) for k in list(kw) if k in ("seed", "source", "jsonl_field",
-                                                            "shuffle_buffer", "objective")})
+                                                            "shuffle_buffer", "objective",
+                                                            "skip_bad_lines")})
   return pipeline.make_dataset(cfg, files=files, tokenizer_path=spm_path, batch_size=BATCH, **kw)
 
 
@@ -171,7 +172,7 @@ def test_jsonl_source_matches_text_source(make_cfg, spm_path, corpus, tok, tmp_p
     f.write(json.dumps({"id": -1, "body": "no text field"}) + "\n")
   (tmp_path / "docs.txt").write_text("\n".join(lines) + "\n")
   from_json = _batches(_make(make_cfg, spm_path, str(tmp_path / "docs.jsonl"), source="jsonl",
-                             shuffle=False, repeat=False))
+                             shuffle=False, repeat=False, skip_bad_lines=True))
   from_text = _batches(_make(make_cfg, spm_path, str(tmp_path / "docs.txt"), shuffle=False,
                              repeat=False))
   assert len(from_json) == len(from_text)

@@ -1,0 +1,256 @@
+"""Sources beyond plain text: TFRecord files and TFDS datasets read like text (same
+documents), per-host shares that are disjoint and cover every document once for any host
+count, seeded determinism, iterator checkpoints, and bad input: plain errors naming the
+file and line, or skipped and counted records with data.skip_bad_lines."""
+
+import collections
+import glob
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from t5x_like import cli
+from t5x_like.data import pipeline, sources
+from t5x_like.data.build import build_tfds
+from t5x_like.data.tokenizer import DataError
+
+BATCH = 4
+
+
+def _lines(pattern):
+  out = []
+  for path in sorted(glob.glob(pattern)):
+    with open(path) as f:
+      out.extend(line.strip() for line in f if line.strip())
+  return out
+
+
+def _batches(ds, n=None):
+  it = ds.as_numpy_iterator()
+  return [next(it) for _ in range(n)] if n else list(it)
+
+
+def _documents(batches, eos_id):
+  """Token-id documents of packed causal-LM batches (a document ends at its EOS)."""
+  docs, cur = [], []
+  for b in batches:
+    for tokens, segs in zip(b["decoder_target_tokens"], b["decoder_segment_ids"], strict=True):
+      for t in tokens[segs > 0].tolist():
+        cur.append(t)
+        if t == eos_id:
+          docs.append(tuple(cur))
+          cur = []
+  return docs
+
+
+def _expected(tok, lines):
+  return collections.Counter(tuple(tok.encode(line) + [tok.eos_id]) for line in lines)
+
+
+def _write_tfrecords(path, docs, feature="text"):
+  with tf.io.TFRecordWriter(str(path)) as w:
+    for doc in docs:
+      value = tf.train.Feature(bytes_list=tf.train.BytesList(value=[doc.encode()]))
+      w.write(tf.train.Example(features=tf.train.Features(feature={feature: value}))
+              .SerializeToString())
+
+
+@pytest.fixture(scope="module")
+def lines(corpus):
+  return _lines(corpus["eval"])[:120]
+
+
+@pytest.fixture(scope="module")
+def tfrecord_glob(lines, tmp_path_factory):
+  out = tmp_path_factory.mktemp("tfrecord")
+  for i in range(3):  # uneven shards: 40 documents each, split 3 ways by hosts below
+    _write_tfrecords(out / f"part-{i}.tfrecord", lines[i::3])
+  return str(out / "*.tfrecord")
+
+
+@pytest.fixture(scope="module")
+def tfds_dir(lines, tmp_path_factory):
+  out = tmp_path_factory.mktemp("tfds")
+  (out / "docs.txt").write_text("\n".join(lines) + "\n")
+  build_tfds(str(out / "docs.txt"), "t5x_like_test_docs", str(out / "data"),
+             validation_fraction=0.25)
+  return str(out / "data")
+
+
+def _cfg(make_cfg, source, tfrecord_glob="", tfds_dir="", **kw):
+  if source == "tfrecord":
+    kw.update(train_files=tfrecord_glob)
+  if source == "tfds":
+    kw.update(tfds_name="t5x_like_test_docs", tfds_data_dir=tfds_dir)
+  return make_cfg(source=source, **kw)
+
+
+def test_tfrecord_source_matches_text_source(make_cfg, spm_path, lines, tmp_path):
+  _write_tfrecords(tmp_path / "docs.tfrecord", lines)
+  (tmp_path / "docs.txt").write_text("\n".join(lines) + "\n")
+  got = _batches(pipeline.make_dataset(make_cfg(source="tfrecord"), files=str(tmp_path / "*.tfrecord"),
+                                       tokenizer_path=spm_path, batch_size=BATCH, shuffle=False,
+                                       repeat=False))
+  want = _batches(pipeline.make_dataset(make_cfg(), files=str(tmp_path / "*.txt"), tokenizer_path=spm_path,
+                                        batch_size=BATCH, shuffle=False, repeat=False))
+  assert len(got) == len(want)
+  for a, b in zip(got, want, strict=True):
+    for k in a:
+      np.testing.assert_array_equal(a[k], b[k])
+
+
+@pytest.mark.parametrize("source, split, counts", [
+    ("tfds", "train", (3, 4)), ("tfds/as_dataset", "validation", (1, 2)), ("tfrecord", "", (2, 5))])
+def test_hosts_are_disjoint_and_read_every_document_once(make_cfg, lines, tfrecord_glob, tfds_dir,
+                                                         monkeypatch, source, split, counts):
+  # TFDS: even example ranges per host (90 train documents: 23, 23, 22, 22 for 4 hosts),
+  # read from the shards directly or (any other TFDS data) through as_dataset. TFRecord:
+  # whole files for up to 3 hosts, every P-th record for more (3 files). Shuffled, as in
+  # training, but one epoch.
+  if source == "tfds/as_dataset":
+    source = "tfds"
+    monkeypatch.setattr(sources, "_plain_text_shards", lambda builder, key: False)
+  cfg = _cfg(make_cfg, source, tfrecord_glob, tfds_dir)
+  # build_tfds holds out every 4th document for validation_fraction=0.25.
+  want = {"train": [x for i, x in enumerate(lines) if i % 4 != 3], "validation": lines[3::4],
+          "": lines}[split]
+  for count in counts:
+    per_host = []
+    for host in range(count):
+      ds = sources.read_documents(cfg, files=tfrecord_glob, split=split, key="data.train_files",
+                                  process_index=host, process_count=count, shuffle=True,
+                                  repeat=False, seed=3)
+      per_host.append(collections.Counter(x.decode() for x in ds.as_numpy_iterator()))
+      assert per_host[-1], f"host {host} of {count} got no documents"
+    assert sum(per_host, collections.Counter()) == collections.Counter(want), count
+    for i in range(count):
+      for j in range(i + 1, count):
+        assert not (per_host[i] & per_host[j])
+
+
+def test_tfds_source_reads_the_split_of_the_role(make_cfg, spm_path, tok, lines, tfds_dir):
+  """The trainer's eval call (repeat=False, no files) reads data.tfds_eval_split."""
+  ds = pipeline.make_dataset(_cfg(make_cfg, "tfds", tfds_dir=tfds_dir), files="", tokenizer_path=spm_path,
+                             batch_size=BATCH, shuffle=False, repeat=False)
+  assert collections.Counter(_documents(_batches(ds), tok.eos_id)) == _expected(tok, lines[3::4])
+
+
+@pytest.mark.parametrize("source", ["tfds", "tfrecord"])
+def test_seeded_and_resumable(make_cfg, spm_path, tfrecord_glob, tfds_dir, tmp_path, source):
+  def make(seed):
+    cfg = _cfg(make_cfg, source, tfrecord_glob, tfds_dir, seed=seed, shuffle_buffer=16)
+    return pipeline.make_dataset(cfg, files="", tokenizer_path=spm_path, batch_size=BATCH)
+
+  a, c = _batches(make(1), 12), _batches(make(2), 12)
+  assert any((x["decoder_target_tokens"] != z["decoder_target_tokens"]).any()
+             for x, z in zip(a, c, strict=True))
+  it = iter(make(1))
+  for x in a:  # the same seed gives the same batches
+    np.testing.assert_array_equal(next(it)["decoder_target_tokens"].numpy(), x["decoder_target_tokens"])
+  # Past the first epoch (~20 batches), so file order, shuffle buffer and packer hold state.
+  for _ in range(18):
+    next(it)
+  path = tf.train.Checkpoint(iterator=it).save(str(tmp_path / "data"))
+  expected = [next(it) for _ in range(8)]
+  fresh = iter(make(1))
+  tf.train.Checkpoint(iterator=fresh).restore(path).assert_consumed()
+  for want in expected:
+    np.testing.assert_array_equal(next(fresh)["decoder_target_tokens"].numpy(),
+                                  want["decoder_target_tokens"].numpy())
+
+
+def test_tfds_errors_name_the_dataset_and_the_fix(make_cfg, spm_path, tfds_dir):
+  def make(**kw):
+    cfg = make_cfg(source="tfds", **{"tfds_data_dir": tfds_dir, **kw})
+    return pipeline.make_dataset(cfg, files="", tokenizer_path=spm_path, batch_size=BATCH)
+
+  with pytest.raises(DataError, match=rf"'no_such_corpus' .*{tfds_dir}.*t5x-like data build"):
+    make(tfds_name="no_such_corpus")
+  with pytest.raises(DataError, match=r"'mnist' .*is not prepared in .*never downloaded"):
+    make(tfds_name="mnist")  # in the TFDS catalog, but not in this data_dir
+  with pytest.raises(DataError, match=r"no string feature 'body' .*it has: text \(string\)"):
+    make(tfds_name="t5x_like_test_docs", tfds_text_key="body")
+  with pytest.raises(DataError, match=r"split 'dev' .*data.tfds_train_split"):
+    make(tfds_name="t5x_like_test_docs", tfds_train_split="dev")
+
+
+def _first_error(ds):
+  with pytest.raises(tf.errors.InvalidArgumentError) as e:
+    _batches(ds)
+  err = sources.as_data_error(e.value)
+  assert isinstance(err, DataError)
+  return str(err)
+
+
+def test_bad_records_fail_naming_the_file_and_line(make_cfg, spm_path, lines, tmp_path):
+  good = [line.encode() for line in lines] * 3  # the bad line is past the first check block
+  (tmp_path / "a.txt").write_bytes(b"\n".join(good[:299] + [b"caf\xe9 latin-1"] + good[299:]) + b"\n")
+  make = dict(tokenizer_path=spm_path, batch_size=BATCH, shuffle=False, repeat=False)
+  msg = _first_error(pipeline.make_dataset(make_cfg(), files=str(tmp_path / "a.txt"), **make))
+  assert msg.startswith(f"{tmp_path / 'a.txt'}: line 300 is not UTF-8; ") and "skip_bad_lines" in msg
+  (tmp_path / "b.jsonl").write_text('{"text": "a b"}\n\n{"body": "x"}\n')
+  msg = _first_error(pipeline.make_dataset(make_cfg(source="jsonl"), files=str(tmp_path / "b.jsonl"), **make))
+  assert msg.startswith(f'{tmp_path / "b.jsonl"}: line 3 has no string field "text" (data.jsonl_field)')
+  with tf.io.TFRecordWriter(str(tmp_path / "c.tfrecord")) as w:
+    for i in range(5):
+      key = "body" if i == 3 else "text"
+      value = tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"ok"]))
+      w.write(tf.train.Example(features=tf.train.Features(feature={key: value})).SerializeToString())
+  msg = _first_error(pipeline.make_dataset(make_cfg(source="tfrecord"), files=str(tmp_path / "c.tfrecord"),
+                                           **make))
+  assert msg.startswith(f"{tmp_path / 'c.tfrecord'}: record 4 has no bytes feature 'text'")
+  # Problems visible before reading are DataErrors at once.
+  (tmp_path / "empty.tfrecord").write_bytes(b"")
+  with pytest.raises(DataError, match=r"all 1 files matching .*empty\.tfrecord.* are empty"):
+    pipeline.make_dataset(make_cfg(source="tfrecord"), files=str(tmp_path / "empty.tfrecord"), **make)
+  with pytest.raises(DataError, match=r"a\.txt \(data\.eval_files\) is not a TFRecord file"):
+    pipeline.make_dataset(make_cfg(source="tfrecord"), files=str(tmp_path / "a.txt"), **make)
+  with pytest.raises(DataError, match=r"has no bytes feature 'body'; it has: text \(bytes_list\)"):
+    pipeline.make_dataset(make_cfg(source="tfrecord", tfrecord_feature="body"),
+                          files=str(tmp_path / "c.tfrecord"), **make)
+
+
+def test_skip_bad_lines_drops_and_counts_them(make_cfg, spm_path, tok, lines, tmp_path, capfd):
+  docs = lines[:40]
+  raw = []
+  for i, line in enumerate(docs):
+    raw.append(json.dumps({"text": line}).encode())
+    if i % 10 == 5:
+      raw += [b'{"text": "\xff\xfe"}', b'{"title": "no text"}', b'']
+  (tmp_path / "d.jsonl").write_bytes(b"\n".join(raw) + b"\n")
+  cfg = make_cfg(source="jsonl", skip_bad_lines=True)
+  ds = pipeline.make_dataset(cfg, files=str(tmp_path / "d.jsonl"), tokenizer_path=spm_path,
+                             batch_size=BATCH, shuffle=False, repeat=False)
+  assert _documents(_batches(ds), tok.eos_id) == [tuple(tok.encode(x) + [tok.eos_id]) for x in docs]
+  name = f"data.eval_files {tmp_path / 'd.jsonl'}"
+  assert pipeline.skipped_lines()[name] == 8  # 4 x (not UTF-8 + no field); blank lines are not bad
+  assert f"t5x_like data: 8 bad records skipped so far in {name}" in capfd.readouterr().err
+  # The counter is a variable, which tf.data cannot checkpoint: the stream still resumes.
+  train = pipeline.make_dataset(cfg, files=str(tmp_path / "d.jsonl"), tokenizer_path=spm_path,
+                                batch_size=BATCH)
+  it = iter(train)
+  for _ in range(20):
+    next(it)
+  assert pipeline.skipped_lines()[f"data.train_files {tmp_path / 'd.jsonl'}"] >= 8
+  path = tf.train.Checkpoint(iterator=it).save(str(tmp_path / "ckpt"))
+  want = next(it)["decoder_target_tokens"].numpy()
+  fresh = iter(pipeline.make_dataset(cfg, files=str(tmp_path / "d.jsonl"), tokenizer_path=spm_path,
+                                     batch_size=BATCH))
+  tf.train.Checkpoint(iterator=fresh).restore(path).assert_consumed()
+  np.testing.assert_array_equal(next(fresh)["decoder_target_tokens"].numpy(), want)
+
+
+def test_cli_prints_a_bad_line_as_one_error_line(spm_path, lines, tmp_path, capsys):
+  (tmp_path / "e.txt").write_bytes(b"\n".join([x.encode() for x in lines[:5]] + [b"\x80 stray"]) + b"\n")
+  (tmp_path / "cfg.py").write_text(f"""
+from t5x_like.config import Config, DataConfig, ModelConfig
+def get_config():
+  return Config(model=ModelConfig(vocab_size=1024), data=DataConfig(
+      source="text", train_files={str(tmp_path / 'e.txt')!r}, tokenizer_path={spm_path!r}, seq_len=16))
+""")
+  assert cli.main(["data", "show", "--config", str(tmp_path / "cfg.py"), "--num", "50"]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err == (f"error: {tmp_path / 'e.txt'}: line 6 is not UTF-8; fix or remove it, or set "
+                 "data.skip_bad_lines=true to skip and count such records")
