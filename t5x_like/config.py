@@ -378,10 +378,21 @@ def validate(cfg: Config) -> Config:
     raise ConfigError(f"data.seq_len={d.seq_len} exceeds model.max_len={m.max_len} for learned positions")
   if m.position == "rope" and (m.head_dim or m.d_model // m.num_heads) % 2:
     raise ConfigError("RoPE needs an even head dimension; change model.d_model/num_heads or model.head_dim")
-  if d.source in ("text", "jsonl", "tfrecord") and not d.train_files:
+  if d.source in ("text", "jsonl", "tfrecord") and not d.train_files and not d.mixture:
     raise ConfigError(f"data.source={d.source!r} needs data.train_files (a glob of input files)")
-  if d.source == "tfds" and not d.tfds_name:
+  if d.source == "tfds" and not d.tfds_name and not d.mixture:
     raise ConfigError("data.source='tfds' needs data.tfds_name, e.g. --config.data.tfds_name=c4/en:3.1.0")
+  if d.mixture and d.source == "synthetic":
+    raise ConfigError("data.mixture is set but data.source='synthetic'; set data.source to the entries' "
+                      "default source (text, jsonl, tfrecord or tfds)")
+  for i, (_, c) in enumerate(mixture_components(d)):  # each entry is checked like data itself
+    key = f"data.mixture[{i}]"
+    if c.source in ("text", "jsonl", "tfrecord") and not c.train_files:
+      raise ConfigError(f"{key} (source={c.source!r}) needs train_files (a glob of input files)")
+    if c.source == "tfds" and not c.tfds_name:
+      raise ConfigError(f"{key} (source='tfds') needs tfds_name, e.g. \"tfds_name\": \"c4/en:3.1.0\"")
+    if c.source == "synthetic":
+      raise ConfigError(f"{key} has source='synthetic', which cannot be mixed; use its files with source='text'")
   if d.source != "synthetic" and not d.tokenizer_path:
     raise ConfigError(f"data.source={d.source!r} needs data.tokenizer_path (train one with `t5x-like tokenizer train`)")
   c = cfg.checkpoint
@@ -396,6 +407,41 @@ def validate(cfg: Config) -> Config:
   if cfg.mesh.rules == "custom" and not cfg.mesh.custom_rules:
     raise ConfigError("mesh.rules='custom' needs mesh.custom_rules, e.g. [[\"batch\", \"data\"], [\"embed\", null]]")
   return cfg
+
+
+# Data fields every mixture component shares: one tokenizer and vocabulary, one seed, one
+# way of splitting rows across hosts.
+MIXTURE_SHARED = ("mixture", "tokenizer_path", "seed", "host_split", "corpus_dir",
+                  "synthetic_train_docs", "synthetic_eval_docs")
+
+
+def mixture_components(d: DataConfig) -> list[tuple[float, DataConfig]]:
+  """(weight, config) of each `data.mixture` entry: its fields over those of `data`."""
+  names = _field_names(d)
+  out = []
+  for i, entry in enumerate(d.mixture):
+    key = f"data.mixture[{i}]"
+    if not isinstance(entry, dict):
+      raise ConfigError(f"{key} must be a dict such as {{\"weight\": 0.5, \"train_files\": \"a/*.txt\"}}, "
+                        f"got {entry!r}")
+    for k in entry:
+      if k != "weight" and k not in names:
+        close = difflib.get_close_matches(k, names + ["weight"], n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(f"unknown key '{k}' in {key}{hint}")
+      if k in MIXTURE_SHARED:
+        raise ConfigError(f"{key} sets '{k}', which all mixture components share; set data.{k} instead")
+    w = entry.get("weight")
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 < w < float("inf"):
+      raise ConfigError(f"{key} needs a positive number \"weight\", got {w!r}")
+    component = dataclasses.replace(d, mixture=[], **{k: v for k, v in entry.items() if k != "weight"})
+    _check_types(component, key + ".")
+    for name in ("source", "objective"):
+      choices = _CHOICES[f"data.{name}"]
+      if getattr(component, name) not in choices:
+        raise ConfigError(f"{key}.{name} is {getattr(component, name)!r}; expected one of {', '.join(choices)}")
+    out.append((float(w), component))
+  return out
 
 
 def build_config(path: str, overrides: list[str] | None = None) -> Config:
@@ -447,5 +493,5 @@ def replace(cfg: Config, **sections: dict) -> Config:
 __all__ = [
     "CheckpointConfig", "Config", "ConfigError", "DataConfig", "MeshConfig", "ModelConfig",
     "OptimizerConfig", "TrainConfig", "apply_override", "build_config", "from_dict",
-    "load_config_file", "parse_overrides", "replace", "save_json", "to_dict", "validate",
+    "load_config_file", "mixture_components", "parse_overrides", "replace", "save_json", "to_dict", "validate",
 ]

@@ -1,5 +1,5 @@
 """tf.data input pipelines: source (files or TFDS, `sources.py`) -> host shard -> shuffle
--> tokenize (in graph) -> objective -> batch.
+-> tokenize (in graph) -> objective -> batch; or a weighted mixture of such streams.
 
 Everything stays in the TensorFlow graph (no `from_generator`, no `py_function`), so
 `tf.train.Checkpoint(iterator=it)` saves the exact position, shuffle buffers included, and
@@ -14,7 +14,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
-from t5x_like.config import DataConfig  # noqa: E402
+from t5x_like.config import DataConfig, mixture_components  # noqa: E402
 from t5x_like.data.objectives import (  # noqa: E402
   CHUNKED_OBJECTIVES,
   OBJECTIVES,
@@ -68,7 +68,7 @@ def _role(cfg: DataConfig, files: str, repeat: bool, split: str) -> str:
   `files` is; otherwise training streams (repeat) read the train split."""
   if split:
     return split
-  if files and cfg.source != "tfds":
+  if files and not cfg.mixture and cfg.source != "tfds":
     if files == cfg.eval_files != cfg.train_files:
       return "eval"
     if files == cfg.train_files:
@@ -107,6 +107,40 @@ def _rows(cfg: DataConfig, docs: tf.data.Dataset, tokenizer: Tokenizer,
   return OBJECTIVES[cfg.objective](chunks.unbatch(), cfg, tokenizer=tokenizer, seed=seed), False
 
 
+# ---------------------------------------------------------------- mixtures
+
+
+def _row_spec(ds: tf.data.Dataset, blocks: bool) -> dict:
+  return {k: (v.dtype.name, tuple(v.shape[1:] if blocks else v.shape))
+          for k, v in ds.element_spec.items()}
+
+
+def _mixed_rows(cfg: DataConfig, role: str, tokenizer: Tokenizer, seed: int,
+                host: dict) -> tf.data.Dataset:
+  """Rows of every `data.mixture` component, each made by its own source and objective,
+  drawn at random in proportion to the weights. The draw is seeded (`sample_from_datasets`
+  keeps its generator in the iterator state), so the mixed stream is deterministic and
+  resumes exactly. Component i shuffles with seed + i."""
+  weights, streams, spec0 = [], [], None
+  for i, (weight, comp) in enumerate(mixture_components(cfg)):
+    key = f"data.mixture[{i}]."
+    _check_objective(comp, f"data.mixture[{i}]: ")
+    docs = read_documents(comp, **_input(comp, "", role, key), **host, seed=seed + i)
+    rows, blocks = _rows(comp, docs, tokenizer, seed + i)
+    spec = _row_spec(rows, blocks)
+    if spec0 is not None and spec != spec0:
+      raise DataError(f"data.mixture[{i}] (objective={comp.objective}, seq_len={comp.seq_len}) "
+                      f"yields rows {spec} but data.mixture[0] yields {spec0}; every component must "
+                      "produce the same features and shapes (one objective family and seq_len)")
+    spec0 = spec
+    weights.append(weight)
+    streams.append(rows.unbatch() if blocks else rows)
+  total = sum(weights)
+  # A finite (eval) component that runs out leaves the others to finish: each document once.
+  return tf.data.Dataset.sample_from_datasets(streams, [w / total for w in weights], seed=seed,
+                                              stop_on_empty_dataset=False)
+
+
 # ---------------------------------------------------------------- the dataset
 
 
@@ -130,7 +164,7 @@ def make_dataset(data_cfg: DataConfig, *, files: str, tokenizer_path: str, batch
   host's documents once and pads the last batch with all-zero rows, so every batch has the
   same shape and the eval step compiles once.
 
-  `split` ("train" or "eval") picks what TFDS sources read; by default
+  `split` ("train" or "eval") picks what TFDS sources and mixtures read; by default
   `files` decides when it is data.train_files or data.eval_files, else training reads the
   train split and evaluation the eval split. File sources read `files` (any glob).
   """
@@ -141,7 +175,8 @@ def make_dataset(data_cfg: DataConfig, *, files: str, tokenizer_path: str, batch
   if split not in ("", "train", "eval"):
     raise ValueError(f"split={split!r} must be 'train' or 'eval'")
   role = _role(cfg, files, repeat, split)
-  _check_objective(cfg)
+  if not cfg.mixture:
+    _check_objective(cfg)
   tokenizer = Tokenizer(tokenizer_path)
 
   # host_split=rows: read the whole stream as one host would, batch globally, keep a slice.
@@ -151,8 +186,11 @@ def make_dataset(data_cfg: DataConfig, *, files: str, tokenizer_path: str, batch
     batch_size, process_index, process_count = batch_size * process_count, 0, 1
   host = dict(process_index=process_index, process_count=process_count, shuffle=shuffle,
               repeat=repeat)
-  docs = read_documents(cfg, **_input(cfg, files, role), **host, seed=seed)
-  rows, blocks = _rows(cfg, docs, tokenizer, seed)
+  if cfg.mixture:
+    rows, blocks = _mixed_rows(cfg, role, tokenizer, seed, host), False
+  else:
+    docs = read_documents(cfg, **_input(cfg, files, role), **host, seed=seed)
+    rows, blocks = _rows(cfg, docs, tokenizer, seed)
   if blocks:
     ds = rows.rebatch(batch_size, drop_remainder=repeat)
   else:
