@@ -184,6 +184,11 @@ _CHOICES = {
 }
 
 
+# The model family each data objective feeds.
+OBJECTIVE_FAMILY = {"causal_lm": "decoder", "prefix_lm": "decoder", "mlm": "encoder",
+                    "span_corruption": "encoder_decoder"}
+
+
 # ---------------------------------------------------------------- loading and overrides
 
 
@@ -393,8 +398,17 @@ def validate(cfg: Config) -> Config:
       raise ConfigError(f"{key} (source='tfds') needs tfds_name, e.g. \"tfds_name\": \"c4/en:3.1.0\"")
     if c.source == "synthetic":
       raise ConfigError(f"{key} has source='synthetic', which cannot be mixed; use its files with source='text'")
+    if OBJECTIVE_FAMILY[c.objective] != m.family:
+      raise ConfigError(f"{key} has objective={c.objective!r}, which feeds the {OBJECTIVE_FAMILY[c.objective]} "
+                        f"family but model.family={m.family!r}")
   if d.source != "synthetic" and not d.tokenizer_path:
     raise ConfigError(f"data.source={d.source!r} needs data.tokenizer_path (train one with `t5x-like tokenizer train`)")
+  if OBJECTIVE_FAMILY[d.objective] != m.family:
+    fits = [k for k, v in OBJECTIVE_FAMILY.items() if v == m.family]
+    raise ConfigError(f"data.objective={d.objective!r} feeds the {OBJECTIVE_FAMILY[d.objective]} family but "
+                      f"model.family={m.family!r}; use data.objective={' or '.join(map(repr, fits))}")
+  if d.extra_ids < 0:
+    raise ConfigError(f"data.extra_ids must be >= 0, got {d.extra_ids}")
   c = cfg.checkpoint
   for key, value, low in (("checkpoint.every_steps", c.every_steps, 1), ("checkpoint.max_to_keep", c.max_to_keep, 1),
                           ("checkpoint.keep_period", c.keep_period, 0),

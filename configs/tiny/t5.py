@@ -1,0 +1,38 @@
+"""A tiny encoder-decoder (T5 v1.1-style) model trained with span corruption on the built-in
+corpus in a few minutes on 2 CPU cores. The summary reports how often it fills a
+held-out arithmetic answer given as a noise span ("17 + 25 = <extra_id_0> .").
+
+  t5x-like train --config configs/tiny/t5.py --workdir /tmp/t5x_like/tiny_t5
+"""
+
+from t5x_like.config import (
+  CheckpointConfig,
+  Config,
+  DataConfig,
+  MeshConfig,
+  ModelConfig,
+  OptimizerConfig,
+  TrainConfig,
+)
+
+
+def get_config() -> Config:
+  return Config(
+      name="tiny_t5",
+      model=ModelConfig(
+          family="encoder_decoder", vocab_size=512, d_model=128, num_layers=2,
+          num_decoder_layers=2, num_heads=4, d_ff=384, mlp_activation="gated_gelu",
+          norm="rmsnorm", norm_position="pre", position="learned", max_len=64, tie_embeddings=False,
+          rescale_decoder_output=False, dtype="float32"),
+      # 64 input tokens hold 70 raw tokens with 3 noise spans (14 targets): 16 sentinels are
+      # plenty. Short inputs matter at this budget: with 128 the decoder had not yet learned
+      # to look up its sentinel in the encoder after 400 steps (measured).
+      data=DataConfig(source="synthetic", seq_len=64, objective="span_corruption", extra_ids=16,
+                      synthetic_train_docs=20_000, synthetic_eval_docs=1_000),
+      optimizer=OptimizerConfig(learning_rate=3e-3, warmup_steps=30, schedule="cosine",
+                                weight_decay=0.01, clip_norm=1.0),
+      mesh=MeshConfig(data=-1, fsdp=1, tensor=1, rules="fsdp"),
+      checkpoint=CheckpointConfig(every_steps=100, max_to_keep=2),
+      train=TrainConfig(steps=500, batch_size=64, log_every=25, eval_every=100, eval_batches=4,
+                        skill_eval_examples=128),
+  )
