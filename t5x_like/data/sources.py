@@ -355,6 +355,9 @@ def _read_tfds(cfg: DataConfig, split: str, *, process_index: int, process_count
     raise DataError(f"split {split!r} of TFDS dataset {cfg.tfds_name!r} is empty")
   share = tfds.split_for_jax_process(split, process_index=process_index, process_count=process_count)
   if builder.info.splits[share].num_examples == 0:  # more hosts than examples
+    if repeat:  # a training stream would end at once
+      raise DataError(f"split {split!r} of TFDS dataset {cfg.tfds_name!r} has {total} examples, "
+                      f"fewer than the {process_count} hosts reading it")
     return tf.data.Dataset.from_tensor_slices(tf.constant([], tf.string))
   if _plain_text_shards(builder, key):
     instructions = builder.info.splits[share].file_instructions

@@ -174,6 +174,11 @@ def test_tfds_errors_name_the_dataset_and_the_fix(make_cfg, spm_path, tfds_dir):
     make(tfds_name="t5x_like_test_docs", tfds_text_key="body")
   with pytest.raises(DataError, match=r"split 'dev' .*data.tfds_train_split"):
     make(tfds_name="t5x_like_test_docs", tfds_train_split="dev")
+  with pytest.raises(DataError, match=r"'train\[:2\]' .* has 2 examples, fewer than the 3 hosts"):
+    pipeline.make_dataset(make_cfg(source="tfds", tfds_name="t5x_like_test_docs", tfds_data_dir=tfds_dir,
+                                   tfds_train_split="train[:2]"),
+                          files="", tokenizer_path=spm_path, batch_size=BATCH, process_index=2,
+                          process_count=3)
 
 
 def _first_error(ds):
