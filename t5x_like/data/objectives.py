@@ -222,9 +222,11 @@ def noise_mask(length: tf.Tensor, cfg: DataConfig, seed: tf.Tensor) -> tf.Tensor
   """Boolean `[length]`, True on noise: round(length * density) noise tokens (at least 1,
   at most length - 1) in round(noise / mean span length) spans (at least 1), alternating
   with as many non-noise spans; the example starts with non-noise and ends with noise."""
-  lf = tf.cast(length, tf.float32)
+  # float64 and round-half-to-even, exactly as `span_lengths` computes them in Python: in
+  # float32 e.g. 190 * 0.15 rounds to 29, one noise token more than the row sizes allow for.
+  lf = tf.cast(length, tf.float64)
   noise = tf.clip_by_value(tf.cast(tf.round(lf * cfg.noise_density), tf.int32), 1, length - 1)
-  spans = tf.maximum(tf.cast(tf.round(tf.cast(noise, tf.float32) / cfg.mean_noise_span_length),
+  spans = tf.maximum(tf.cast(tf.round(tf.cast(noise, tf.float64) / cfg.mean_noise_span_length),
                              tf.int32), 1)
   spans = tf.minimum(spans, tf.minimum(noise, length - noise))
   s = tf.random.split(seed, 2)

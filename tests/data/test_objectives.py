@@ -131,6 +131,19 @@ def test_noise_mask_density_and_span_length():
   assert abs(noise / spans - 3.0) < 0.1
 
 
+def test_noise_mask_counts_match_span_lengths_exactly():
+  # Lengths where float32 arithmetic rounds differently from Python's float64 (190 * 0.15 is
+  # 28.499... in float64 but 28.5 -> 29 in float32): the row sizes come from span_lengths,
+  # so one extra noise token would cut the EOS off a target.
+  for density, mean_span, n in [(0.15, 3.0, 190), (0.15, 3.0, 350), (0.15, 3.0, 670),
+                                (0.15, 3.0, 568), (0.5, 3.0, 70), (0.3, 2.5, 130)]:
+    cfg = pipeline.DataConfig(noise_density=density, mean_noise_span_length=mean_span)
+    m = objectives.noise_mask(tf.constant(n), cfg, tf.constant([3, n], tf.int64)).numpy()
+    starts = int((m & ~np.concatenate([[False], m[:-1]])).sum())
+    inputs_len, targets_len = objectives.span_lengths(n, density, mean_span)
+    assert (n - m.sum() + starts + 1, m.sum() + starts + 1) == (inputs_len, targets_len), (density, n)
+
+
 def test_span_lengths_are_random_and_positive():
   cfg = pipeline.DataConfig(noise_density=0.3, mean_noise_span_length=4.0)
   lengths = []
