@@ -210,8 +210,6 @@ def test_errors_are_plain_and_name_the_setting(make_cfg, spm_path, tmp_path):
   with pytest.raises(DataError, match=r'field "text"'):
     _make(make_cfg, spm_path, str(tmp_path / "c.jsonl"), source="jsonl")
   (tmp_path / "d.txt").write_text("some text\n")
-  with pytest.raises(DataError, match="objective mlm is not supported yet"):
-    _make(make_cfg, spm_path, str(tmp_path / "d.txt"), objective="mlm")
   with pytest.raises(DataError, match="t5x-like tokenizer train"):
     pipeline.make_dataset(make_cfg(), files=str(tmp_path / "d.txt"),
                           tokenizer_path=str(tmp_path / "none.model"), batch_size=BATCH)

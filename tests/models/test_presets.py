@@ -114,4 +114,6 @@ def test_presets_validate_as_configs():
   for module, name in CASES:
     cfg = C.Config(model=preset(module, name))
     cfg.data.seq_len = 512
+    cfg.data.objective = {"decoder": "causal_lm", "encoder": "mlm",
+                          "encoder_decoder": "span_corruption"}[cfg.model.family]
     C.validate(cfg)
