@@ -105,9 +105,10 @@ def _restore_items(step_dir: str, abstract_state: dict, data_iterator, restore_f
 
 
 class Checkpointer:
-  def __init__(self, directory: str, cfg: CheckpointConfig):
+  def __init__(self, directory: str, cfg: CheckpointConfig, model_cfg: dict | None = None):
     self.directory = os.path.abspath(directory)
     self.cfg = cfg
+    self.model_cfg = model_cfg  # the run's model config as a dict, for clearer mismatch errors
     options = ocp.CheckpointManagerOptions(
         max_to_keep=cfg.max_to_keep,
         keep_period=cfg.keep_period or None,
@@ -171,6 +172,7 @@ class Checkpointer:
   def restore(self, step: int, abstract_state: dict, data_iterator=None) -> Restored:
     """Restores one step onto the shardings in `abstract_state` (any mesh, device or process count)."""
     step_dir = self.step_dir(step)
+    check_fits(step_dir, abstract_state, self.model_cfg, f"checkpoint step {step}")
     error = None
     try:
       state, meta, data_ok = _restore_items(step_dir, abstract_state, data_iterator,
@@ -259,9 +261,10 @@ def find_step_dir(path: str, key: str) -> str:
                     "WORKDIR/checkpoints/350, or the OUTPUT/0 written by `t5x-like convert --from-hf`")
 
 
-def restore_path(path: str, abstract_state: dict, data_iterator=None) -> Restored:
+def restore_path(path: str, abstract_state: dict, data_iterator=None, model_cfg: dict | None = None) -> Restored:
   """`checkpoint.restore_from=PATH`: the full state (and data position) of another run's step."""
   step_dir = find_step_dir(path, "checkpoint.restore_from")
+  check_fits(step_dir, abstract_state, model_cfg, "checkpoint.restore_from")
   try:
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as c:
       state, meta, data_ok = _restore_items(step_dir, abstract_state, data_iterator,
@@ -288,46 +291,73 @@ def _listing(items: list[str], limit: int = 12) -> str:
   return "; ".join(items[:limit]) + more
 
 
-def load_params(path: str, abstract_params: dict, model_cfg: dict | None = None) -> dict:
-  """`checkpoint.init_from=PATH`: only the params subtree of a step directory, restored into
-  the shardings of `abstract_params`. Names and shapes must match exactly."""
-  step_dir = find_step_dir(path, "checkpoint.init_from")
+def param_differences(step_dir: str, abstract_params: dict, model_cfg: dict | None = None) -> list[str]:
+  """Why the params stored in `step_dir` do not fit `abstract_params`, one line per kind
+  (missing, unexpected, shape mismatches, model config fields that differ from the ones
+  saved with the step); empty when they fit. Reads only the checkpoint's metadata."""
   state_dir = os.path.join(step_dir, "state")
-  try:
-    tree = ocp.PyTreeCheckpointHandler().metadata(epath.Path(state_dir)).tree
-  except Exception as e:
-    raise CheckpointError(f"checkpoint.init_from={step_dir}: cannot read {state_dir} ({_brief(e)})") from e
+  tree = ocp.PyTreeCheckpointHandler().metadata(epath.Path(state_dir)).tree
   if not isinstance(tree, dict) or not isinstance(tree.get("params"), dict):
-    raise ConfigError(f"checkpoint.init_from={step_dir}: {state_dir} holds no 'params'")
+    return [f"{state_dir} holds no 'params'"]
   found, want = _flat(tree["params"]), _flat(abstract_params)
   missing = sorted(set(want) - set(found))
   unexpected = sorted(set(found) - set(want))
   shapes = [f"{k} expected {tuple(want[k].shape)} found {tuple(found[k].shape)}"
             for k in sorted(set(want) & set(found)) if tuple(want[k].shape) != tuple(found[k].shape)]
-  if missing or unexpected or shapes:
-    parts = [f"checkpoint.init_from={step_dir} does not fit this model ({len(want)} parameters, "
-             f"{sum(math.prod(p.shape) for p in want.values()):,} values)"]
-    if missing:
-      parts.append(f"missing: {_listing(missing)}")
-    if unexpected:
-      parts.append(f"unexpected: {_listing(unexpected)}")
-    if shapes:
-      parts.append(f"shape mismatches: {_listing(shapes)}")
-    theirs = _saved_model_config(step_dir)
-    if theirs and model_cfg:
-      diff = [f"model.{k}={model_cfg[k]!r} (checkpoint: {theirs[k]!r})" for k in sorted(model_cfg)
-              if k in theirs and theirs[k] != model_cfg[k]]
-      if diff:
-        parts.append(f"config fields that differ from the checkpoint's: {_listing(diff)}")
-    raise ConfigError("\n  ".join(parts))
+  if not (missing or unexpected or shapes):
+    return []
+  parts = [f"missing: {_listing(missing)}"] if missing else []
+  if unexpected:
+    parts.append(f"unexpected: {_listing(unexpected)}")
+  if shapes:
+    parts.append(f"shape mismatches: {_listing(shapes)}")
+  theirs = _saved_model_config(step_dir)
+  if theirs and model_cfg:
+    diff = [f"model.{k}={model_cfg[k]!r} (checkpoint: {theirs[k]!r})" for k in sorted(model_cfg)
+            if k in theirs and theirs[k] != model_cfg[k]]
+    if diff:
+      parts.append(f"config fields that differ from the checkpoint's: {_listing(diff)}")
+  return parts
+
+
+def _model_summary(abstract_params: dict) -> str:
+  want = _flat(abstract_params)
+  return f"{len(want)} parameters, {sum(math.prod(p.shape) for p in want.values()):,} values"
+
+
+def load_params(path: str, abstract_params: dict, model_cfg: dict | None = None) -> dict:
+  """`checkpoint.init_from=PATH`: only the params subtree of a step directory, restored into
+  the shardings of `abstract_params`. Names and shapes must match exactly."""
+  step_dir = find_step_dir(path, "checkpoint.init_from")
+  try:
+    diffs = param_differences(step_dir, abstract_params, model_cfg)
+  except Exception as e:
+    raise CheckpointError(f"checkpoint.init_from={step_dir}: cannot read its state/ ({_brief(e)})") from e
+  if diffs:
+    raise ConfigError("\n  ".join([f"checkpoint.init_from={step_dir} does not fit this model "
+                                   f"({_model_summary(abstract_params)})", *diffs]))
   target = {"params": abstract_params}
   try:
     out = ocp.PyTreeCheckpointer().restore(
-        state_dir, args=ocp.args.PyTreeRestore(item=target, partial_restore=True,
-                                               restore_args=ocp.checkpoint_utils.construct_restore_args(target)))
+        os.path.join(step_dir, "state"),
+        args=ocp.args.PyTreeRestore(item=target, partial_restore=True,
+                                    restore_args=ocp.checkpoint_utils.construct_restore_args(target)))
   except Exception as e:
     raise CheckpointError(f"checkpoint.init_from={step_dir}: params cannot be restored ({_brief(e)})") from e
   return out["params"]
+
+
+def check_fits(step_dir: str, abstract_state: dict, model_cfg: dict | None, what: str) -> None:
+  """A checkpoint of another model is a config problem, not a corrupt checkpoint: say so
+  before restoring, so skip_corrupt never sets aside good checkpoints of another model."""
+  try:
+    diffs = param_differences(step_dir, abstract_state["params"], model_cfg)
+  except Exception:
+    return  # unreadable metadata: the restore reports the checkpoint as bad
+  if diffs:
+    raise ConfigError("\n  ".join([f"{what} at {step_dir} was written for another model than this one "
+                                   f"({_model_summary(abstract_state['params'])}); train this model in a new "
+                                   "--workdir, or go back to the model config it was saved with", *diffs]))
 
 
 def _saved_model_config(step_dir: str) -> dict:

@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
   try:
     if args.command == "train":
       return _train(args, rest)
+    if args.command == "data" and args.data_command == "show":
+      return _data_show(args, rest)
     if rest:
       raise ConfigError(f"unexpected arguments: {' '.join(rest)}")
     if args.command == "tokenizer":
@@ -180,17 +182,23 @@ def _convert(args) -> int:
   return 0
 
 
-def _data_show(args) -> int:
+def _data_show(args, overrides=()) -> int:
   import tempfile  # noqa: PLC0415
 
   from t5x_like import config as config_lib  # noqa: PLC0415
   from t5x_like.data import pipeline  # noqa: PLC0415
+  from t5x_like.data.objectives import sentinel_base  # noqa: PLC0415
   from t5x_like.data.tokenizer import Tokenizer  # noqa: PLC0415
   from t5x_like.train.loop import prepare_data  # noqa: PLC0415
-  cfg = config_lib.build_config(args.config, [])
+  cfg = config_lib.build_config(args.config, list(overrides))
   workdir = args.workdir or tempfile.mkdtemp(prefix="t5x_like_show_")
   files = prepare_data(cfg, workdir)
   tok = Tokenizer(files["tokenizer"])
+  base = sentinel_base(tok, cfg.data)
+
+  def piece(t: int) -> str:  # ids past the tokenizer are sentinels (or the MLM mask)
+    return tok.decode([t]) if t < tok.vocab_size else f"<extra_id_{base - 1 - t}>"
+
   ds = pipeline.make_dataset(cfg.data, files=files["train"], tokenizer_path=files["tokenizer"], batch_size=1,
                              shuffle=False, repeat=False, split="train")
   for i, batch in enumerate(ds.take(args.num)):
@@ -199,7 +207,7 @@ def _data_show(args) -> int:
       row = v.numpy()[0]
       if k.endswith("_tokens"):
         segs = batch[k.rsplit("_", 2)[0] + "_segment_ids"].numpy()[0]
-        pieces = [tok.decode([int(t)]) if segs[j] else "<pad>" for j, t in enumerate(row)]
+        pieces = [piece(int(t)) if segs[j] else "<pad>" for j, t in enumerate(row)]
         print(f"{k}: {' '.join(repr(p) for p in pieces[:64])}{' ...' if len(pieces) > 64 else ''}")
       else:
         print(f"{k}: {row[:64].tolist()}{' ...' if len(row) > 64 else ''}")

@@ -68,6 +68,12 @@ def prepare_data(cfg: Config, workdir: str) -> dict:
     raise ConfigError(
         f"tokenizer {tok_path} has {tok.vocab_size} pieces{extra} but model.vocab_size={cfg.model.vocab_size}; "
         f"set --config.model.vocab_size={needed} (or larger)")
+  if cfg.model.position == "learned" and d.objective == "span_corruption":
+    targets = objectives.span_targets_len(d)
+    if targets > cfg.model.max_len:  # an index past the table would read NaN, not fail
+      raise ConfigError(f"span corruption makes decoder rows of {targets} tokens (data.targets_len={d.targets_len}, "
+                        f"0 = derived from seq_len and noise_density) but model.max_len={cfg.model.max_len} "
+                        f"learned positions; set --config.model.max_len={targets} or a smaller data.targets_len")
   return {"train": files["train"], "eval": files["eval"] or files["train"], "tokenizer": tok_path}
 
 
@@ -238,13 +244,13 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
   # checkpoint.restore_from=STEP), so rerunning a command resumes it; a path in
   # checkpoint.restore_from (full state) or checkpoint.init_from (params only, new optimizer
   # state, step 0) seeds a run that has none yet. Everything lands in this run's shardings.
-  c = cfg.checkpoint
-  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), c) if c.enabled else None
+  c, model_dict = cfg.checkpoint, config_lib.to_dict(cfg)["model"]
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"), c, model_dict) if c.enabled else None
   start_step, tokens_seen, state = 0, 0.0, None
   restored = ckpt.restore_for_run(c, setup.abstract_state, train_it, log) if ckpt else None
   seed_path = c.restore_from if c.restore_from and not c.restore_from.isdigit() else c.init_from
   if restored is None and c.restore_from and not c.restore_from.isdigit():
-    restored = checkpoint_lib.restore_path(c.restore_from, setup.abstract_state, train_it)
+    restored = checkpoint_lib.restore_path(c.restore_from, setup.abstract_state, train_it, model_dict)
   elif restored is not None and seed_path:
     log(f"[t5x_like] {seed_path} not used: this run resumes from its own checkpoint")
   if restored is not None:
@@ -255,8 +261,7 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
         + ("" if restored.data_restored else "; data iterator state not found for this process count, "
            "data restarts"))
   elif c.init_from:
-    params = checkpoint_lib.load_params(c.init_from, setup.abstract_state["params"],
-                                        config_lib.to_dict(cfg)["model"])
+    params = checkpoint_lib.load_params(c.init_from, setup.abstract_state["params"], model_dict)
     state = state_from_params(setup, params)
     log(f"[t5x_like] warm start: params from {c.init_from}, new optimizer state, step 0")
   else:

@@ -127,6 +127,7 @@ def test_mixture_entries_are_validated():
       ([{"weight": 1, "train_files": "a", "tokenizer_path": "b"}], r"sets 'tokenizer_path', which all"),
       ([{"weight": 1, "train_files": "a", "seq_len": "64"}], r"data\.mixture\[0\]\.seq_len' expects int"),
       ([{"weight": 1, "source": "tfrecord"}], r"data\.mixture\[0\] \(source='tfrecord'\) needs train_files"),
+      ([{"weight": 1, "train_files": "a", "objective": "mlm"}], r"feeds the encoder family"),
       (["a/*.txt"], r"data\.mixture\[0\] must be a dict"),
   ]
   for mixture, pattern in cases:

@@ -227,7 +227,7 @@ def test_init_from_in_a_run_starts_at_step_0_and_yields_to_a_resume(tmp_path, da
   assert "not used: this run resumes from its own checkpoint" in out and "resumed from step 2" in out
 
 
-def test_init_from_that_does_not_fit_lists_every_difference(data, base):
+def test_init_from_that_does_not_fit_lists_every_difference(tmp_path, data, base):
   abstract = _abstract_params(data, mlp_activation="gelu", use_bias=True, d_ff=128)
   with pytest.raises(ConfigError) as e:
     ckpt_lib.load_params(str(base / "checkpoints" / "4"), abstract, {"mlp_activation": "gelu", "d_ff": 128})
@@ -236,6 +236,14 @@ def test_init_from_that_does_not_fit_lists_every_difference(data, base):
   assert "unexpected: stack/blocks/mlp/wg" in msg
   assert "stack/blocks/mlp/wi expected (2, 32, 128) found (2, 32, 64)" in msg
   assert "model.d_ff=128 (checkpoint: 64)" in msg and "model.mlp_activation='gelu' (checkpoint: 'swiglu')" in msg
+  # Resuming a workdir with another model's checkpoint: a config error, not a corrupt step
+  # (skip_corrupt must not set good checkpoints aside).
+  _copy_checkpoints(base, tmp_path, keep=[4])
+  ck = ckpt_lib.Checkpointer(str(tmp_path / "checkpoints"), C.CheckpointConfig(skip_corrupt=True))
+  with pytest.raises(ConfigError, match=r"checkpoint step 4 at .* was written for another model"):
+    ck.restore_for_run(ck.cfg, {"params": abstract}, None, print)
+  ck.close()
+  assert os.listdir(tmp_path / "checkpoints") == ["4"]
 
 
 # ---------------------------------------------------------------- non-finite stop
