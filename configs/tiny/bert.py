@@ -1,6 +1,6 @@
 """A tiny encoder-only (BERT-style) model trained with masked LM on the built-in corpus in a
-few minutes on 2 CPU cores. The summary reports how often it fills in a held-out
-arithmetic answer whose tokens are all masked ("17 + 25 = [MASK] [MASK] .").
+few minutes on 2 CPU cores. The summary reports how often it predicts the tokens of a
+held-out arithmetic answer, each masked on its own ("17 + 25 = [MASK] 2 .").
 
   t5x-like train --config configs/tiny/bert.py --workdir /tmp/t5x_like/tiny_bert
 """
