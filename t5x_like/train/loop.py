@@ -116,7 +116,13 @@ def next_batch(it) -> dict:
   return {k: v.numpy() for k, v in next(it).items()}
 
 
-def evaluate(eval_step, params, make_eval_ds, sharding, max_batches: int) -> dict:
+def roll_encoder_rows(batch: dict) -> dict:
+  """Each row's encoder side replaced by the next row's: the decoder then predicts its
+  targets from another example's input."""
+  return {k: np.roll(v, 1, axis=0) if k.startswith("encoder_") else v for k, v in batch.items()}
+
+
+def evaluate(eval_step, params, make_eval_ds, sharding, max_batches: int, transform=None) -> dict:
   if max_batches <= 0:
     return {}  # train.eval_batches=0: no eval, and no eval pipeline to build
   sums = None
@@ -129,6 +135,8 @@ def evaluate(eval_step, params, make_eval_ds, sharding, max_batches: int) -> dic
       # Every host must run the same number of (collective) eval steps: a host whose
       # share ran out feeds an all-padding batch (loss weight 0) instead of stopping.
       batch = {k: np.zeros(v.shape, v.dtype.as_numpy_dtype) for k, v in ds.element_spec.items()}
+    if transform is not None:
+      batch = transform(batch)
     aux = jax.device_get(eval_step(params, to_global(batch, sharding)))
     sums = aux if sums is None else {k: sums[k] + aux[k] for k in sums}
   if not sums or sums["weight_sum"] == 0:
@@ -366,6 +374,13 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
 
   # Final eval, skill score and checkpoint.
   final_eval = evaluate(eval_step, state["params"], make_eval_ds, b_sharding, cfg.train.eval_batches)
+  if cfg.model.family == "encoder_decoder" and final_eval:
+    # Whether the decoder reads its input at all: a decoder that learned only the targets'
+    # own statistics scores the same with another row's encoder input.
+    rolled = evaluate(eval_step, state["params"], make_eval_ds, b_sharding, cfg.train.eval_batches,
+                      transform=roll_encoder_rows)
+    if rolled:
+      final_eval["eval_loss_other_inputs"] = rolled["eval_loss"]
   skill = skill_lib.skill_score(cfg, setup, state["params"], files["tokenizer"])
   if ckpt is not None:
     if step not in ckpt.all_steps():
@@ -415,9 +430,15 @@ def format_summary(s: dict) -> str:
       f"train loss {f(s.get('final_train_loss'), '.4f')} | eval loss {f(s.get('eval_loss'), '.4f')} "
       f"| unigram baseline {f(s.get('unigram_loss'), '.4f')}",
   ]
+  if s.get("eval_loss_other_inputs") is not None:
+    lines.append(f"eval loss with each row's encoder input swapped for another row's "
+                 f"{s['eval_loss_other_inputs']:.4f} (equal to the eval loss if the decoder ignored the encoder)")
   if "skill_accuracy" in s:
     lines.append(f"{s.get('skill_name', 'skill')}: {100 * s['skill_accuracy']:.1f}% "
                  f"of {int(s['skill_examples'])}")
+  if "skill_encoder_gain" in s:
+    lines.append(f"answer NLL from another item's input minus from its own: "
+                 f"{s['skill_encoder_gain']:+.3f} nats/token (0 = the decoder ignores the encoder)")
   lines += [
       f"throughput {f(s.get('tokens_per_s'), ',.0f')} tokens/s | MFU {f((s.get('mfu') or 0) * 100, '.2f')}%",
       f"checkpoints: {s['checkpoints']}",

@@ -85,3 +85,12 @@ def test_dry_run_prints_table_and_memory_without_training(tmp_path, capsys):
   assert out == {"params": out["params"]} and out["params"] > 0
   assert "stack/blocks/self_attn/wq" in text and "per-device memory" in text
   assert not os.path.exists(tmp_path / "dry" / "checkpoints")
+
+
+def test_roll_encoder_rows_pairs_each_target_with_another_input():
+  from t5x_like.train.loop import roll_encoder_rows
+  batch = {"encoder_input_tokens": np.arange(6).reshape(3, 2), "encoder_segment_ids": np.ones((3, 2)),
+           "decoder_target_tokens": np.arange(6).reshape(3, 2)}
+  out = roll_encoder_rows(batch)
+  np.testing.assert_array_equal(out["encoder_input_tokens"], [[4, 5], [0, 1], [2, 3]])
+  np.testing.assert_array_equal(out["decoder_target_tokens"], batch["decoder_target_tokens"])
