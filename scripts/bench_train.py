@@ -1,0 +1,145 @@
+"""Training-step benchmark: compile time, step time, tokens/s, MFU and device memory of one
+model preset on the devices at hand, with random token batches (no input pipeline, so the
+figures are the model's and the sharding's alone; bench_data.py measures the pipeline).
+
+  python scripts/bench_train.py --preset gpt:gpt2_small --batch 16 --seq 1024 \
+      --dtype bfloat16 --attention cudnn          # one GPU
+  python scripts/bench_train.py --preset bert:bert_tiny --batch 8 --seq 128   # CPU
+
+MFU uses the same FLOP count as the training loop (`metrics.flops_per_sequence`) and the
+peak of the device kind (`metrics.peak_flops_per_device`, or --peak-tflops).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from t5x_like import config as C  # noqa: E402
+from t5x_like.runtime import make_mesh, rules_from_config  # noqa: E402
+from t5x_like.train import metrics  # noqa: E402
+from t5x_like.train.state import build_setup, count_params, init_state  # noqa: E402
+from t5x_like.train.step import batch_sharding, make_train_step  # noqa: E402
+
+
+def preset(spec: str) -> C.ModelConfig:
+  module, name = spec.split(":")
+  path = os.path.join(ROOT, "configs", "models", f"{module}.py")
+  loader = importlib.util.spec_from_file_location(f"_preset_{module}", path)
+  mod = importlib.util.module_from_spec(loader)
+  loader.loader.exec_module(mod)
+  return mod.PRESETS[name]()
+
+
+def random_batch(cfg: C.Config, batch: int, seq: int, targets: int, rng: np.random.Generator) -> dict:
+  """Full rows of random ids (no padding), with the features each family's loss reads."""
+  v = cfg.model.vocab_size
+
+  def ids(n):
+    return rng.integers(3, v, (batch, n)).astype(np.int32)
+
+  def ones(n, dtype=np.int32):
+    return np.ones((batch, n), dtype)
+
+  def pos(n):
+    return np.broadcast_to(np.arange(n, dtype=np.int32), (batch, n)).copy()
+
+  family = cfg.model.family
+  if family == "decoder":
+    t = ids(seq)
+    return {"decoder_input_tokens": np.pad(t[:, :-1], ((0, 0), (1, 0))), "decoder_target_tokens": t,
+            "decoder_segment_ids": ones(seq), "decoder_positions": pos(seq),
+            "decoder_loss_weights": ones(seq, np.float32)}
+  if family == "encoder":
+    t = ids(seq)
+    w = (rng.random((batch, seq)) < 0.15).astype(np.float32)
+    return {"encoder_input_tokens": t, "encoder_target_tokens": t, "encoder_segment_ids": ones(seq),
+            "encoder_positions": pos(seq), "encoder_loss_weights": w}
+  t = ids(targets)
+  return {"encoder_input_tokens": ids(seq), "encoder_segment_ids": ones(seq), "encoder_positions": pos(seq),
+          "decoder_input_tokens": np.pad(t[:, :-1], ((0, 0), (1, 0))), "decoder_target_tokens": t,
+          "decoder_segment_ids": ones(targets), "decoder_positions": pos(targets),
+          "decoder_loss_weights": ones(targets, np.float32)}
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--preset", default="gpt:gpt2_small", help="MODULE:NAME from configs/models")
+  p.add_argument("--batch", type=int, default=16, help="global batch (rows)")
+  p.add_argument("--seq", type=int, default=1024, help="input length")
+  p.add_argument("--targets", type=int, default=0, help="encoder-decoder target length (0: seq / 4)")
+  p.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
+  p.add_argument("--attention", default="xla", choices=["xla", "cudnn"])
+  p.add_argument("--remat", default="none", help="model.remat_policy")
+  p.add_argument("--steps", type=int, default=20, help="timed steps after 2 warm-up steps")
+  p.add_argument("--mesh", default="-1,1,1", help="data,fsdp,tensor sizes (-1 takes the rest)")
+  p.add_argument("--rules", default="fsdp")
+  p.add_argument("--peak-tflops", type=float, default=0.0, help="per-device peak for MFU (0: by device kind)")
+  a = p.parse_args()
+
+  model = preset(a.preset)
+  model.dtype, model.attention_impl, model.remat_policy = a.dtype, a.attention, a.remat
+  model.max_len = max(model.max_len, a.seq)
+  data, fsdp, tensor = (int(x) for x in a.mesh.split(","))
+  targets = a.targets or max(a.seq // 4, 8)
+  cfg = C.Config(model=model, mesh=C.MeshConfig(data=data, fsdp=fsdp, tensor=tensor, rules=a.rules))
+  cfg.data.seq_len, cfg.train.batch_size, cfg.train.steps = a.seq, a.batch, a.steps + 2
+  cfg.data.objective = {"decoder": "causal_lm", "encoder": "mlm",
+                        "encoder_decoder": "span_corruption"}[model.family]
+  cfg.data.targets_len = targets if model.family == "encoder_decoder" else 0
+  C.validate(cfg)
+
+  mesh, rules = make_mesh(cfg.mesh), rules_from_config(cfg.mesh)
+  setup = build_setup(cfg, mesh, rules)
+  n_params = count_params(setup.abstract_params)
+  state = init_state(setup, cfg, 0)
+  step = make_train_step(setup, cfg)
+  sharding = batch_sharding(setup)
+  rng = np.random.default_rng(0)
+  batches = [jax.device_put(random_batch(cfg, a.batch, a.seq, targets, rng), sharding) for _ in range(2)]
+  key = jax.random.key(0)
+
+  with jax.set_mesh(mesh):
+    t0 = time.perf_counter()
+    compiled = step.lower(state, batches[0], key).compile()
+    compile_s = time.perf_counter() - t0
+    for i in range(2):  # warm-up
+      state, m = compiled(state, batches[i % 2], key)
+    jax.block_until_ready(m)
+    times = []
+    for i in range(a.steps):
+      t0 = time.perf_counter()
+      state, m = compiled(state, batches[i % 2], key)
+      jax.block_until_ready(m)
+      times.append(time.perf_counter() - t0)
+  step_s = float(np.median(times))
+  dec_len = targets if model.family == "encoder_decoder" else 0
+  flops = metrics.flops_per_sequence(model, a.seq, dec_len) * a.batch
+  peak = metrics.peak_flops_per_device(a.peak_tflops) * jax.device_count()
+  tokens = a.batch * (a.seq + dec_len)
+  dev = jax.devices()[0]
+  mem = dev.memory_stats() or {}
+  print(f"device: {jax.device_count()} x {dev.device_kind} ({dev.platform}), jax {jax.__version__}")
+  print(f"model: {a.preset} {model.family}, {n_params / 1e6:.1f}M params, dtype {a.dtype}, "
+        f"attention {a.attention}, remat {a.remat}; batch {a.batch} x seq {a.seq}"
+        + (f" + targets {dec_len}" if dec_len else "") + f"; mesh {dict(mesh.shape)}")
+  print(f"compile {compile_s:.1f} s | step {1e3 * step_s:.1f} ms (median of {a.steps}, "
+        f"min {1e3 * min(times):.1f}) | {tokens / step_s:,.0f} tokens/s | "
+        f"{flops / step_s / 1e12:.1f} TFLOP/s | MFU {100 * flops / step_s / peak:.1f}% | "
+        f"loss {float(m['loss']):.3f}")
+  if "peak_bytes_in_use" in mem:
+    print(f"device memory: peak {mem['peak_bytes_in_use'] / 2**30:.2f} GiB of "
+          f"{mem.get('bytes_limit', 0) / 2**30:.1f} GiB")
+
+
+if __name__ == "__main__":
+  main()
