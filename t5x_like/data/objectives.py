@@ -61,18 +61,6 @@ def _seeds(seed: int, index: tf.Tensor, n: int) -> tf.Tensor:
   return tf.random.split(base, n)
 
 
-def _split_long(docs: tf.data.Dataset, max_len: int) -> tf.data.Dataset:
-  """Documents longer than `max_len` become several examples (nothing is dropped)."""
-
-  def pieces(doc):
-    n = tf.shape(doc)[0]
-    rows = (n + max_len - 1) // max_len
-    return tf.data.Dataset.from_tensor_slices(
-        tf.RaggedTensor.from_row_starts(doc, tf.range(rows) * max_len))
-
-  return docs.flat_map(pieces)
-
-
 # ---------------------------------------------------------------- sentinels and specials
 
 
@@ -341,19 +329,23 @@ def prefix_lm_features(packed: dict) -> dict:
 
 def prefix_lm(docs: tf.data.Dataset, cfg: DataConfig, *, tokenizer: Tokenizer,
               seed: int) -> tf.data.Dataset:
-  """Prefix LM for decoder-only models: each example (a document, or a `seq_len` piece of
-  a long one) is split at a uniform point into a prefix, read bidirectionally and not
-  scored, and a suffix predicted causally. Examples are packed greedily."""
+  """Prefix LM for decoder-only models, laid out as T5's prefix-LM task: the documents are
+  concatenated (each keeps its EOS) and cut into rows of `seq_len` tokens, so rows are
+  full whatever the document lengths; each row is split at a uniform point in 1..n-1 into
+  a prefix, read bidirectionally and not scored, and a suffix predicted causally."""
   del tokenizer
 
-  def split(i, doc):
-    n = tf.shape(doc)[0]
+  def split(i, row):
+    tokens = tf.boolean_mask(row["tokens"], row["segment_ids"] > 0)
+    n = tf.shape(tokens)[0]
     k = tf.random.stateless_uniform([], _seeds(seed, i, 1)[0], minval=1, maxval=n,
                                     dtype=tf.int32)
-    return {"tokens": doc, "prefix": tf.cast(tf.range(n) < k, tf.int32)}
+    return {"tokens": tokens, "prefix": tf.cast(tf.range(n) < k, tf.int32)}
 
-  examples = _split_long(docs, cfg.seq_len).filter(lambda d: tf.shape(d)[0] >= 2).enumerate()
-  packed = pack_greedy(examples.map(split), {"tokens": cfg.seq_len, "prefix": cfg.seq_len})
+  rows = pack_and_split(docs, cfg.seq_len)
+  examples = rows.filter(lambda r: tf.reduce_sum(tf.cast(r["segment_ids"] > 0, tf.int32)) >= 2).enumerate().map(split)
+  # One example per row (the last, shorter one too): pack_greedy only adds the features.
+  packed = pack_greedy(examples, {"tokens": cfg.seq_len, "prefix": cfg.seq_len})
   return packed.map(prefix_lm_features)
 
 

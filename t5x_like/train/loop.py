@@ -310,6 +310,10 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
   window_t, window_steps = time.time(), 0
   train_tokens_per_s = []
   batch = first
+  # Packing efficiency: the share of this host's input slots that hold real tokens
+  # (segment id > 0) on the side the model reads first.
+  seg_key = "decoder_segment_ids" if cfg.model.family == "decoder" else "encoder_segment_ids"
+  real_slots, all_slots, run_real, run_all = 0, 0, 0, 0
   guard = _NonFiniteGuard(cfg.train.max_consecutive_nonfinite)
 
   def stop_nonfinite():
@@ -329,6 +333,9 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
     while step < end_step:
       if batch is None:
         batch = next_batch(train_it)
+      if seg_key in batch:
+        real_slots += int(np.count_nonzero(batch[seg_key]))
+        all_slots += batch[seg_key].size
       state, m = compiled(state, to_global(batch, b_sharding), rng)
       batch = None
       step += 1
@@ -342,6 +349,10 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
         row = {k: float(v) for k, v in m.items() if k != "tokens"}
         row.update(tokens_per_s=tok_s, step_time_s=dt / window_steps,
                    mfu=flops_seq * (tok_s / seq_len) / peak, tokens_seen=tokens_seen)
+        if all_slots:
+          row["packing"] = real_slots / all_slots
+          run_real, run_all = run_real + real_slots, run_all + all_slots
+          real_slots, all_slots = 0, 0
         if step > start_step + window_steps or start_step > 0:
           train_tokens_per_s.append(tok_s)  # the first window includes warm-up
         if cfg.train.eval_every and step % cfg.train.eval_every == 0:
@@ -398,6 +409,7 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
       **final,
       "tokens_per_s": float(np.median(train_tokens_per_s)) if train_tokens_per_s else last_metrics.get("tokens_per_s"),
       "mfu": last_metrics.get("mfu"),
+      "packing": run_real / run_all if run_all else None,
       "compile_s": compile_s,
       "wall_s": time.time() - t_start,
       "params": n_params,
@@ -440,7 +452,8 @@ def format_summary(s: dict) -> str:
     lines.append(f"answer NLL from another item's input minus from its own: "
                  f"{s['skill_encoder_gain']:+.3f} nats/token (0 = the decoder ignores the encoder)")
   lines += [
-      f"throughput {f(s.get('tokens_per_s'), ',.0f')} tokens/s | MFU {f((s.get('mfu') or 0) * 100, '.2f')}%",
+      f"throughput {f(s.get('tokens_per_s'), ',.0f')} tokens/s | MFU {f((s.get('mfu') or 0) * 100, '.2f')}% "
+      f"| packing {f(None if s.get('packing') is None else 100 * s['packing'], '.1f')}% of input slots hold tokens",
       f"checkpoints: {s['checkpoints']}",
       f"metrics: {s['metrics']}  tensorboard: {s['tensorboard']}",
       "=" * 72,

@@ -93,6 +93,8 @@ def progress_line(step: int, total: int, m: dict) -> str:
   parts = [f"step {step:>6}/{total}", f"loss {m['loss']:.4f}", f"acc {m['accuracy']:.3f}",
            f"lr {m['learning_rate']:.2e}", f"gnorm {m['grad_norm']:.2f}",
            f"{m['tokens_per_s']:,.0f} tok/s", f"mfu {100 * m['mfu']:.1f}%", f"{m['step_time_s'] * 1e3:.0f} ms/step"]
+  if "packing" in m:
+    parts.insert(6, f"pack {100 * m['packing']:.0f}%")
   if "eval_loss" in m:
     parts.append(f"eval_loss {m['eval_loss']:.4f}")
   return " | ".join(parts)

@@ -52,6 +52,8 @@ def test_train_writes_metrics_tensorboard_checkpoint_and_summary(tmp_path, corpu
   assert json.load(open(os.path.join(wd, "config.json")))["train"]["steps"] == 10
   assert sorted(int(s) for s in os.listdir(os.path.join(wd, "checkpoints")) if s.isdigit()) == [5, 10]
   assert set(json.load(open(os.path.join(wd, "summary.json")))) >= {"eval_loss", "tokens_per_s", "skill_accuracy"}
+  # Causal-LM rows are concatenated documents: all slots but the stream's end hold tokens.
+  assert all(r["packing"] > 0.95 for r in step_rows) and summary["packing"] > 0.95
 
 
 def test_resume_continues_exactly(tmp_path, corpus):
