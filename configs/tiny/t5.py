@@ -1,4 +1,4 @@
-"""A tiny encoder-decoder (T5 v1.1-style) model trained with span corruption on the built-in
+"""A tiny encoder-decoder (T5 v1.1-style MLP and norms, RoPE positions) model trained with span corruption on the built-in
 corpus in a few minutes on 2 CPU cores. The summary reports how often it fills a
 held-out arithmetic answer given as a noise span ("17 + 25 = <extra_id_0> ."), and the
 eval loss with each row's encoder input swapped for another row's (how much the decoder
@@ -24,13 +24,14 @@ def get_config() -> Config:
       name="tiny_t5",
       model=ModelConfig(
           family="encoder_decoder", vocab_size=512, d_model=128, num_layers=2,
-          num_decoder_layers=2, num_heads=4, d_ff=384, mlp_activation="gated_gelu",
-          norm="rmsnorm", norm_position="pre", position="learned", max_len=64, tie_embeddings=False,
+          num_decoder_layers=2, num_heads=8, d_ff=384, mlp_activation="gated_gelu",
+          norm="rmsnorm", norm_position="pre", position="rope", max_len=64, tie_embeddings=False,
           rescale_decoder_output=False, dtype="float32", init_std=0.1),
-      # init_std=0.1 (near T5's 1/sqrt(d_model) for dense layers) rather than GPT's 0.02: at
-      # 0.02 the decoder learned the targets' own statistics and barely read the encoder
-      # (teacher-forced eval accuracy 49.1% with the right inputs, 48.7% with another row's);
-      # at 0.1 it is 54.0% vs. 45.1% after the same 500 steps (measured on this corpus).
+      # Measured after 500 steps on this corpus (eval loss; with each row's encoder input
+      # swapped for another row's in brackets): learned positions, 4 heads, init_std 0.02
+      # 1.55 (2.00): the decoder mostly modelled the targets alone; init_std 0.1 (near T5's
+      # 1/sqrt(d_model) for dense layers) 1.40 (2.22); RoPE 1.23 (2.53); RoPE with 8 heads
+      # 1.17 (2.58). T5's relative buckets reached 1.61 in the same steps.
       # 64 input tokens hold 70 raw tokens with 3 noise spans (14 targets): 16 sentinels are
       # plenty. Short inputs matter at this budget: with 128 the decoder had not yet learned
       # to look up its sentinel in the encoder after 400 steps (measured).

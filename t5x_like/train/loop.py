@@ -165,13 +165,22 @@ class _StopFlag:
     for sig, old in self._old.items():
       signal.signal(sig, old)
 
-  def agreed(self) -> bool:
-    """True on every process once any process was signalled."""
+  def agreed(self, step: int) -> bool:
+    """True on every process once any process was signalled, or (multi-process) once the
+    JAX preemption service reached its sync point for a preemption notice, which is how
+    TPU maintenance events arrive. Every process calls this at every step."""
     local = self.signum is not None
     if jax.process_count() == 1:
       return local
     from jax.experimental import multihost_utils  # noqa: PLC0415
-    return bool(np.max(multihost_utils.process_allgather(np.array([int(local)]))))
+    from orbax.checkpoint import multihost as ocp_multihost  # noqa: PLC0415
+    try:
+      notice = ocp_multihost.reached_preemption(step)  # False where the service is off
+    except Exception:  # noqa: BLE001 - an unavailable service is not a preemption
+      notice = False
+    if notice and self.signum is None:
+      self.signum = "a TPU preemption notice"
+    return notice or bool(np.max(multihost_utils.process_allgather(np.array([int(local)]))))
 
 
 # ---------------------------------------------------------------- non-finite steps
@@ -366,9 +375,10 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
         save(step)
       if diverged:
         stop_nonfinite()
-      if stop.agreed():
+      if stop.agreed(step):
         preempted = True
-        log(f"[t5x_like] signal {stop.signum} received: saving step {step} and stopping")
+        what = stop.signum if isinstance(stop.signum, str) else f"signal {stop.signum}"
+        log(f"[t5x_like] {what} received: saving step {step} and stopping")
         save(step, force=True)
         break
   finally:
