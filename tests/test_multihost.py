@@ -83,4 +83,4 @@ def test_two_processes_match_one(tmp_path):
                      text=True, env=env, timeout=300)
   assert p.returncode == 0, p.stderr[-3000:]
   assert "resumed from step 4" in p.stdout and "data restarts" in p.stdout
-  assert dict(_losses(multi))[5] == pytest.approx(dict(_losses(ref))[5], rel=1e-5)
+  assert dict(_losses(multi))[5] == pytest.approx(dict(_losses(ref))[5], rel=1e-6)  # measured: bit-equal
