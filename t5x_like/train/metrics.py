@@ -76,17 +76,23 @@ class MetricsWriter:
   def write(self, step: int, values: dict) -> None:
     if not self.enabled:
       return
-    row = {"step": int(step), **{k: float(v) for k, v in values.items()}, "time": time.time()}
+    row = {"step": int(step), **{k: int(v) if k in IDENTIFIERS else float(v) for k, v in values.items()},
+           "time": time.time()}
     with open(self.path, "a") as f:
       f.write(json.dumps(row) + "\n")
     with self._tb.as_default(step=int(step)):
       for k, v in values.items():
-        self._tf.summary.scalar(k, float(v))
+        if k not in IDENTIFIERS:
+          self._tf.summary.scalar(k, float(v))
     self._tb.flush()
 
   def close(self):
     if self._tb is not None:
       self._tb.close()
+
+
+# Values that identify rather than measure: kept exact in metrics.jsonl, not plotted.
+IDENTIFIERS = frozenset({"batch_fingerprint"})
 
 
 def progress_line(step: int, total: int, m: dict) -> str:

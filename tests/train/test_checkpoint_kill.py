@@ -83,6 +83,11 @@ def _losses(workdir):
   return {r["step"]: r["loss"] for r in rows if "loss" in r}  # a rerun's rows come last and win
 
 
+def _column(workdir, key):
+  rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  return {r["step"]: r[key] for r in rows if key in r}
+
+
 def _steps(wd):
   return sorted(int(n) for n in os.listdir(wd / "checkpoints") if n.isdigit())
 
@@ -101,6 +106,9 @@ def test_sigkill_after_a_complete_checkpoint_resumes_exactly(tmp_path, data, cac
   assert out["steps"] == 4 and "resumed from step 2" in capsys.readouterr().out
   a, b = _losses(straight), _losses(killed)
   assert [b[3], b[4]] == [a[3], a[4]]
+  # ... because the resumed run read the same batches, not just similar ones.
+  fa, fb = _column(straight, "batch_fingerprint"), _column(killed, "batch_fingerprint")
+  assert [fb[3], fb[4]] == [fa[3], fa[4]] and fa[3] != fa[4]
 
 
 def test_sigkill_during_an_async_save_falls_back_to_the_previous_step(tmp_path, data, cache_dir, capsys):
