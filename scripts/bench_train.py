@@ -13,7 +13,6 @@ peak of the device kind (`metrics.peak_flops_per_device`, or --peak-tflops).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import sys
 import time
@@ -33,11 +32,7 @@ from t5x_like.train.step import batch_sharding, make_train_step  # noqa: E402
 
 def preset(spec: str) -> C.ModelConfig:
   module, name = spec.split(":")
-  path = os.path.join(ROOT, "configs", "models", f"{module}.py")
-  loader = importlib.util.spec_from_file_location(f"_preset_{module}", path)
-  mod = importlib.util.module_from_spec(loader)
-  loader.loader.exec_module(mod)
-  return mod.PRESETS[name]()
+  return C.load_model_preset(os.path.join(ROOT, "configs", "models", f"{module}.py"), name)
 
 
 def random_batch(cfg: C.Config, batch: int, seq: int, targets: int, rng: np.random.Generator) -> dict:
@@ -93,8 +88,7 @@ def main() -> None:
   targets = a.targets or max(a.seq // 4, 8)
   cfg = C.Config(model=model, mesh=C.MeshConfig(data=data, fsdp=fsdp, tensor=tensor, rules=a.rules))
   cfg.data.seq_len, cfg.train.batch_size, cfg.train.steps = a.seq, a.batch, a.steps + 2
-  cfg.data.objective = {"decoder": "causal_lm", "encoder": "mlm",
-                        "encoder_decoder": "span_corruption"}[model.family]
+  cfg.data.objective = C.objectives_for(model.family)[0]
   cfg.data.targets_len = targets if model.family == "encoder_decoder" else 0
   C.validate(cfg)
 

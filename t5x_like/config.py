@@ -192,16 +192,34 @@ OBJECTIVE_FAMILY = {"causal_lm": "decoder", "prefix_lm": "decoder", "mlm": "enco
 # ---------------------------------------------------------------- loading and overrides
 
 
-def load_config_file(path: str) -> Config:
-  """Imports a config file and calls its `get_config()`."""
+def objectives_for(family: str) -> list[str]:
+  """The data objectives that feed `family`, the default (the family's pretraining one) first."""
+  return [k for k, v in OBJECTIVE_FAMILY.items() if v == family]
+
+
+def _import_file(path: str, example: str):
   if not os.path.isfile(path):
-    raise ConfigError(f"config file not found: {path!r}; pass a path such as configs/tiny/gpt.py")
+    raise ConfigError(f"config file not found: {path!r}; pass a path such as {example}")
   spec = importlib.util.spec_from_file_location(f"_t5x_like_config_{abs(hash(path))}", path)
   module = importlib.util.module_from_spec(spec)
   try:
     spec.loader.exec_module(module)
   except Exception as e:  # a broken config file is a user error, shown plainly
     raise ConfigError(f"config file {path} failed to import: {type(e).__name__}: {e}") from e
+  return module
+
+
+def load_model_preset(path: str, name: str) -> ModelConfig:
+  """`PRESETS[name]()` of a preset file such as configs/models/gpt.py."""
+  presets = getattr(_import_file(path, "configs/models/gpt.py"), "PRESETS", {})
+  if name not in presets:
+    raise ConfigError(f"{path} has no preset {name!r}; it has {sorted(presets)}")
+  return presets[name]()
+
+
+def load_config_file(path: str) -> Config:
+  """Imports a config file and calls its `get_config()`."""
+  module = _import_file(path, "configs/tiny/gpt.py")
   if not hasattr(module, "get_config"):
     raise ConfigError(f"config file {path} has no get_config() function")
   cfg = module.get_config()
@@ -404,7 +422,7 @@ def validate(cfg: Config) -> Config:
   if d.source != "synthetic" and not d.tokenizer_path:
     raise ConfigError(f"data.source={d.source!r} needs data.tokenizer_path (train one with `t5x-like tokenizer train`)")
   if OBJECTIVE_FAMILY[d.objective] != m.family:
-    fits = [k for k, v in OBJECTIVE_FAMILY.items() if v == m.family]
+    fits = objectives_for(m.family)
     raise ConfigError(f"data.objective={d.objective!r} feeds the {OBJECTIVE_FAMILY[d.objective]} family but "
                       f"model.family={m.family!r}; use data.objective={' or '.join(map(repr, fits))}")
   if d.extra_ids < 0:

@@ -473,9 +473,6 @@ def format_summary(s: dict) -> str:
   if "skill_accuracy" in s:
     lines.append(f"{s.get('skill_name', 'skill')}: {100 * s['skill_accuracy']:.1f}% "
                  f"of {int(s['skill_examples'])}")
-  if "skill_encoder_gain" in s:
-    lines.append(f"answer NLL from another item's input minus from its own: "
-                 f"{s['skill_encoder_gain']:+.3f} nats/token (0 = the decoder ignores the encoder)")
   lines += [
       f"throughput {f(s.get('tokens_per_s'), ',.0f')} tokens/s | MFU {f((s.get('mfu') or 0) * 100, '.2f')}% "
       f"| packing {f(None if s.get('packing') is None else 100 * s['packing'], '.1f')}% of input slots hold tokens",

@@ -14,7 +14,6 @@ quoted 117M-1542M before a counting fix, the released names are 124M-1558M; the 
 rounds v1.0 large (737.7M) to 770M.
 """
 
-import importlib.util
 import math
 import os
 
@@ -22,16 +21,14 @@ import jax
 import pytest
 from flax import nnx
 
+from t5x_like.config import load_model_preset
 from t5x_like.models import create_model
 
 CONFIGS = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "models")
 
 
 def preset(module: str, name: str):
-  spec = importlib.util.spec_from_file_location(f"_preset_{module}", os.path.join(CONFIGS, f"{module}.py"))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.PRESETS[name]()
+  return load_model_preset(os.path.join(CONFIGS, f"{module}.py"), name)
 
 
 def count(cfg) -> int:
@@ -114,6 +111,5 @@ def test_presets_validate_as_configs():
   for module, name in CASES:
     cfg = C.Config(model=preset(module, name))
     cfg.data.seq_len = 512
-    cfg.data.objective = {"decoder": "causal_lm", "encoder": "mlm",
-                          "encoder_decoder": "span_corruption"}[cfg.model.family]
+    cfg.data.objective = C.objectives_for(cfg.model.family)[0]
     C.validate(cfg)
