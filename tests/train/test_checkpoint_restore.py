@@ -11,7 +11,12 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from jax.experimental.compilation_cache import compilation_cache
+from checkpoint_runs import (  # tests/train/checkpoint_runs.py
+  MESH_222,
+  column,
+  small_cfg,
+  small_overrides,
+)
 
 from t5x_like import checkpoint as ckpt_lib
 from t5x_like import cli
@@ -19,49 +24,7 @@ from t5x_like import config as C
 from t5x_like.config import ConfigError
 from t5x_like.train.loop import NonFiniteError, run
 
-SMALL = dict(model=dict(d_model=32, num_layers=2, num_heads=4, d_ff=64, vocab_size=512),
-             data=dict(seq_len=32, synthetic_train_docs=500, synthetic_eval_docs=50),
-             train=dict(batch_size=8, log_every=1, eval_every=0, eval_batches=0, skill_eval_examples=0),
-             optimizer=dict(warmup_steps=2, learning_rate=3e-3),
-             checkpoint=dict(every_steps=2, max_to_keep=5))
-MESH_222 = dict(data=2, fsdp=2, tensor=2, rules="fsdp_tp")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def cache_dir(tmp_path_factory):
-  """The runs in test_checkpoint_*.py compile the same few programs again and again: a
-  persistent compilation cache for this session turns the repeats into lookups."""
-  d = str(tmp_path_factory.getbasetemp() / "checkpoint_tests_jax_cache")
-  names = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs",
-           "jax_persistent_cache_min_entry_size_bytes")
-  old = {n: getattr(jax.config, n) for n in names}
-  for n, v in zip(names, (d, 0.0, 0), strict=True):
-    jax.config.update(n, v)
-  compilation_cache.reset_cache()
-  yield d
-  for n, v in old.items():
-    jax.config.update(n, v)
-  compilation_cache.reset_cache()
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-  """One corpus and tokenizer for every run in test_checkpoint_*.py."""
-  d = tmp_path_factory.getbasetemp() / "checkpoint_tests_data"
-  return {"corpus_dir": str(d / "corpus"), "tokenizer_path": str(d / "spm.model")}
-
-
-def _cfg(steps, data, **sections):
-  cfg = C.replace(C.load_config_file("configs/tiny/gpt.py"), **SMALL)
-  cfg = C.replace(cfg, train=dict(steps=steps), data=data)
-  for section, values in sections.items():
-    cfg = C.replace(cfg, **{section: values})
-  return C.validate(cfg)
-
-
-def _losses(workdir):
-  rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
-  return {r["step"]: r["loss"] for r in rows if "loss" in r}
+pytestmark = pytest.mark.usefixtures("cache_dir")  # tests/train/conftest.py
 
 
 def _copy_checkpoints(src, dst, keep):
@@ -75,7 +38,7 @@ def _copy_checkpoints(src, dst, keep):
 def base(tmp_path_factory, data):
   """A (2,2,2) fsdp_tp run of 4 steps with checkpoints at 2 and 4 (and its step losses)."""
   wd = tmp_path_factory.mktemp("base")
-  run(_cfg(4, data, mesh=MESH_222), str(wd))
+  run(small_cfg(4, data, mesh=MESH_222), str(wd))
   return wd
 
 
@@ -87,9 +50,9 @@ def test_restore_onto_another_mesh_gives_the_same_next_loss(tmp_path, data, base
   step 3's loss equals the continued (2,2,2) run's within 1e-6 relative."""
   wd = tmp_path / "dp8"
   _copy_checkpoints(base, wd, keep=[2])
-  out = run(_cfg(4, data, mesh=dict(data=8, fsdp=1, tensor=1, rules="fsdp"), train=dict(stop_at_step=3)), str(wd))
+  out = run(small_cfg(4, data, mesh=dict(data=8, fsdp=1, tensor=1, rules="fsdp"), train=dict(stop_at_step=3)), str(wd))
   assert out["steps"] == 3
-  assert _losses(wd)[3] == pytest.approx(_losses(base)[3], rel=1e-6)
+  assert column(wd)[3] == pytest.approx(column(base)[3], rel=1e-6)
 
 
 @pytest.mark.slow
@@ -98,24 +61,20 @@ def test_restore_on_one_device_gives_the_same_next_loss(tmp_path, data, base):
   wd = tmp_path / "one"
   _copy_checkpoints(base, wd, keep=[2])
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  over = [f"--config.{s}.{k}={json.dumps(v) if isinstance(v, list) else v}"
-          for s, fields in SMALL.items() for k, v in fields.items()]
-  over += [f"--config.data.{k}={v}" for k, v in data.items()]
+  over = small_overrides(data)
   over += ["--config.train.steps=4", "--config.train.stop_at_step=3", "--config.mesh.data=1", "--config.mesh.fsdp=1", "--config.mesh.tensor=1"]
   p = subprocess.run([sys.executable, "-m", "t5x_like.cli", "train", "--config", "configs/tiny/gpt.py",
                       "--workdir", str(wd), *over], env=env, capture_output=True, text=True, timeout=300)
   assert p.returncode == 0, p.stderr[-3000:]
   assert "1 cpu device(s)" in p.stdout and "resumed from step 2" in p.stdout
-  assert _losses(wd)[3] == pytest.approx(_losses(base)[3], rel=1e-6)
+  assert column(wd)[3] == pytest.approx(column(base)[3], rel=1e-6)
 
 
 # ---------------------------------------------------------------- corrupt checkpoints
 
 
 def _cli_args(wd, data, *extra):
-  over = [f"--config.{s}.{k}={v}" for s, fields in SMALL.items() for k, v in fields.items()]
-  over += [f"--config.data.{k}={v}" for k, v in data.items()]
-  over += [f"--config.mesh.{k}={v}" for k, v in MESH_222.items()]
+  over = small_overrides(data, mesh=MESH_222)
   return ["train", "--config", "configs/tiny/gpt.py", "--workdir", str(wd), "--config.train.steps=4", *over, *extra]
 
 
@@ -144,7 +103,7 @@ def test_corrupt_latest_stops_plainly_or_is_skipped(tmp_path, data, base, capsys
   aside = [n for n in names if n.startswith("4.corrupt-")]
   assert len(aside) == 1 and os.path.getsize(wd / "checkpoints" / aside[0] / bad[0]) == bad[1]  # kept as it was
   assert sorted(int(n) for n in names if n.isdigit()) == [2, 4]  # step 4 written again by the resumed run
-  assert _losses(wd)[4] == _losses(base)[4]
+  assert column(wd)[4] == column(base)[4]
 
 
 def test_restore_from_an_older_step_sets_newer_aside_once(tmp_path, data, base, capsys):
@@ -159,7 +118,7 @@ def test_restore_from_an_older_step_sets_newer_aside_once(tmp_path, data, base, 
   assert cli.main(_cli_args(wd, data, "--config.checkpoint.restore_from=2")) == 0
   out = capsys.readouterr().out
   assert "was applied by an earlier start" in out and "resumed from step 3" in out
-  assert _losses(wd)[4] == _losses(base)[4]
+  assert column(wd)[4] == column(base)[4]
 
 
 def test_a_failed_save_leaves_earlier_checkpoints_alone(tmp_path):
@@ -187,7 +146,7 @@ def test_a_failed_save_leaves_earlier_checkpoints_alone(tmp_path):
 def _abstract_params(data, **model):
   from t5x_like.runtime import make_mesh, rules_from_config  # noqa: PLC0415
   from t5x_like.train.state import build_setup  # noqa: PLC0415
-  cfg = _cfg(4, data, mesh=dict(data=8, fsdp=1, tensor=1, rules="fsdp"), model=model)
+  cfg = small_cfg(4, data, mesh=dict(data=8, fsdp=1, tensor=1, rules="fsdp"), model=model)
   return build_setup(cfg, make_mesh(cfg.mesh), rules_from_config(cfg.mesh)).abstract_state["params"]
 
 
@@ -218,7 +177,7 @@ def test_init_from_in_a_run_starts_at_step_0_and_yields_to_a_resume(tmp_path, da
   assert cli.main(_cli_args(wd, data, init, "--config.train.stop_at_step=2")) == 0
   out = capsys.readouterr().out
   assert "warm start: params from" in out
-  warm, fresh = _losses(wd), _losses(base)
+  warm, fresh = column(wd), column(base)
   assert sorted(warm) == [1, 2] and warm[1] < fresh[1] - 0.01  # trained params, not a new init
   saved = ocp.PyTreeCheckpointer().restore(str(wd / "checkpoints" / "2" / "state"))
   assert int(saved["step"]) == 2 and int(jax.tree.leaves(saved["opt_state"])[0]) == 2  # a new optimizer count
@@ -257,7 +216,7 @@ def test_consecutive_nonfinite_steps_save_and_stop(tmp_path, data, base):
     mgr.save(0, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params}),
                                         meta=ocp.args.JsonSave({})))
   wd = tmp_path / "run"
-  cfg = _cfg(4, data, mesh=MESH_222, train=dict(max_consecutive_nonfinite=2),
+  cfg = small_cfg(4, data, mesh=MESH_222, train=dict(max_consecutive_nonfinite=2),
              checkpoint=dict(init_from=str(tmp_path / "nan" / "0")))
   with pytest.raises(NonFiniteError) as e:
     run(cfg, str(wd))
