@@ -11,43 +11,12 @@ import random
 import numpy as np
 import pytest
 import tensorflow as tf
+from data_streams import documents, expected_documents, lines_of, take  # tests/data/data_streams.py
 
 from t5x_like.data import pipeline
 from t5x_like.data.tokenizer import DataError
 
 BATCH = 4
-
-
-def _lines(pattern):
-  out = []
-  for path in sorted(glob.glob(pattern)):
-    with open(path) as f:
-      out.extend(line.strip() for line in f if line.strip())
-  return out
-
-
-def _batches(ds, n=None):
-  it = ds.as_numpy_iterator()
-  return [next(it) for _ in range(n)] if n else list(it)
-
-
-def _documents(batches, eos_id, complete=True):
-  """Token-id documents recovered from packed batches: segments of consecutive rows are
-  joined, and a document ends at its EOS. `complete`: the stream must end at an EOS."""
-  docs, cur = [], []
-  for b in batches:
-    for tokens, segs in zip(b["decoder_target_tokens"], b["decoder_segment_ids"], strict=True):
-      for t in tokens[segs > 0].tolist():
-        cur.append(t)
-        if t == eos_id:
-          docs.append(tuple(cur))
-          cur = []
-  assert cur == [] or not complete, "the stream ended mid-document"
-  return docs
-
-
-def _expected(tok, lines):
-  return collections.Counter(tuple(tok.encode(line) + [tok.eos_id]) for line in lines)
 
 
 def _make(make_cfg, spm_path, files, **kw):
@@ -60,7 +29,7 @@ def _make(make_cfg, spm_path, files, **kw):
 def test_batches_have_fixed_shapes_and_consistent_features(make_cfg, spm_path, corpus, tok):
   ds = _make(make_cfg, spm_path, corpus["train"])
   assert all(spec.shape == (BATCH, 32) for spec in ds.element_spec.values())  # static shapes
-  batches = _batches(ds, 5)
+  batches = take(ds, 5)
   for b in batches:
     assert set(b) == {"decoder_input_tokens", "decoder_target_tokens", "decoder_segment_ids",
                       "decoder_positions", "decoder_loss_weights"}
@@ -76,16 +45,16 @@ def test_batches_have_fixed_shapes_and_consistent_features(make_cfg, spm_path, c
 
 
 def test_same_seed_same_batches_other_seed_differs(make_cfg, spm_path, corpus):
-  a = _batches(_make(make_cfg, spm_path, corpus["train"], seed=1), 8)
-  b = _batches(_make(make_cfg, spm_path, corpus["train"], seed=1), 8)
-  c = _batches(_make(make_cfg, spm_path, corpus["train"], seed=2), 8)
+  a = take(_make(make_cfg, spm_path, corpus["train"], seed=1), 8)
+  b = take(_make(make_cfg, spm_path, corpus["train"], seed=1), 8)
+  c = take(_make(make_cfg, spm_path, corpus["train"], seed=2), 8)
   for x, y in zip(a, b, strict=True):
     for k in x:
       np.testing.assert_array_equal(x[k], y[k])
   assert any((x["decoder_target_tokens"] != z["decoder_target_tokens"]).any()
              for x, z in zip(a, c, strict=True))
   # The explicit seed argument overrides data.seed.
-  d = _batches(pipeline.make_dataset(make_cfg(seed=1), files=corpus["train"],
+  d = take(pipeline.make_dataset(make_cfg(seed=1), files=corpus["train"],
                                      tokenizer_path=spm_path, batch_size=BATCH, seed=2), 8)
   for x, z in zip(c, d, strict=True):
     np.testing.assert_array_equal(x["decoder_target_tokens"], z["decoder_target_tokens"])
@@ -94,10 +63,10 @@ def test_same_seed_same_batches_other_seed_differs(make_cfg, spm_path, corpus):
 def test_eval_reads_every_document_once_and_pads_the_last_batch(make_cfg, spm_path, corpus, tok):
   ds = _make(make_cfg, spm_path, corpus["eval"], shuffle=False, repeat=False)
   assert all(spec.shape == (BATCH, 32) for spec in ds.element_spec.values())
-  batches = _batches(ds)
+  batches = take(ds)
   assert all(b["decoder_target_tokens"].shape == (BATCH, 32) for b in batches)
-  docs = _documents(batches, tok.eos_id)
-  lines = _lines(corpus["eval"])
+  docs = documents(batches, tok.eos_id)
+  lines = lines_of(corpus["eval"])
   assert docs == [tuple(tok.encode(line) + [tok.eos_id]) for line in lines]  # in file order
   last = batches[-1]
   rows_used = (last["decoder_segment_ids"] > 0).any(axis=1)
@@ -116,17 +85,17 @@ def test_hosts_read_disjoint_shards_that_cover_the_data(make_cfg, spm_path, corp
   # 4 files for 2 or 3 hosts: whole files per host. Fewer files than hosts: every host
   # reads all files and keeps every P-th line, which needs the same (seeded) file order on
   # every host; 3 files and 5 hosts with uneven files catch a host-dependent order.
-  lines = _lines(corpus["train"])[:241]
+  lines = lines_of(corpus["train"])[:241]
   for i in range(n_files):
     (tmp_path / f"part-{i}.txt").write_text("\n".join(lines[i::n_files]) + "\n")
   per_host = []
   for host in range(hosts):
     ds = _make(make_cfg, spm_path, str(tmp_path / "part-*.txt"), shuffle=shuffle, repeat=False,
                process_index=host, process_count=hosts)
-    per_host.append(collections.Counter(_documents(_batches(ds), tok.eos_id)))
+    per_host.append(collections.Counter(documents(take(ds), tok.eos_id)))
     assert per_host[-1], f"host {host} got no documents"
   total = sum(per_host, collections.Counter())
-  assert total == _expected(tok, lines)  # union is everything, each document once
+  assert total == expected_documents(tok, lines)  # union is everything, each document once
   for i in range(hosts):
     for j in range(i + 1, hosts):
       assert not (per_host[i] & per_host[j])
@@ -138,11 +107,11 @@ def test_training_stream_per_host_is_disjoint(make_cfg, spm_path, corpus, tok):
   seen = []
   for host in range(2):
     ds = _make(make_cfg, spm_path, corpus["train"], process_index=host, process_count=2)
-    seen.append(set(_documents(_batches(ds, 25), tok.eos_id, complete=False)))
-  lines = _lines(corpus["train"])
+    seen.append(set(documents(take(ds, 25), tok.eos_id, complete=False)))
+  lines = lines_of(corpus["train"])
   host_files = [sorted(glob.glob(corpus["train"]))[i::2] for i in range(2)]
   for host in range(2):
-    own = set(_expected(tok, [ln for f in host_files[host] for ln in _lines(f)]))
+    own = set(expected_documents(tok, [ln for f in host_files[host] for ln in lines_of(f)]))
     assert seen[host] <= own and len(seen[host]) > 20
   assert len(lines) == 1200
 
@@ -163,7 +132,7 @@ def test_iterator_checkpoint_resumes_with_the_next_batch(make_cfg, spm_path, cor
 
 
 def test_jsonl_source_matches_text_source(make_cfg, spm_path, corpus, tok, tmp_path):
-  lines = _lines(corpus["eval"])[:60]
+  lines = lines_of(corpus["eval"])[:60]
   rng = random.Random(0)
   with open(tmp_path / "docs.jsonl", "w") as f:
     for i, line in enumerate(lines):
@@ -171,9 +140,9 @@ def test_jsonl_source_matches_text_source(make_cfg, spm_path, corpus, tok, tmp_p
       f.write(json.dumps(record, ensure_ascii=rng.random() < 0.5) + "\n")
     f.write(json.dumps({"id": -1, "body": "no text field"}) + "\n")
   (tmp_path / "docs.txt").write_text("\n".join(lines) + "\n")
-  from_json = _batches(_make(make_cfg, spm_path, str(tmp_path / "docs.jsonl"), source="jsonl",
+  from_json = take(_make(make_cfg, spm_path, str(tmp_path / "docs.jsonl"), source="jsonl",
                              shuffle=False, repeat=False, skip_bad_lines=True))
-  from_text = _batches(_make(make_cfg, spm_path, str(tmp_path / "docs.txt"), shuffle=False,
+  from_text = take(_make(make_cfg, spm_path, str(tmp_path / "docs.txt"), shuffle=False,
                              repeat=False))
   assert len(from_json) == len(from_text)
   for a, b in zip(from_json, from_text, strict=True):

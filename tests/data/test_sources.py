@@ -4,12 +4,12 @@ count, seeded determinism, iterator checkpoints, and bad input: plain errors nam
 file and line, or skipped and counted records with data.skip_bad_lines."""
 
 import collections
-import glob
 import json
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from data_streams import documents, expected_documents, lines_of, take  # tests/data/data_streams.py
 
 from t5x_like import cli
 from t5x_like.data import pipeline, sources
@@ -17,36 +17,6 @@ from t5x_like.data.build import build_tfds
 from t5x_like.data.tokenizer import DataError
 
 BATCH = 4
-
-
-def _lines(pattern):
-  out = []
-  for path in sorted(glob.glob(pattern)):
-    with open(path) as f:
-      out.extend(line.strip() for line in f if line.strip())
-  return out
-
-
-def _batches(ds, n=None):
-  it = ds.as_numpy_iterator()
-  return [next(it) for _ in range(n)] if n else list(it)
-
-
-def _documents(batches, eos_id):
-  """Token-id documents of packed causal-LM batches (a document ends at its EOS)."""
-  docs, cur = [], []
-  for b in batches:
-    for tokens, segs in zip(b["decoder_target_tokens"], b["decoder_segment_ids"], strict=True):
-      for t in tokens[segs > 0].tolist():
-        cur.append(t)
-        if t == eos_id:
-          docs.append(tuple(cur))
-          cur = []
-  return docs
-
-
-def _expected(tok, lines):
-  return collections.Counter(tuple(tok.encode(line) + [tok.eos_id]) for line in lines)
 
 
 def _write_tfrecords(path, docs, feature="text"):
@@ -59,7 +29,7 @@ def _write_tfrecords(path, docs, feature="text"):
 
 @pytest.fixture(scope="module")
 def lines(corpus):
-  return _lines(corpus["eval"])[:120]
+  return lines_of(corpus["eval"])[:120]
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +60,10 @@ def _cfg(make_cfg, source, tfrecord_glob="", tfds_dir="", **kw):
 def test_tfrecord_source_matches_text_source(make_cfg, spm_path, lines, tmp_path):
   _write_tfrecords(tmp_path / "docs.tfrecord", lines)
   (tmp_path / "docs.txt").write_text("\n".join(lines) + "\n")
-  got = _batches(pipeline.make_dataset(make_cfg(source="tfrecord"), files=str(tmp_path / "*.tfrecord"),
+  got = take(pipeline.make_dataset(make_cfg(source="tfrecord"), files=str(tmp_path / "*.tfrecord"),
                                        tokenizer_path=spm_path, batch_size=BATCH, shuffle=False,
                                        repeat=False))
-  want = _batches(pipeline.make_dataset(make_cfg(), files=str(tmp_path / "*.txt"), tokenizer_path=spm_path,
+  want = take(pipeline.make_dataset(make_cfg(), files=str(tmp_path / "*.txt"), tokenizer_path=spm_path,
                                         batch_size=BATCH, shuffle=False, repeat=False))
   assert len(got) == len(want)
   for a, b in zip(got, want, strict=True):
@@ -134,7 +104,7 @@ def test_tfds_source_reads_the_split_of_the_role(make_cfg, spm_path, tok, lines,
   """The trainer's eval call (repeat=False, no files) reads data.tfds_eval_split."""
   ds = pipeline.make_dataset(_cfg(make_cfg, "tfds", tfds_dir=tfds_dir), files="", tokenizer_path=spm_path,
                              batch_size=BATCH, shuffle=False, repeat=False)
-  assert collections.Counter(_documents(_batches(ds), tok.eos_id)) == _expected(tok, lines[3::4])
+  assert collections.Counter(documents(take(ds), tok.eos_id, complete=False)) == expected_documents(tok, lines[3::4])
 
 
 @pytest.mark.parametrize("source", ["tfds", "tfrecord"])
@@ -143,7 +113,7 @@ def test_seeded_and_resumable(make_cfg, spm_path, tfrecord_glob, tfds_dir, tmp_p
     cfg = _cfg(make_cfg, source, tfrecord_glob, tfds_dir, seed=seed, shuffle_buffer=16)
     return pipeline.make_dataset(cfg, files="", tokenizer_path=spm_path, batch_size=BATCH)
 
-  a, c = _batches(make(1), 12), _batches(make(2), 12)
+  a, c = take(make(1), 12), take(make(2), 12)
   assert any((x["decoder_target_tokens"] != z["decoder_target_tokens"]).any()
              for x, z in zip(a, c, strict=True))
   it = iter(make(1))
@@ -183,7 +153,7 @@ def test_tfds_errors_name_the_dataset_and_the_fix(make_cfg, spm_path, tfds_dir):
 
 def _first_error(ds):
   with pytest.raises(tf.errors.InvalidArgumentError) as e:
-    _batches(ds)
+    take(ds)
   err = sources.as_data_error(e.value)
   assert isinstance(err, DataError)
   return str(err)
@@ -228,7 +198,7 @@ def test_skip_bad_lines_drops_and_counts_them(make_cfg, spm_path, tok, lines, tm
   cfg = make_cfg(source="jsonl", skip_bad_lines=True)
   ds = pipeline.make_dataset(cfg, files=str(tmp_path / "d.jsonl"), tokenizer_path=spm_path,
                              batch_size=BATCH, shuffle=False, repeat=False)
-  assert _documents(_batches(ds), tok.eos_id) == [tuple(tok.encode(x) + [tok.eos_id]) for x in docs]
+  assert documents(take(ds), tok.eos_id, complete=False) == [tuple(tok.encode(x) + [tok.eos_id]) for x in docs]
   name = f"data.eval_files {tmp_path / 'd.jsonl'}"
   assert pipeline.skipped_lines()[name] == 8  # 4 x (not UTF-8 + no field); blank lines are not bad
   assert f"t5x_like data: 8 bad records skipped so far in {name}" in capfd.readouterr().err

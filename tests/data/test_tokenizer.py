@@ -11,17 +11,10 @@ import os
 import pytest
 import sentencepiece as spm
 import tensorflow as tf
+from data_streams import lines_of  # tests/data/data_streams.py
 
 from t5x_like.data import tokenizer
 from t5x_like.data.tokenizer import DataError, Tokenizer
-
-
-def _lines(pattern):
-  out = []
-  for path in sorted(glob.glob(pattern)):
-    with open(path) as f:
-      out.extend(line.strip() for line in f if line.strip())
-  return out
 
 
 def test_special_ids_and_card(tok, spm_path, corpus):
@@ -40,7 +33,7 @@ def test_special_ids_and_card(tok, spm_path, corpus):
 
 
 def test_tf_tokenizer_matches_python(tok, corpus):
-  texts = _lines(corpus["eval"])[:100] + [
+  texts = lines_of(corpus["eval"])[:100] + [
       "", " ", "Hello, World!", "UPPER lower 0123456789", "tabs\tand  double  spaces",
       "caf\u00e9 na\u00efve \u4e2d\u6587 \U0001F600", "-17 + -25 = -42 .", "x" * 300]
   ragged = tok.tf_tokenizer.tokenize(tf.constant(texts))
@@ -60,7 +53,7 @@ def test_digits_are_single_pieces(tok):
 
 
 def test_decode_round_trip_and_stops_at_eos(tok, corpus):
-  for line in _lines(corpus["eval"])[:50]:
+  for line in lines_of(corpus["eval"])[:50]:
     assert tok.decode(tok.encode(line)) == line
   ids = tok.encode("12 + 30 = 42 .")
   assert tok.decode([0] + ids + [tok.eos_id] + tok.encode("junk")) == "12 + 30 = 42 ."
@@ -118,8 +111,8 @@ def test_missing_or_corrupt_model(tmp_path):
 
 def test_unigram_loss_matches_direct_computation(tok, spm_path, corpus):
   sp = spm.SentencePieceProcessor(model_file=spm_path)
-  train = [sp.encode(line) + [1] for line in _lines(corpus["train"])]
-  evals = [sp.encode(line) + [1] for line in _lines(corpus["eval"])]
+  train = [sp.encode(line) + [1] for line in lines_of(corpus["train"])]
+  evals = [sp.encode(line) + [1] for line in lines_of(corpus["eval"])]
   counts = collections.Counter(i for doc in train for i in doc)
   total = sum(counts.values()) + sp.get_piece_size()
   tokens = [i for doc in evals for i in doc]
