@@ -68,13 +68,13 @@ def test_tiny_bert_learns_masked_arithmetic(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_t5_learns_to_read_its_inputs(tmp_path):
+def test_tiny_t5_learns_span_filling(tmp_path):
   _train("configs/tiny/t5.py", tmp_path)
   s = json.load(open(tmp_path / "summary.json"))
-  # Measured: eval loss 0.39x the unigram baseline, and 1.41 nats worse with another row's
-  # inputs. The first config (learned positions, init std 0.02) reached 0.51x and 0.46
-  # nats: its decoder mostly modelled the targets alone. Greedy span filling of short
-  # arithmetic prompts stays near chance (2-4%) at this budget: reported, not asserted.
-  assert s["eval_loss"] < 0.45 * s["unigram_loss"], s
-  assert s["eval_loss_other_inputs"] - s["eval_loss"] > 1.0, s
-  assert 0 <= s["skill_accuracy"] <= 1
+  # Measured (1500 steps, 323 s): counting-run numbers filled 97.7% of the time, eval loss
+  # 0.23x the unigram baseline, 3.08 nats worse with another row's encoder input.
+  # Arithmetic answers as a noise span stay rare (4.7%): reported, not asserted.
+  assert s["skill_accuracy"] >= 0.75, s
+  assert s["eval_loss"] < 0.3 * s["unigram_loss"], s
+  assert s["eval_loss_other_inputs"] - s["eval_loss"] > 2.0, s
+  assert 0 <= s["arithmetic_fill_accuracy"] <= 1

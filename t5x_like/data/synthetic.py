@@ -5,7 +5,8 @@ Each document is a few short sentences of three kinds:
 - counting runs: "count : 31 32 33 34 35 ." (each number one more than the last);
 - templated sentences over a small vocabulary: "the small red fox sees a big dog ."
 A 2-4 layer model learns the formats and the counting within minutes on a CPU, and the
-arithmetic answers give an exact-match skill score (`skill_examples`, `score_answer`).
+arithmetic answers and the counting runs give exact-match skill scores (`skill_examples`,
+`counting_fill_examples`, `score_answer`).
 Documents are written one per line to text files, so training reads them through the same
 tf.data pipeline as any user corpus.
 """
@@ -152,11 +153,29 @@ def skill_examples(n: int, *, seed: int = 1) -> list[tuple[str, str]]:
   """`n` arithmetic items `(prompt, answer)` such as `("17 + 25 =", "42")`.
 
   They follow the distribution of the problems in the documents but come from their own
-  stream, so they are not copied from the eval files (the space holds only 20,200
-  problems, so some also occur in the training documents by chance).
+  stream, so they are not copied from the eval files. The space holds only
+  2 * (MAX_OPERAND + 1)**2 = 800 problems, so the training documents hold nearly all of
+  them: the score measures a learned table and its format, not generalisation.
   """
   rng = _rng(seed, _SKILL)
   return [arithmetic_problem(rng) for _ in range(n)]
+
+
+def counting_fill_examples(n: int, *, seed: int = 1) -> list[tuple[str, str, str]]:
+  """`n` counting runs with one inner number hidden, as `(before, answer, after)`, e.g.
+  `("count : 5 6", "7", "8 9 .")`: the answer follows from either neighbour.
+
+  Runs follow the documents' distribution (start 0..MAX_OPERAND, 3-8 numbers); the hidden
+  number is never the first, so its left neighbour is always shown. Own random stream.
+  """
+  rng = _rng(seed, _SKILL + "/counting")
+  items = []
+  for _ in range(n):
+    start, length = rng.randint(0, MAX_OPERAND), rng.randint(3, 8)
+    run = [str(start + i) for i in range(length)]
+    k = rng.randint(1, length - 1)
+    items.append(("count : " + " ".join(run[:k]), run[k], " ".join(run[k + 1:] + ["."])))
+  return items
 
 
 def score_answer(predicted_text: str, answer: str) -> bool:
@@ -165,5 +184,5 @@ def score_answer(predicted_text: str, answer: str) -> bool:
   return bool(words) and words[0] == answer.strip()
 
 
-__all__ = ["MAX_OPERAND", "arithmetic_problem", "document", "documents", "score_answer",
+__all__ = ["MAX_OPERAND", "arithmetic_problem", "counting_fill_examples", "document", "documents", "score_answer",
            "skill_examples", "write_corpus"]

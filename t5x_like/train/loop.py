@@ -473,6 +473,9 @@ def format_summary(s: dict) -> str:
   if "skill_accuracy" in s:
     lines.append(f"{s.get('skill_name', 'skill')}: {100 * s['skill_accuracy']:.1f}% "
                  f"of {int(s['skill_examples'])}")
+  if "arithmetic_fill_accuracy" in s:
+    lines.append(f"arithmetic answer as a noise span (greedy): "
+                 f"{100 * s['arithmetic_fill_accuracy']:.1f}% of {int(s['skill_examples'])}")
   lines += [
       f"throughput {f(s.get('tokens_per_s'), ',.0f')} tokens/s | MFU {f((s.get('mfu') or 0) * 100, '.2f')}% "
       f"| packing {f(None if s.get('packing') is None else 100 * s['packing'], '.1f')}% of input slots hold tokens",

@@ -1,13 +1,18 @@
-"""Skill scores at the end of a run on the built-in corpus: held-out arithmetic problems
-("17 + 25 =") answered by the trained model, one scorer per family.
+"""Skill scores at the end of a run on the built-in corpus, one scorer per family: held-out
+arithmetic problems ("17 + 25 =") answered by the trained model, and for the
+encoder-decoder, counting runs with a number hidden in a noise span.
 
 - decoder: greedy continuation of the prompt; the first word must be the answer.
 - encoder: each token of the answer is masked on its own and must be predicted (chance is
   about 1 in 10 for a digit).
-- encoder_decoder: the answer is a noise span (sentinel 0) of the input; the greedy
-  decoder output between sentinel 0 and the next sentinel must be the answer.
+- encoder_decoder: one number of a counting run ("count : 5 6 <extra_id_0> 8 .") is a
+  noise span (sentinel 0) of the input; the greedy decoder output between sentinel 0 and
+  the next sentinel must be that number. The same with the arithmetic answer as the span is
+  reported beside it (`arithmetic_fill_accuracy`): it stays rare for a tiny T5 at a CPU
+  budget, as span corruption rarely hides exactly an answer.
 
-The items come from their own random stream (`synthetic.skill_examples`), not the eval files.
+The items come from their own random streams (`synthetic.skill_examples`,
+`synthetic.counting_fill_examples`), not the eval files.
 """
 
 from __future__ import annotations
@@ -84,26 +89,43 @@ def encoder_skill(cfg: Config, setup, params, tok, examples) -> dict:
           "skill_name": "masked answer-token accuracy (held-out arithmetic, one token masked at a time)"}
 
 
-def encoder_decoder_skill(cfg: Config, setup, params, tok, examples) -> dict:
-  from t5x_like.data import objectives, synthetic  # noqa: PLC0415
-  sentinel0 = objectives.sentinel_base(tok, cfg.data) - 1
-  # Pretraining examples end with a noise span, so the input ends with a second sentinel.
-  rows = [tok.encode(prompt) + [sentinel0] + tok.encode(".") + [sentinel0 - 1, tok.eos_id]
-          for prompt, _ in examples]
+def _fill_spans(setup, params, tok, sentinel0: int, rows: list[list[int]]) -> list[list[int]]:
+  """The greedy span after sentinel 0 for each input row (empty when the output does not
+  start with sentinel 0); a span ends at the next sentinel, EOS or padding."""
   tokens, _ = _pad_rows(rows)
   out = _run(setup, params, {"encoder_input_tokens": tokens}, max_new_tokens=8, eos_id=tok.eos_id)
-  correct = []
-  for i, (_, answer) in enumerate(examples):
-    ids = out[i].tolist()
+  spans = []
+  for ids in out.tolist():
     span = []
-    if ids and ids[0] == sentinel0:  # the span ends at the next sentinel, EOS or padding
+    if ids and ids[0] == sentinel0:
       for t in ids[1:]:
         if t >= tok.vocab_size or t in (tok.eos_id, 0):
           break
         span.append(t)
-    correct.append(bool(span) and synthetic.score_answer(tok.decode(span), answer))
-  return {"skill_accuracy": float(np.mean(correct)), "skill_examples": float(len(examples)),
-          "skill_name": "span-filling answer accuracy (held-out arithmetic, greedy)"}
+    spans.append(span)
+  return spans
+
+
+def encoder_decoder_skill(cfg: Config, setup, params, tok, examples) -> dict:
+  """Greedy span filling. The score is on counting runs ("count : 5 6 <extra_id_0> 8 .",
+  the span must be "7"); the same for arithmetic answers ("17 + 25 = <extra_id_0> .") is
+  reported as `arithmetic_fill_accuracy`. Each input ends with a second sentinel, as
+  pretraining inputs end with a noise span."""
+  from t5x_like.data import objectives, synthetic  # noqa: PLC0415
+  sentinel0 = objectives.sentinel_base(tok, cfg.data) - 1
+  tail = [sentinel0 - 1, tok.eos_id]
+
+  def score(items) -> float:
+    rows = [tok.encode(before) + [sentinel0] + tok.encode(after) + tail
+            for before, _, after in items]
+    spans = _fill_spans(setup, params, tok, sentinel0, rows)
+    return float(np.mean([bool(span) and synthetic.score_answer(tok.decode(span), answer)
+                          for span, (_, answer, _) in zip(spans, items, strict=True)]))
+
+  counting = synthetic.counting_fill_examples(len(examples), seed=cfg.data.seed + 1)
+  return {"skill_accuracy": score(counting), "skill_examples": float(len(counting)),
+          "skill_name": "span-filling accuracy (held-out counting runs, greedy)",
+          "arithmetic_fill_accuracy": score([(p, a, ".") for p, a in examples])}
 
 
 SCORERS = {"decoder": decoder_skill, "encoder": encoder_skill,
