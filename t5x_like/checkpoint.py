@@ -15,9 +15,12 @@ the same step number do not collide with it.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
+import logging
 import math
 import os
+import sys
 import time
 from typing import Any
 
@@ -77,9 +80,78 @@ class Restored:
   source: str  # the step directory it came from
 
 
-def _brief(e: Exception) -> str:
+def _first_line(e: BaseException, limit: int) -> str:
   lines = str(e).strip().splitlines()
-  return f"{type(e).__name__}: {lines[0][:300] if lines else ''}"
+  # Orbax's read errors end their first line with an unreadable TensorStore spec object.
+  text = lines[0].split(" See full TensorStore details")[0] if lines else ""
+  return f"{type(e).__name__}: {text[:limit]}"
+
+
+def _brief(e: Exception) -> str:
+  """One line for a failed restore: the error and, when it was raised from another, the
+  root cause (for a corrupt file that names the array and the file)."""
+  root = e
+  while root.__cause__ is not None and root.__cause__ is not root:
+    root = root.__cause__
+  if root is e:
+    return _first_line(e, 300)
+  return f"{_first_line(e, 200)}; caused by {_first_line(root, 300)}"
+
+
+def _from_orbax(exc: BaseException | None) -> bool:
+  """Whether an exception, or one it was raised from, passed through Orbax's code."""
+  seen = 0
+  while exc is not None and seen < 8:
+    tb = exc.__traceback__
+    while tb is not None:
+      if f"{os.sep}orbax{os.sep}" in tb.tb_frame.f_code.co_filename:
+        return True
+      tb = tb.tb_next
+    exc, seen = exc.__cause__ or exc.__context__, seen + 1
+  return False
+
+
+def _is_abandoned_orbax_read(unraisable) -> bool:
+  """An unraisable exception left behind by a failed Orbax restore: the other reads of that
+  restore, still pending as coroutines on Orbax's (then closed) event loop."""
+  exc, obj = unraisable.exc_value, unraisable.object
+  if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+    return True
+  code = getattr(obj, "cr_code", None)
+  return (code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename) or _from_orbax(exc)
+
+
+class _DropAbandonedOrbaxReads(logging.Filter):
+  """asyncio logs "... exception was never retrieved" for the same abandoned reads."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    exc = record.exc_info[1] if record.exc_info else None
+    return not ("never retrieved" in record.getMessage() and _from_orbax(exc))
+
+
+def _quiet_orbax_leftovers() -> None:
+  """Installed before any restore. When a restore fails on corrupt files, Orbax abandons its
+  other reads; when they are collected Python prints each one's traceback and TensorStore
+  spec (hundreds of lines for one truncated file, in the middle of a run that goes on with
+  skip_corrupt, or after the one-line error). The error we raise already says what failed,
+  so those are dropped; any other unraisable exception or asyncio error is still shown."""
+  previous = sys.unraisablehook
+  if getattr(previous, "_t5x_like_quiet", False):
+    return
+
+  def hook(unraisable):
+    if not _is_abandoned_orbax_read(unraisable):
+      previous(unraisable)
+  hook._t5x_like_quiet = True
+  sys.unraisablehook = hook
+  asyncio_log = logging.getLogger("asyncio")
+  if not any(isinstance(f, _DropAbandonedOrbaxReads) for f in asyncio_log.filters):
+    asyncio_log.addFilter(_DropAbandonedOrbaxReads())
+
+
+def _after_failed_restore() -> None:
+  _quiet_orbax_leftovers()
+  gc.collect()  # collect the abandoned reads now, while the hook is known to be in place
 
 
 def _barrier(name: str) -> None:
@@ -174,11 +246,13 @@ class Checkpointer:
     step_dir = self.step_dir(step)
     check_fits(step_dir, abstract_state, self.model_cfg, f"checkpoint step {step}")
     error = None
+    _quiet_orbax_leftovers()
     try:
       state, meta, data_ok = _restore_items(step_dir, abstract_state, data_iterator,
                                             lambda args: self.manager.restore(step, args=args))
     except Exception as e:  # corrupt or partial files
       error = e
+      _after_failed_restore()
     if not _all_processes_ok(error is None):
       reason = _brief(error) if error else "it failed on another process"
       raise CheckpointError(
@@ -265,11 +339,13 @@ def restore_path(path: str, abstract_state: dict, data_iterator=None, model_cfg:
   """`checkpoint.restore_from=PATH`: the full state (and data position) of another run's step."""
   step_dir = find_step_dir(path, "checkpoint.restore_from")
   check_fits(step_dir, abstract_state, model_cfg, "checkpoint.restore_from")
+  _quiet_orbax_leftovers()
   try:
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as c:
       state, meta, data_ok = _restore_items(step_dir, abstract_state, data_iterator,
                                             lambda args: c.restore(step_dir, args=args))
   except Exception as e:
+    _after_failed_restore()
     raise CheckpointError(f"checkpoint.restore_from={step_dir} cannot be restored ({_brief(e)}); it needs "
                           "params and optimizer state of this model (for params alone use "
                           "--config.checkpoint.init_from)") from e
@@ -337,12 +413,14 @@ def load_params(path: str, abstract_params: dict, model_cfg: dict | None = None)
     raise ConfigError("\n  ".join([f"checkpoint.init_from={step_dir} does not fit this model "
                                    f"({_model_summary(abstract_params)})", *diffs]))
   target = {"params": abstract_params}
+  _quiet_orbax_leftovers()
   try:
     out = ocp.PyTreeCheckpointer().restore(
         os.path.join(step_dir, "state"),
         args=ocp.args.PyTreeRestore(item=target, partial_restore=True,
                                     restore_args=ocp.checkpoint_utils.construct_restore_args(target)))
   except Exception as e:
+    _after_failed_restore()
     raise CheckpointError(f"checkpoint.init_from={step_dir}: params cannot be restored ({_brief(e)})") from e
   return out["params"]
 
