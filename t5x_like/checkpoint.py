@@ -14,6 +14,7 @@ the same step number do not collide with it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import json
@@ -149,9 +150,16 @@ def _quiet_orbax_leftovers() -> None:
     asyncio_log.addFilter(_DropAbandonedOrbaxReads())
 
 
-def _after_failed_restore() -> None:
+@contextlib.contextmanager
+def _orbax_restore():
+  """Around every Orbax restore: leftovers of a failure are dropped (above) and collected
+  at once, before the caller turns the error into its one-line message."""
   _quiet_orbax_leftovers()
-  gc.collect()  # collect the abandoned reads now, while the hook is known to be in place
+  try:
+    yield
+  except Exception:
+    gc.collect()
+    raise
 
 
 def _barrier(name: str) -> None:
@@ -246,13 +254,12 @@ class Checkpointer:
     step_dir = self.step_dir(step)
     check_fits(step_dir, abstract_state, self.model_cfg, f"checkpoint step {step}")
     error = None
-    _quiet_orbax_leftovers()
     try:
-      state, meta, data_ok = _restore_items(step_dir, abstract_state, data_iterator,
-                                            lambda args: self.manager.restore(step, args=args))
+      with _orbax_restore():
+        state, meta, data_ok = _restore_items(step_dir, abstract_state, data_iterator,
+                                              lambda args: self.manager.restore(step, args=args))
     except Exception as e:  # corrupt or partial files
       error = e
-      _after_failed_restore()
     if not _all_processes_ok(error is None):
       reason = _brief(error) if error else "it failed on another process"
       raise CheckpointError(
@@ -339,13 +346,11 @@ def restore_path(path: str, abstract_state: dict, data_iterator=None, model_cfg:
   """`checkpoint.restore_from=PATH`: the full state (and data position) of another run's step."""
   step_dir = find_step_dir(path, "checkpoint.restore_from")
   check_fits(step_dir, abstract_state, model_cfg, "checkpoint.restore_from")
-  _quiet_orbax_leftovers()
   try:
-    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as c:
+    with _orbax_restore(), ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as c:
       state, meta, data_ok = _restore_items(step_dir, abstract_state, data_iterator,
                                             lambda args: c.restore(step_dir, args=args))
   except Exception as e:
-    _after_failed_restore()
     raise CheckpointError(f"checkpoint.restore_from={step_dir} cannot be restored ({_brief(e)}); it needs "
                           "params and optimizer state of this model (for params alone use "
                           "--config.checkpoint.init_from)") from e
@@ -413,14 +418,13 @@ def load_params(path: str, abstract_params: dict, model_cfg: dict | None = None)
     raise ConfigError("\n  ".join([f"checkpoint.init_from={step_dir} does not fit this model "
                                    f"({_model_summary(abstract_params)})", *diffs]))
   target = {"params": abstract_params}
-  _quiet_orbax_leftovers()
   try:
-    out = ocp.PyTreeCheckpointer().restore(
-        os.path.join(step_dir, "state"),
-        args=ocp.args.PyTreeRestore(item=target, partial_restore=True,
-                                    restore_args=ocp.checkpoint_utils.construct_restore_args(target)))
+    with _orbax_restore():
+      out = ocp.PyTreeCheckpointer().restore(
+          os.path.join(step_dir, "state"),
+          args=ocp.args.PyTreeRestore(item=target, partial_restore=True,
+                                      restore_args=ocp.checkpoint_utils.construct_restore_args(target)))
   except Exception as e:
-    _after_failed_restore()
     raise CheckpointError(f"checkpoint.init_from={step_dir}: params cannot be restored ({_brief(e)})") from e
   return out["params"]
 

@@ -48,9 +48,13 @@ def arithmetic_problem(rng: random.Random) -> tuple[str, str]:
   return f"{a} - {b} =", str(a - b)
 
 
-def _counting(rng: random.Random) -> str:
+def _counting_run(rng: random.Random) -> list[str]:
   start, n = rng.randint(0, MAX_OPERAND), rng.randint(3, 8)
-  return "count : " + " ".join(str(start + i) for i in range(n)) + " ."
+  return [str(start + i) for i in range(n)]
+
+
+def _counting(rng: random.Random) -> str:
+  return "count : " + " ".join(_counting_run(rng)) + " ."
 
 
 def _templated(rng: random.Random) -> str:
@@ -163,7 +167,8 @@ def skill_examples(n: int, *, seed: int = 1) -> list[tuple[str, str]]:
 
 def counting_fill_examples(n: int, *, seed: int = 1) -> list[tuple[str, str, str]]:
   """`n` counting runs with one inner number hidden, as `(before, answer, after)`, e.g.
-  `("count : 5 6", "7", "8 9 .")`: the answer follows from either neighbour.
+  `("count : 5 6", "7", "8 9 .")`: the answer follows from its left neighbour (and from
+  the right one when the hidden number is not the last).
 
   Runs follow the documents' distribution (start 0..MAX_OPERAND, 3-8 numbers); the hidden
   number is never the first, so its left neighbour is always shown. Own random stream.
@@ -171,9 +176,8 @@ def counting_fill_examples(n: int, *, seed: int = 1) -> list[tuple[str, str, str
   rng = _rng(seed, _SKILL + "/counting")
   items = []
   for _ in range(n):
-    start, length = rng.randint(0, MAX_OPERAND), rng.randint(3, 8)
-    run = [str(start + i) for i in range(length)]
-    k = rng.randint(1, length - 1)
+    run = _counting_run(rng)
+    k = rng.randint(1, len(run) - 1)
     items.append(("count : " + " ".join(run[:k]), run[k], " ".join(run[k + 1:] + ["."])))
   return items
 

@@ -163,7 +163,7 @@ def evaluate(eval_step, params, make_eval_ds, sharding, max_batches: int, transf
 
 class _StopFlag:
   def __init__(self):
-    self.signum = None
+    self.reason = None  # what asked the run to stop, for the log line
     self._old = {}
 
   def install(self):
@@ -171,7 +171,7 @@ class _StopFlag:
       self._old[sig] = signal.signal(sig, self._handle)
 
   def _handle(self, signum, frame):
-    self.signum = signum
+    self.reason = f"signal {signum}"
 
   def uninstall(self):
     for sig, old in self._old.items():
@@ -181,7 +181,7 @@ class _StopFlag:
     """True on every process once any process was signalled, or (multi-process) once the
     JAX preemption service reached its sync point for a preemption notice, which is how
     TPU maintenance events arrive. Every process calls this at every step."""
-    local = self.signum is not None
+    local = self.reason is not None
     if jax.process_count() == 1:
       return local
     from jax.experimental import multihost_utils  # noqa: PLC0415
@@ -190,9 +190,12 @@ class _StopFlag:
       notice = ocp_multihost.reached_preemption(step)  # False where the service is off
     except Exception:  # noqa: BLE001 - an unavailable service is not a preemption
       notice = False
-    if notice and self.signum is None:
-      self.signum = "a TPU preemption notice"
-    return notice or bool(np.max(multihost_utils.process_allgather(np.array([int(local)]))))
+    if notice and self.reason is None:
+      self.reason = "a TPU preemption notice"
+    stop = notice or bool(np.max(multihost_utils.process_allgather(np.array([int(local)]))))
+    if stop and self.reason is None:
+      self.reason = "a stop signal on another process"
+    return stop
 
 
 # ---------------------------------------------------------------- non-finite steps
@@ -392,8 +395,7 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
         stop_nonfinite()
       if stop.agreed(step):
         preempted = True
-        what = stop.signum if isinstance(stop.signum, str) else f"signal {stop.signum}"
-        log(f"[t5x_like] {what} received: saving step {step} and stopping")
+        log(f"[t5x_like] {stop.reason} received: saving step {step} and stopping")
         save(step, force=True)
         break
   finally:

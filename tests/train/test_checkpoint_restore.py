@@ -129,7 +129,7 @@ def test_failed_restore_drops_only_orbax_leftovers(tmp_path, monkeypatch):
 
   seen = []
   monkeypatch.setattr(sys, "unraisablehook", seen.append)
-  ckpt_lib._after_failed_restore()
+  ckpt_lib._quiet_orbax_leftovers()
   ckpt_lib._quiet_orbax_leftovers()  # installed once, not stacked
   sys.unraisablehook(SimpleNamespace(exc_value=RuntimeError("Event loop is closed"), object=None))
   sys.unraisablehook(SimpleNamespace(exc_value=orbax_error.value, object=None))
