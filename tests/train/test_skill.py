@@ -1,24 +1,16 @@
 """The encoder-decoder skill scorer: item layout and span parsing, checked with oracle
 decoders (the model's `predict` replaced by functions that read the input ids) instead of a
-trained model, so a wrong layout or parse shows as a wrong score."""
+trained model, so a wrong layout or parse shows as a wrong score. `tok` is the session's
+tokenizer (tests/conftest.py)."""
 
 import re
 from types import SimpleNamespace
 
 import numpy as np
-import pytest
 
 from t5x_like.config import DataConfig
-from t5x_like.data import objectives, synthetic, tokenizer
+from t5x_like.data import objectives, synthetic
 from t5x_like.train import skill
-
-
-@pytest.fixture(scope="module")
-def tok(tmp_path_factory):
-  d = tmp_path_factory.mktemp("skill")
-  globs = synthetic.write_corpus(str(d / "corpus"), num_train_docs=400, num_eval_docs=10)
-  return tokenizer.Tokenizer(tokenizer.train_sentencepiece(
-      globs["train"], 512, str(d / "spm.model"), hard_vocab_limit=False))
 
 
 def _cfg():
