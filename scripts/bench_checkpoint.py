@@ -41,9 +41,8 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from t5x_like import config as C  # noqa: E402
 from t5x_like.checkpoint import Checkpointer  # noqa: E402
-from t5x_like.runtime import make_mesh, rules_from_config  # noqa: E402
-from t5x_like.train.state import build_setup, count_params, init_state  # noqa: E402
-from t5x_like.train.step import batch_sharding, make_train_step  # noqa: E402
+from t5x_like.train.setup import init_state, make_setup  # noqa: E402
+from t5x_like.train.state import count_params  # noqa: E402
 
 
 def _setup(model: dict, seq_len: int = 128, batch: int = 8):
@@ -51,8 +50,7 @@ def _setup(model: dict, seq_len: int = 128, batch: int = 8):
                   train=dict(batch_size=batch, steps=10_000),
                   mesh=dict(data=1, fsdp=-1, tensor=1, rules="fsdp"))
   cfg = C.validate(cfg)
-  mesh = make_mesh(cfg.mesh)
-  return cfg, build_setup(cfg, mesh, rules_from_config(cfg.mesh))
+  return cfg, make_setup(cfg)
 
 
 def _bytes(tree) -> int:
@@ -103,14 +101,10 @@ def bench_large():
   return gb, rows
 
 
-def _batch(setup, cfg, rng):
-  b, n = cfg.train.batch_size, cfg.data.seq_len
-  tokens = rng.integers(1, cfg.model.vocab_size, size=(b, n), dtype=np.int32)
-  host = {"decoder_input_tokens": tokens, "decoder_target_tokens": np.roll(tokens, -1, axis=1),
-          "decoder_segment_ids": np.ones((b, n), np.int32),
-          "decoder_positions": np.broadcast_to(np.arange(n, dtype=np.int32), (b, n)).copy(),
-          "decoder_loss_weights": np.ones((b, n), np.float32)}
-  return {k: jax.device_put(v, batch_sharding(setup)) for k, v in host.items()}
+def _batch(setup, cfg):
+  host = setup.model_class.contract.fake_batch(cfg.train.batch_size, cfg.data.seq_len,
+                                               vocab_size=cfg.model.vocab_size)
+  return {k: jax.device_put(v, setup.batch_sharding) for k, v in host.items()}
 
 
 def bench_step_overhead():
@@ -118,9 +112,9 @@ def bench_step_overhead():
   that starts the save includes save()'s blocking part)."""
   cfg, setup = _setup(dict(d_model=128, num_layers=4, num_heads=4, d_ff=512, vocab_size=4096), seq_len=128)
   state = init_state(setup, cfg, 0)
-  step = make_train_step(setup, cfg)
-  rng, key = np.random.default_rng(0), jax.random.key(1)
-  batch = _batch(setup, cfg, rng)
+  step = setup.train_step
+  key = jax.random.key(1)
+  batch = _batch(setup, cfg)
   for _ in range(3):  # compile and warm up
     state, m = step(state, batch, key)
   jax.block_until_ready(m)

@@ -24,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 def measure(ds, seconds: float, warmup_batches: int) -> tuple[float, float, int]:
   """(token slots/s, real tokens/s, batches) of a batch stream."""
+  from t5x_like import features
   it = iter(ds)
   for _ in range(warmup_batches):
     next(it)
@@ -31,17 +32,17 @@ def measure(ds, seconds: float, warmup_batches: int) -> tuple[float, float, int]
   t0 = time.perf_counter()
   while time.perf_counter() - t0 < seconds:
     batch = next(it)
-    side = "encoder" if "encoder_input_tokens" in batch else "decoder"
-    key = "encoder_input_tokens" if side == "encoder" else "decoder_target_tokens"
-    slots += int(batch[key].shape.num_elements())
-    real += int((batch[f"{side}_segment_ids"].numpy() > 0).sum())
+    # The side the model reads first: the encoder's when there is one.
+    side = features.ENCODER if features.ENCODER_INPUT_TOKENS in batch else features.DECODER
+    slots += int(batch[side.input_tokens].shape.num_elements())
+    real += int((batch[side.segment_ids].numpy() > 0).sum())
     n_batches += 1
   dt = time.perf_counter() - t0
   return slots / dt, real / dt, n_batches
 
 
 def _read_docs(files: str, source: str) -> list[str]:
-  from t5x_like.data.tokenizer import list_files  # noqa: PLC0415
+  from t5x_like.data.tokenizer import list_files
 
   docs = []
   for path in list_files(files):
@@ -55,9 +56,9 @@ def _read_docs(files: str, source: str) -> list[str]:
 
 def write_copies(files: str, source: str, tmp: str, shards: int = 4) -> dict:
   """The documents of `files` as TFRecord shards and as a TFDS dataset: {source: where}."""
-  import tensorflow as tf  # noqa: PLC0415
+  import tensorflow as tf
 
-  from t5x_like.data.build import build_tfds  # noqa: PLC0415
+  from t5x_like.data.build import build_tfds
 
   docs = _read_docs(files, source)
   os.makedirs(os.path.join(tmp, "tfrecord"))
@@ -90,9 +91,9 @@ def main() -> None:
   parser.add_argument("--train-docs", type=int, default=200_000)
   args = parser.parse_args()
 
-  from t5x_like.config import DataConfig  # noqa: PLC0415 - after the TF log level is set
-  from t5x_like.data import pipeline, synthetic, tokenizer  # noqa: PLC0415
-  from t5x_like.data.objectives import OBJECTIVES  # noqa: PLC0415
+  from t5x_like import config as C  # after the TF log level is set
+  from t5x_like.data import pipeline, synthetic, tokenizer
+  from t5x_like.data.objectives import OBJECTIVES
 
   tmp = tempfile.mkdtemp(prefix="bench_data_")
   files = args.files
@@ -109,7 +110,7 @@ def main() -> None:
         f"batch {args.batch_size}")
 
   def run(label: str, seq_len: int, **fields) -> None:
-    cfg = DataConfig(tokenizer_path=tok_path, seq_len=seq_len, **fields)
+    cfg = C.replace(C.Config(), data=dict(tokenizer_path=tok_path, seq_len=seq_len, **fields)).data
     ds = pipeline.make_dataset(cfg, files=fields.get("train_files", ""), tokenizer_path=tok_path,
                                batch_size=args.batch_size, split="train")
     slots, real, n = measure(ds, args.seconds, args.warmup_batches)

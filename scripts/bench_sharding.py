@@ -22,9 +22,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from t5x_like import config as C  # noqa: E402
-from t5x_like.runtime import make_mesh, rules_from_config  # noqa: E402
-from t5x_like.train.state import build_setup, count_params, per_device_bytes  # noqa: E402
-from t5x_like.train.step import batch_sharding, make_train_step  # noqa: E402
+from t5x_like.train.setup import make_setup  # noqa: E402
+from t5x_like.train.state import count_params, per_device_bytes  # noqa: E402
 
 CASES = [("replicated (dp)", "dp", (8, 1, 1)), ("fsdp", "fsdp", (1, 8, 1)), ("fsdp", "fsdp", (2, 4, 1)),
          ("fsdp_tp", "fsdp_tp", (1, 4, 2)), ("fsdp_tp", "fsdp_tp", (2, 2, 2)), ("tp", "tp", (1, 1, 8))]
@@ -47,20 +46,16 @@ def main():
   base = None
   for name, rules, shape in CASES:
     cfg.mesh = C.MeshConfig(data=shape[0], fsdp=shape[1], tensor=shape[2], rules=rules)
-    mesh = make_mesh(cfg.mesh)
-    setup = build_setup(cfg, mesh, rules_from_config(cfg.mesh))
+    setup = make_setup(cfg)
     p = per_device_bytes(setup.abstract_state["params"]) / 2**20
     o = per_device_bytes(setup.abstract_state["opt_state"]) / 2**20
     base = base or (p + o)
     line = f"{name:<16} {str(shape):<14} {p:>15.1f} {o:>12.1f} {p + o:>10.1f} {(p + o) / base:>13.3f}x"
     if args.compile:
       t = time.time()
-      step = make_train_step(setup, cfg)
-      b = jax.ShapeDtypeStruct((8, 128), np.int32, sharding=batch_sharding(setup))
-      bf = jax.ShapeDtypeStruct((8, 128), np.float32, sharding=batch_sharding(setup))
-      batch = {"decoder_input_tokens": b, "decoder_target_tokens": b, "decoder_segment_ids": b,
-               "decoder_positions": b, "decoder_loss_weights": bf}
-      compiled = step.lower(setup.abstract_state, batch, jax.random.key(0)).compile()
+      batch = {f.name: jax.ShapeDtypeStruct((8, 128), np.dtype(f.dtype), sharding=setup.batch_sharding)
+               for f in setup.model_class.contract.features if f.required}
+      compiled = setup.train_step.lower(setup.abstract_state, batch, jax.random.key(0)).compile()
       ma = compiled.memory_analysis()
       line += (f" {ma.argument_size_in_bytes / 2**20:>13.1f} {ma.temp_size_in_bytes / 2**20:>13.1f}"
                f" {time.time() - t:>10.1f}")

@@ -6,8 +6,9 @@ figures are the model's and the sharding's alone; bench_data.py measures the pip
       --dtype bfloat16 --attention cudnn          # one GPU
   python scripts/bench_train.py --preset bert:bert_tiny --batch 8 --seq 128   # CPU
 
-MFU uses the same FLOP count as the training loop (`metrics.flops_per_sequence`) and the
-peak of the device kind (`metrics.peak_flops_per_device`, or --peak-tflops).
+MFU uses the same FLOP count as the training loop (the family's `flops_per_sequence`) and
+the peak of the device kind (`metrics.peak_flops_per_device`, or --peak-tflops). Batches
+are the family's `fake_batch` (t5x_like/features.py): full rows of random ids.
 """
 
 from __future__ import annotations
@@ -24,46 +25,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from t5x_like import config as C  # noqa: E402
-from t5x_like.runtime import make_mesh, rules_from_config  # noqa: E402
+from t5x_like.models import family_class  # noqa: E402
 from t5x_like.train import metrics  # noqa: E402
-from t5x_like.train.state import build_setup, count_params, init_state  # noqa: E402
-from t5x_like.train.step import batch_sharding, make_train_step  # noqa: E402
+from t5x_like.train.setup import init_state, make_setup  # noqa: E402
+from t5x_like.train.state import count_params  # noqa: E402
 
 
 def preset(spec: str) -> C.ModelConfig:
   module, name = spec.split(":")
   return C.load_model_preset(os.path.join(ROOT, "configs", "models", f"{module}.py"), name)
-
-
-def random_batch(cfg: C.Config, batch: int, seq: int, targets: int, rng: np.random.Generator) -> dict:
-  """Full rows of random ids (no padding), with the features each family's loss reads."""
-  v = cfg.model.vocab_size
-
-  def ids(n):
-    return rng.integers(3, v, (batch, n)).astype(np.int32)
-
-  def ones(n, dtype=np.int32):
-    return np.ones((batch, n), dtype)
-
-  def pos(n):
-    return np.broadcast_to(np.arange(n, dtype=np.int32), (batch, n)).copy()
-
-  family = cfg.model.family
-  if family == "decoder":
-    t = ids(seq)
-    return {"decoder_input_tokens": np.pad(t[:, :-1], ((0, 0), (1, 0))), "decoder_target_tokens": t,
-            "decoder_segment_ids": ones(seq), "decoder_positions": pos(seq),
-            "decoder_loss_weights": ones(seq, np.float32)}
-  if family == "encoder":
-    t = ids(seq)
-    w = (rng.random((batch, seq)) < 0.15).astype(np.float32)
-    return {"encoder_input_tokens": t, "encoder_target_tokens": t, "encoder_segment_ids": ones(seq),
-            "encoder_positions": pos(seq), "encoder_loss_weights": w}
-  t = ids(targets)
-  return {"encoder_input_tokens": ids(seq), "encoder_segment_ids": ones(seq), "encoder_positions": pos(seq),
-          "decoder_input_tokens": np.pad(t[:, :-1], ((0, 0), (1, 0))), "decoder_target_tokens": t,
-          "decoder_segment_ids": ones(targets), "decoder_positions": pos(targets),
-          "decoder_loss_weights": ones(targets, np.float32)}
 
 
 def main() -> None:
@@ -89,17 +59,18 @@ def main() -> None:
   cfg = C.Config(model=model, mesh=C.MeshConfig(data=data, fsdp=fsdp, tensor=tensor, rules=a.rules))
   cfg.data.seq_len, cfg.train.batch_size, cfg.train.steps = a.seq, a.batch, a.steps + 2
   cfg.data.objective = C.objectives_for(model.family)[0]
-  cfg.data.targets_len = targets if model.family == "encoder_decoder" else 0
+  contract = family_class(model.family).contract
+  dec_len = targets if contract.target_side is not contract.first_side else 0  # separate target rows
+  cfg.data.span_corruption.targets_len = dec_len
   C.validate(cfg)
 
-  mesh, rules = make_mesh(cfg.mesh), rules_from_config(cfg.mesh)
-  setup = build_setup(cfg, mesh, rules)
+  setup = make_setup(cfg)
+  mesh = setup.mesh
   n_params = count_params(setup.abstract_params)
   state = init_state(setup, cfg, 0)
-  step = make_train_step(setup, cfg)
-  sharding = batch_sharding(setup)
-  rng = np.random.default_rng(0)
-  batches = [jax.device_put(random_batch(cfg, a.batch, a.seq, targets, rng), sharding) for _ in range(2)]
+  step = setup.train_step
+  batches = [jax.device_put(contract.fake_batch(a.batch, a.seq, dec_len, vocab_size=model.vocab_size, seed=i),
+                            setup.batch_sharding) for i in range(2)]
   key = jax.random.key(0)
 
   with jax.set_mesh(mesh):
@@ -116,8 +87,7 @@ def main() -> None:
       jax.block_until_ready(m)
       times.append(time.perf_counter() - t0)
   step_s = float(np.median(times))
-  dec_len = targets if model.family == "encoder_decoder" else 0
-  flops = metrics.flops_per_sequence(model, a.seq, dec_len) * a.batch
+  flops = setup.model_class.flops_per_sequence(model, a.seq, dec_len) * a.batch
   peak = metrics.peak_flops_per_device(a.peak_tflops) * jax.device_count()
   tokens = a.batch * (a.seq + dec_len)
   dev = jax.devices()[0]

@@ -61,9 +61,9 @@ def _parser() -> argparse.ArgumentParser:
                                       "with tfds.load(NAME, data_dir=DATA_DIR) and data.source=tfds.")
   build.add_argument("--input", required=True, help="glob of text files (one document per line) or JSONL files")
   build.add_argument("--name", required=True, help="snake_case dataset name, optionally NAME:X.Y.Z (default 1.0.0)")
-  build.add_argument("--data-dir", required=True, help="TFDS data_dir to write into (then data.tfds_data_dir)")
+  build.add_argument("--data-dir", required=True, help="TFDS data_dir to write into (then data.tfds.data_dir)")
   build.add_argument("--validation-fraction", type=float, default=0.05, help="documents held out, spread evenly")
-  build.add_argument("--field", default="text", help="JSONL field to read; also the feature name (data.tfds_text_key)")
+  build.add_argument("--field", default="text", help="JSONL field to read; also the feature name (data.tfds.text_key)")
   build.add_argument("--format", default="auto", choices=["auto", "text", "jsonl"],
                      help="auto: jsonl when every file ends in .jsonl or .json")
   build.add_argument("--skip-bad-lines", action="store_true",
@@ -83,7 +83,7 @@ def _setup_env(args) -> None:
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   n = getattr(args, "cpu_devices", 0)
   if n:
-    import jax  # noqa: PLC0415
+    import jax
     jax.config.update("jax_platforms", "cpu")
     jax.config.update("jax_num_cpu_devices", n)
 
@@ -92,139 +92,102 @@ def main(argv: list[str] | None = None) -> int:
   argv = sys.argv[1:] if argv is None else argv
   args, rest = _parser().parse_known_args(argv)
   _setup_env(args)
-  from t5x_like.config import ConfigError  # noqa: PLC0415
+  from t5x_like.errors import ConfigError, UserError
+  commands = {"train": _train, "show": _data_show, "build": _data_build, "tokenizer": _tokenizer,
+              "convert": _convert}
+  command = args.data_command if args.command == "data" else args.command
   try:
-    if args.command == "train":
-      return _train(args, rest)
-    if args.command == "data" and args.data_command == "show":
-      return _data_show(args, rest)
-    if rest:
+    if rest and command not in ("train", "show"):
       raise ConfigError(f"unexpected arguments: {' '.join(rest)}")
-    if args.command == "tokenizer":
-      from t5x_like.data.tokenizer import train_sentencepiece  # noqa: PLC0415
-      symbols = tuple(s for s in args.user_symbols.split(",") if s)
-      path = train_sentencepiece(args.input, args.vocab_size, args.output, model_type=args.model_type,
-                                 byte_fallback=not args.no_byte_fallback, user_defined_symbols=symbols,
-                                 max_bytes=args.max_bytes, seed=args.seed)
-      print(f"wrote {path}")
-      return 0
-    if args.command == "data":
-      return _data_build(args) if args.data_command == "build" else _data_show(args)
-    if args.command == "convert":
-      return _convert(args)
-  except Exception as e:
-    user_error = _user_error(e)
-    if user_error is None:
-      raise
-    print(f"error: {user_error}", file=sys.stderr)
+    return commands[command](args, rest)
+  except (UserError, FileNotFoundError) as e:
+    # Errors the user can fix are one line; anything else is a bug and keeps its traceback.
+    print(f"error: {e}", file=sys.stderr)
     return 2
-  return 1
-
-
-def _user_error(e: Exception) -> Exception | None:
-  """Our own exception classes (ConfigError, DataError, CheckpointError) describe what the
-  user must fix: they are printed as one line. So is a DataError raised inside the input
-  pipeline's graph (a bad line), which reaches Python as a TensorFlow error. Anything else
-  is a bug and keeps its traceback."""
-  if type(e).__module__.startswith("t5x_like.") or isinstance(e, FileNotFoundError):
-    return e
-  if "t5x_like.DataError" in str(e):
-    from t5x_like.data.sources import as_data_error  # noqa: PLC0415
-    return as_data_error(e)
-  return None
-
-
-def _is_user_error(e: Exception) -> bool:
-  return _user_error(e) is not None
 
 
 def _train(args, rest) -> int:
-  from t5x_like import config as config_lib  # noqa: PLC0415
-  from t5x_like import runtime  # noqa: PLC0415
+  from t5x_like import config as config_lib
+  from t5x_like import runtime
   cfg = config_lib.build_config(args.config, rest)
   runtime.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
-  from t5x_like.train.loop import run  # noqa: PLC0415
+  from t5x_like.train.loop import run
   run(cfg, args.workdir, dry_run=args.dry_run)
   return 0
 
 
-def _convert(args) -> int:
-  import json  # noqa: PLC0415
+def _tokenizer(args, rest) -> int:
+  from t5x_like.data.tokenizer import train_sentencepiece
+  symbols = tuple(s for s in args.user_symbols.split(",") if s)
+  path = train_sentencepiece(args.input, args.vocab_size, args.output, model_type=args.model_type,
+                             byte_fallback=not args.no_byte_fallback, user_defined_symbols=symbols,
+                             max_bytes=args.max_bytes, seed=args.seed)
+  print(f"wrote {path}")
+  return 0
 
-  import jax  # noqa: PLC0415
-  import orbax.checkpoint as ocp  # noqa: PLC0415
 
-  from t5x_like import config as config_lib  # noqa: PLC0415
-  from t5x_like import interop  # noqa: PLC0415
-  from t5x_like.checkpoint import CheckpointError  # noqa: PLC0415
+def _convert(args, rest) -> int:
+  from t5x_like import checkpoint, interop
+  from t5x_like import config as config_lib
   if args.from_hf:
     cfg, params = interop.load_hf(args.from_hf, args.family)
-    out = os.path.join(os.path.abspath(args.output), "0")
-    if os.path.exists(out):
-      raise CheckpointError(f"{out} already exists; choose another --output")
-    with ocp.CheckpointManager(os.path.dirname(out)) as mgr:
-      mgr.save(0, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params}),
-                                          meta=ocp.args.JsonSave({"model": config_lib.to_dict(config_lib.Config(model=cfg))["model"],
-                                                                  "source": args.from_hf})))
+    model = config_lib.to_dict(config_lib.Config(model=cfg))["model"]
+    out = checkpoint.write_params(args.output, params, model, source=args.from_hf)
     print(f"wrote {out} ({cfg.family}; use it with --config.checkpoint.init_from={out})")
     return 0
-  step_dir = os.path.abspath(args.to_hf)
-  meta_path = os.path.join(step_dir, "meta", "metadata")
-  if not os.path.exists(meta_path):
-    raise CheckpointError(f"{step_dir} is not a t5x_like checkpoint step directory (no meta/metadata)")
-  meta = json.load(open(meta_path))
-  model = meta.get("model") or meta.get("config", {}).get("model")
-  cfg = config_lib.from_dict({"model": model}).model
-  restored = ocp.StandardCheckpointer().restore(os.path.join(step_dir, "state"))
-  params = jax.tree.map(lambda a: jax.device_get(a), restored["params"])
-  files = interop.export_hf(params, cfg, args.output)
+  params, model = checkpoint.read_params(args.to_hf)
+  files = interop.export_hf(params, config_lib.from_dict({"model": model}).model, args.output)
   print(f"wrote {len(files)} files to {args.output}")
   return 0
 
 
 def _data_show(args, overrides=()) -> int:
-  import tempfile  # noqa: PLC0415
+  import tempfile
 
-  from t5x_like import config as config_lib  # noqa: PLC0415
-  from t5x_like.data import pipeline  # noqa: PLC0415
-  from t5x_like.data.objectives import sentinel_base  # noqa: PLC0415
-  from t5x_like.data.tokenizer import Tokenizer  # noqa: PLC0415
-  from t5x_like.train.loop import prepare_data  # noqa: PLC0415
+  from t5x_like import config as config_lib
+  from t5x_like.data import pipeline
+  from t5x_like.data.objectives import sentinel_base
+  from t5x_like.data.prepare import prepare_data
+  from t5x_like.data.readers import data_errors
+  from t5x_like.data.tokenizer import Tokenizer
+  from t5x_like.models import family_class
   cfg = config_lib.build_config(args.config, list(overrides))
-  workdir = args.workdir or tempfile.mkdtemp(prefix="t5x_like_show_")
-  files = prepare_data(cfg, workdir)
-  tok = Tokenizer(files["tokenizer"])
+  files = prepare_data(cfg, args.workdir or tempfile.mkdtemp(prefix="t5x_like_show_"))
+  tok = Tokenizer(files.tokenizer)
   base = sentinel_base(tok, cfg.data)
+  contract = family_class(cfg.model.family).contract
 
   def piece(t: int) -> str:  # ids past the tokenizer are sentinels (or the MLM mask)
     return tok.decode([t]) if t < tok.vocab_size else f"<extra_id_{base - 1 - t}>"
 
-  ds = pipeline.make_dataset(cfg.data, files=files["train"], tokenizer_path=files["tokenizer"], batch_size=1,
+  ds = pipeline.make_dataset(cfg.data, files=files.train, tokenizer_path=files.tokenizer, batch_size=1,
                              shuffle=False, repeat=False, split="train")
-  for i, batch in enumerate(ds.take(args.num)):
-    print(f"--- example {i}")
-    for k, v in batch.items():
-      row = v.numpy()[0]
-      if k.endswith("_tokens"):
-        segs = batch[k.rsplit("_", 2)[0] + "_segment_ids"].numpy()[0]
-        pieces = [piece(int(t)) if segs[j] else "<pad>" for j, t in enumerate(row)]
-        print(f"{k}: {' '.join(repr(p) for p in pieces[:64])}{' ...' if len(pieces) > 64 else ''}")
-      else:
-        print(f"{k}: {row[:64].tolist()}{' ...' if len(row) > 64 else ''}")
+  tokens = {f.name for f in contract.features if f.role in ("inputs", "targets")}
+  with data_errors():
+    for i, batch in enumerate(ds.take(args.num)):
+      print(f"--- example {i}")
+      for k, v in batch.items():
+        row = v.numpy()[0]
+        if k in tokens:
+          segs = batch[contract.side_of(k).segment_ids].numpy()[0]
+          pieces = [piece(int(t)) if segs[j] else "<pad>" for j, t in enumerate(row)]
+          print(f"{k}: {' '.join(repr(p) for p in pieces[:64])}{' ...' if len(pieces) > 64 else ''}")
+        else:
+          print(f"{k}: {row[:64].tolist()}{' ...' if len(row) > 64 else ''}")
   for name, n in pipeline.skipped_lines().items():
     print(f"data stats: {n} bad records skipped so far in {name} (data.skip_bad_lines=true)")
   return 0
 
 
-def _data_build(args) -> int:
-  from t5x_like.data.build import build_tfds  # noqa: PLC0415
+def _data_build(args, rest) -> int:
+  from t5x_like.data.build import build_tfds
   out = build_tfds(args.input, args.name, args.data_dir, validation_fraction=args.validation_fraction,
                    field=args.field, fmt=args.format, skip_bad_lines=args.skip_bad_lines)
   sizes = ", ".join(f"{k} {v}" for k, v in out["splits"].items())
   skipped = f"; skipped {out['skipped_lines']} bad lines" if args.skip_bad_lines else ""
   print(f"wrote {out['path']} ({out['format']}: {sizes} documents{skipped})\n"
-        f"use: --config.data.source=tfds --config.data.tfds_name={out['name']}:{out['version']} "
-        f"--config.data.tfds_data_dir={args.data_dir} --config.data.tfds_text_key={args.field}")
+        f"use: --config.data.source=tfds --config.data.tfds.name={out['name']}:{out['version']} "
+        f"--config.data.tfds.data_dir={args.data_dir} --config.data.tfds.text_key={args.field}")
   return 0
 
 

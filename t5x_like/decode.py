@@ -10,6 +10,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from t5x_like import features as F
+
 
 def greedy_continue(model, prompt_tokens_bp: jax.Array, prompt_lengths_b: jax.Array, *,
                     max_new_tokens: int, eos_id: int = 1) -> jax.Array:
@@ -26,7 +28,7 @@ def greedy_continue(model, prompt_tokens_bp: jax.Array, prompt_lengths_b: jax.Ar
   def step(i, carry):
     tokens_bl, done_b = carry
     inputs_bl = jnp.pad(tokens_bl[:, :-1], ((0, 0), (1, 0)))
-    logits_blv = model({"decoder_input_tokens": inputs_bl})
+    logits_blv = model({F.DECODER_INPUT_TOKENS: inputs_bl})
     pos_b = prompt_lengths_b + i
     next_b = jnp.argmax(logits_blv[rows, pos_b], axis=-1).astype(jnp.int32)
     next_b = jnp.where(done_b, 0, next_b)

@@ -19,7 +19,7 @@ NUM_TRAIN_DOCS, NUM_EVAL_DOCS, NUM_SHARDS = 1200, 150, 4
 @pytest.fixture(scope="session")
 def corpus(tmp_path_factory):
   """Globs `{"train", "eval"}` of a small synthetic corpus (4 train shards, 1 eval file)."""
-  from t5x_like.data import synthetic  # noqa: PLC0415 - keeps this file free of TF imports
+  from t5x_like.data import synthetic  # keeps this file free of TF imports
   out = tmp_path_factory.mktemp("corpus")
   return synthetic.write_corpus(str(out), num_train_docs=NUM_TRAIN_DOCS,
                                 num_eval_docs=NUM_EVAL_DOCS, seed=0,
@@ -29,12 +29,12 @@ def corpus(tmp_path_factory):
 @pytest.fixture(scope="session")
 def spm_path(corpus, tmp_path_factory):
   """A unigram SentencePiece model trained on the corpus (as large as the text allows)."""
-  from t5x_like.data import tokenizer  # noqa: PLC0415
+  from t5x_like.data import tokenizer
   path = str(tmp_path_factory.mktemp("tok") / "spm.model")
   return tokenizer.train_sentencepiece(corpus["train"], 512, path, hard_vocab_limit=False)
 
 
 @pytest.fixture(scope="session")
 def tok(spm_path):
-  from t5x_like.data import tokenizer  # noqa: PLC0415
+  from t5x_like.data import tokenizer
   return tokenizer.Tokenizer(spm_path)

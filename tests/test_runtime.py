@@ -4,8 +4,8 @@ from jax.sharding import PartitionSpec as P
 
 from t5x_like import config as C
 from t5x_like.runtime import RULE_SETS, logical_to_spec, make_mesh, mesh_shape, rules_from_config
-from t5x_like.train.loop import validate_parallelism
-from t5x_like.train.state import build_setup, memory_report, per_device_bytes, sharding_table
+from t5x_like.train.setup import make_setup
+from t5x_like.train.state import memory_report, per_device_bytes, sharding_table
 
 
 def test_mesh_shape_resolves_and_rejects():
@@ -40,18 +40,16 @@ def _cfg(**mesh):
 
 def test_validation_names_the_clashing_numbers():
   cfg = C.replace(_cfg(data=8, fsdp=1, tensor=1), train=dict(batch_size=12))
-  mesh = make_mesh(cfg.mesh)
   with pytest.raises(C.ConfigError, match=r"12 sequences per micro-batch, not divisible by the data-parallel size 8"):
-    validate_parallelism(cfg, mesh, rules_from_config(cfg.mesh))
+    make_setup(cfg)
   cfg = C.replace(_cfg(data=1, fsdp=1, tensor=8, rules="tp"), model=dict(num_heads=4))
-  mesh = make_mesh(cfg.mesh)
   with pytest.raises(C.ConfigError, match=r"model.num_heads=4 is not divisible by mesh.tensor=8"):
-    validate_parallelism(cfg, mesh, rules_from_config(cfg.mesh))
+    make_setup(cfg)
 
 
 def test_fsdp_memory_is_an_eighth_of_replicated():
   def total(cfg):
-    setup = build_setup(cfg, make_mesh(cfg.mesh), rules_from_config(cfg.mesh))
+    setup = make_setup(cfg)
     return per_device_bytes(setup.abstract_state["params"]) + per_device_bytes(setup.abstract_state["opt_state"]), setup
   replicated, _ = total(_cfg(data=8, fsdp=1, tensor=1, rules="dp"))
   sharded, setup = total(_cfg(data=1, fsdp=8, tensor=1, rules="fsdp"))

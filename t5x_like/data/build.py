@@ -31,7 +31,7 @@ def _parse_name(name: str) -> tuple[str, str]:
   if not _NAME.fullmatch(base) or not _VERSION.fullmatch(version):
     raise DataError(f"--name {name!r} must be snake_case with an optional :x.y.z version, "
                     "e.g. my_corpus or my_corpus:1.0.0")
-  import tensorflow_datasets as tfds  # noqa: PLC0415
+  import tensorflow_datasets as tfds
 
   try:
     tfds.builder_cls(base)
@@ -94,7 +94,7 @@ class _ShardWriter:
       self._writer = None
 
   def finish(self):
-    import tensorflow_datasets as tfds  # noqa: PLC0415
+    import tensorflow_datasets as tfds
 
     self._close()
     for i in range(len(self.lengths)):
@@ -111,7 +111,7 @@ def build_tfds(input_glob: str, name: str, data_dir: str, *, validation_fraction
   is held out when floor((i + 1) * f) > floor(i * f): exactly floor(n * f) documents,
   spread evenly over the input. Returns a summary; the directory appears only when complete.
   """
-  import tensorflow_datasets as tfds  # noqa: PLC0415
+  import tensorflow_datasets as tfds
 
   base, version = _parse_name(name)
   if not 0 <= validation_fraction < 1:

@@ -1,10 +1,11 @@
 """Objectives as tf.data preprocessors: tokenized documents -> fixed-shape feature rows.
 
-Each objective turns documents (1-D int32, EOS appended) into rows named like T5X
-features (`{encoder,decoder}_{input_tokens,target_tokens,segment_ids,positions,
-loss_weights}`), packed several documents to a row. Random choices use stateless ops
-seeded by (data seed, element index), so the rows are a pure function of the seed and
-the input order, and a restored iterator continues the same stream.
+Each objective takes ragged chunks of documents `[n_docs, (tokens)]` (EOS appended, as the
+batched tokenizer yields them) and returns blocks of rows `{feature: [n_rows, ...]}` with
+the features of its model family (`t5x_like/features.py`), packed several documents to a
+row. Random choices use stateless ops seeded by (data seed, element index), so the rows
+are a pure function of the seed and the input order, and a restored iterator continues
+the same stream. `OBJECTIVES` at the end lists them by config name.
 """
 
 from __future__ import annotations
@@ -14,9 +15,12 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
-from t5x_like.config import DataConfig  # noqa: E402
-from t5x_like.data.packing import pack_and_split, pack_blocks, pack_greedy  # noqa: E402
-from t5x_like.data.tokenizer import DataError, Tokenizer  # noqa: E402
+from t5x_like import features as F  # noqa: E402
+from t5x_like.config import SENTINEL_OBJECTIVES, DataConfig, SpanCorruptionConfig  # noqa: E402
+from t5x_like.data import spans  # noqa: E402
+from t5x_like.data.packing import pack_blocks, pack_greedy  # noqa: E402
+from t5x_like.data.tokenizer import Tokenizer  # noqa: E402
+from t5x_like.errors import DataError  # noqa: E402
 
 # ---------------------------------------------------------------- causal LM
 
@@ -27,24 +31,19 @@ def causal_lm_features(packed: dict) -> dict:
   tokens, segments, positions = (tf.convert_to_tensor(packed[k])
                                  for k in ("tokens", "segment_ids", "positions"))
   return {
-      "decoder_target_tokens": tokens,
+      F.DECODER_TARGET_TOKENS: tokens,
       # A segment starts where the position is 0: there the previous token is another
       # document's (or padding), which the model must not see.
-      "decoder_input_tokens": _shift_right(tokens, positions),
-      "decoder_segment_ids": segments,
-      "decoder_positions": positions,
-      "decoder_loss_weights": tf.cast(segments > 0, tf.float32),
+      F.DECODER_INPUT_TOKENS: _shift_right(tokens, positions),
+      F.DECODER_SEGMENT_IDS: segments,
+      F.DECODER_POSITIONS: positions,
+      F.DECODER_LOSS_WEIGHTS: tf.cast(segments > 0, tf.float32),
   }
 
 
-def causal_lm(docs: tf.data.Dataset, cfg: DataConfig, *, tokenizer: Tokenizer,
+def causal_lm(chunks: tf.data.Dataset, cfg: DataConfig, *, tokenizer: Tokenizer,
               seed: int) -> tf.data.Dataset:
-  del tokenizer, seed  # packing is deterministic and needs no special tokens beyond EOS
-  return pack_and_split(docs, cfg.seq_len).map(causal_lm_features)
-
-
-def causal_lm_chunked(chunks: tf.data.Dataset, cfg: DataConfig, *, tokenizer: Tokenizer,
-                      seed: int) -> tf.data.Dataset:
+  """Concatenated documents cut into rows of `seq_len`; every token is a target."""
   del tokenizer, seed
   return pack_blocks(chunks, cfg.seq_len).map(causal_lm_features)
 
@@ -66,7 +65,7 @@ def _seeds(seed: int, index: tf.Tensor, n: int) -> tf.Tensor:
 
 def sentinel_base(tokenizer: Tokenizer, cfg: DataConfig) -> int:
   """One past the last sentinel: sentinel i is `sentinel_base - 1 - i` (T5's layout)."""
-  return tokenizer.vocab_size + cfg.extra_ids
+  return tokenizer.vocab_size + cfg.tokenizer.extra_ids
 
 
 def vocab_needed(tokenizer: Tokenizer, cfg: DataConfig) -> int:
@@ -82,8 +81,8 @@ def mask_id(tokenizer: Tokenizer, cfg: DataConfig) -> int:
     i = tokenizer.sp.PieceToId(name)
     if i != tokenizer.unk_id and tokenizer.piece(i) == name:
       return i
-  if cfg.extra_ids < 1:
-    raise DataError("objective mlm needs a mask token: set data.extra_ids >= 1 (sentinel 0 "
+  if cfg.tokenizer.extra_ids < 1:
+    raise DataError("objective mlm needs a mask token: set data.tokenizer.extra_ids >= 1 (sentinel 0 "
                     "is used) or train the tokenizer with a '<mask>' user-defined symbol")
   return sentinel_base(tokenizer, cfg) - 1
 
@@ -91,7 +90,7 @@ def mask_id(tokenizer: Tokenizer, cfg: DataConfig) -> int:
 def piece_types(tokenizer: Tokenizer) -> list[int]:
   """The SentencePiece type of every id (NORMAL=1, UNKNOWN=2, CONTROL=3, USER_DEFINED=4,
   UNUSED=5, BYTE=6)."""
-  from sentencepiece import sentencepiece_model_pb2  # noqa: PLC0415
+  from sentencepiece import sentencepiece_model_pb2
 
   proto = sentencepiece_model_pb2.ModelProto()
   proto.ParseFromString(tokenizer.model_bytes)
@@ -116,9 +115,10 @@ def mlm_features(packed: dict, index: tf.Tensor, *, seed: int, cfg: DataConfig,
                  vocab_size: int, specials: list[int], regular: list[int],
                  mask_token: int) -> dict:
   """BERT masking of packed rows `[..., L]`: each maskable token is selected with
-  probability `mlm_probability`; a selected token becomes the mask token
-  (`mlm_mask_rate`), a random regular token (`mlm_random_rate`) or stays (the rest).
+  probability `mlm.probability`; a selected token becomes the mask token
+  (`mlm.mask_rate`), a random regular token (`mlm.random_rate`) or stays (the rest).
   Loss weights are 1 exactly on the selected tokens."""
+  m = cfg.mlm
   tokens = tf.convert_to_tensor(packed["tokens"])
   segments, positions = packed["segment_ids"], packed["positions"]
   is_special = tf.scatter_nd(tf.constant(specials, tf.int32)[:, None],
@@ -129,72 +129,32 @@ def mlm_features(packed: dict, index: tf.Tensor, *, seed: int, cfg: DataConfig,
       is_special, tf.where(in_vocab, tokens, tf.zeros_like(tokens)))
   s = _seeds(seed, index, 3)
   shape = tf.shape(tokens)
-  selected = maskable & (tf.random.stateless_uniform(shape, s[0]) < cfg.mlm_probability)
+  selected = maskable & (tf.random.stateless_uniform(shape, s[0]) < m.probability)
   how = tf.random.stateless_uniform(shape, s[1])
   random_tokens = tf.gather(regular, tf.random.stateless_uniform(
       shape, s[2], minval=0, maxval=tf.shape(regular)[0], dtype=tf.int32))
-  inputs = tf.where(selected & (how < cfg.mlm_mask_rate), mask_token,
-                    tf.where(selected & (how < cfg.mlm_mask_rate + cfg.mlm_random_rate),
-                             random_tokens, tokens))
+  inputs = tf.where(selected & (how < m.mask_rate), mask_token,
+                    tf.where(selected & (how < m.mask_rate + m.random_rate), random_tokens, tokens))
   return {
-      "encoder_input_tokens": inputs,
-      "encoder_target_tokens": tokens,
-      "encoder_loss_weights": tf.cast(selected, tf.float32),
-      "encoder_segment_ids": segments,
-      "encoder_positions": positions,
+      F.ENCODER_INPUT_TOKENS: inputs,
+      F.ENCODER_TARGET_TOKENS: tokens,
+      F.ENCODER_LOSS_WEIGHTS: tf.cast(selected, tf.float32),
+      F.ENCODER_SEGMENT_IDS: segments,
+      F.ENCODER_POSITIONS: positions,
   }
 
 
-def _mlm_args(cfg: DataConfig, tokenizer: Tokenizer, seed: int) -> dict:
-  """Checks the rates; the masking function's arguments (tables computed once, in Python)."""
-  rates = (cfg.mlm_probability, cfg.mlm_mask_rate, cfg.mlm_random_rate)
-  if not (0 < cfg.mlm_probability < 1 and min(rates) >= 0
-          and cfg.mlm_mask_rate + cfg.mlm_random_rate <= 1):
-    raise DataError(f"mlm rates need 0 < data.mlm_probability < 1 and mlm_mask_rate + "
-                    f"mlm_random_rate <= 1; got {rates}")
-  return dict(seed=seed, cfg=cfg, vocab_size=tokenizer.vocab_size,
-              specials=special_ids(tokenizer), regular=random_replacement_ids(tokenizer),
-              mask_token=mask_id(tokenizer, cfg))
-
-
-def mlm(docs: tf.data.Dataset, cfg: DataConfig, *, tokenizer: Tokenizer,
+def mlm(chunks: tf.data.Dataset, cfg: DataConfig, *, tokenizer: Tokenizer,
         seed: int) -> tf.data.Dataset:
-  fn = _mlm_args(cfg, tokenizer, seed)
-  rows = pack_and_split(docs, cfg.seq_len).enumerate()
-  return rows.map(lambda i, row: mlm_features(row, i, **fn))
-
-
-def mlm_chunked(chunks: tf.data.Dataset, cfg: DataConfig, *, tokenizer: Tokenizer,
-                seed: int) -> tf.data.Dataset:
-  fn = _mlm_args(cfg, tokenizer, seed)
+  """BERT's masked LM over rows packed like causal LM (the rates are checked by the
+  config's validation; the tables are computed once, in Python)."""
+  fn = dict(seed=seed, cfg=cfg, vocab_size=tokenizer.vocab_size, specials=special_ids(tokenizer),
+            regular=random_replacement_ids(tokenizer), mask_token=mask_id(tokenizer, cfg))
   blocks = pack_blocks(chunks, cfg.seq_len).enumerate()
   return blocks.map(lambda i, block: mlm_features(block, i, **fn))
 
 
 # ---------------------------------------------------------------- span corruption (T5)
-
-
-def span_lengths(raw_len: int, noise_density: float, mean_span: float) -> tuple[int, int]:
-  """(inputs, targets) lengths of a corrupted example of `raw_len` tokens, EOS included:
-  the non-noise tokens plus one sentinel per span, and the noise tokens plus one sentinel
-  per span. Uses the same rounding as `noise_mask`."""
-  noise = min(max(round(raw_len * noise_density), 1), raw_len - 1)
-  spans = max(round(noise / mean_span), 1)
-  return raw_len - noise + spans + 1, noise + spans + 1
-
-
-def span_raw_len(cfg: DataConfig) -> int:
-  """The longest raw example whose corrupted inputs fit in `seq_len` (T5's choice)."""
-  n = 2
-  while span_lengths(n + 1, cfg.noise_density, cfg.mean_noise_span_length)[0] <= cfg.seq_len:
-    n += 1
-  return n
-
-
-def span_targets_len(cfg: DataConfig) -> int:
-  if cfg.targets_len:
-    return cfg.targets_len
-  return span_lengths(span_raw_len(cfg), cfg.noise_density, cfg.mean_noise_span_length)[1]
 
 
 def _random_lengths(total: tf.Tensor, parts: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -206,22 +166,22 @@ def _random_lengths(total: tf.Tensor, parts: tf.Tensor, seed: tf.Tensor) -> tf.T
   return bounds[1:] - bounds[:-1]
 
 
-def noise_mask(length: tf.Tensor, cfg: DataConfig, seed: tf.Tensor) -> tf.Tensor:
+def noise_mask(length: tf.Tensor, cfg: SpanCorruptionConfig, seed: tf.Tensor) -> tf.Tensor:
   """Boolean `[length]`, True on noise: round(length * density) noise tokens (at least 1,
   at most length - 1) in round(noise / mean span length) spans (at least 1), alternating
   with as many non-noise spans; the example starts with non-noise and ends with noise."""
-  # float64 and round-half-to-even, exactly as `span_lengths` computes them in Python: in
+  # float64 and round-half-to-even, exactly as `spans.span_lengths` computes them in Python: in
   # float32 e.g. 190 * 0.15 rounds to 29, one noise token more than the row sizes allow for.
   lf = tf.cast(length, tf.float64)
   noise = tf.clip_by_value(tf.cast(tf.round(lf * cfg.noise_density), tf.int32), 1, length - 1)
-  spans = tf.maximum(tf.cast(tf.round(tf.cast(noise, tf.float64) / cfg.mean_noise_span_length),
-                             tf.int32), 1)
-  spans = tf.minimum(spans, tf.minimum(noise, length - noise))
+  n_spans = tf.maximum(tf.cast(tf.round(tf.cast(noise, tf.float64) / cfg.mean_span_length),
+                               tf.int32), 1)
+  n_spans = tf.minimum(n_spans, tf.minimum(noise, length - noise))
   s = tf.random.split(seed, 2)
-  noise_lengths = _random_lengths(noise, spans, s[0])
-  keep_lengths = _random_lengths(length - noise, spans, s[1])
+  noise_lengths = _random_lengths(noise, n_spans, s[0])
+  keep_lengths = _random_lengths(length - noise, n_spans, s[1])
   interleaved = tf.reshape(tf.stack([keep_lengths, noise_lengths], axis=1), [-1])
-  is_noise = tf.tile([False, True], [spans])
+  is_noise = tf.tile([False, True], [n_spans])
   return tf.repeat(is_noise, interleaved)
 
 
@@ -237,7 +197,7 @@ def _collapse_spans(tokens: tf.Tensor, span_mask: tf.Tensor, base: int) -> tf.Te
 def span_corrupt_example(doc: tf.Tensor, index: tf.Tensor, *, seed: int, cfg: DataConfig,
                          base: int, eos: int) -> dict:
   """One raw example (no EOS) -> {"inputs", "targets"}, each ending with EOS."""
-  mask = noise_mask(tf.shape(doc)[0], cfg, _seeds(seed, index, 1)[0])
+  mask = noise_mask(tf.shape(doc)[0], cfg.span_corruption, _seeds(seed, index, 1)[0])
   eos_t = tf.constant([eos], tf.int32)
   return {"inputs": tf.concat([_collapse_spans(doc, mask, base), eos_t], 0),
           "targets": tf.concat([_collapse_spans(doc, ~mask, base), eos_t], 0)}
@@ -247,64 +207,35 @@ def encdec_features(packed: dict) -> dict:
   """Encoder-decoder features of rows packed from {"inputs", "targets"}."""
   targets, positions = packed["targets"], packed["targets_positions"]
   return {
-      "encoder_input_tokens": packed["inputs"],
-      "encoder_segment_ids": packed["inputs_segment_ids"],
-      "encoder_positions": packed["inputs_positions"],
-      "decoder_target_tokens": targets,
-      "decoder_input_tokens": _shift_right(targets, positions),
-      "decoder_segment_ids": packed["targets_segment_ids"],
-      "decoder_positions": positions,
-      "decoder_loss_weights": tf.cast(packed["targets_segment_ids"] > 0, tf.float32),
+      F.ENCODER_INPUT_TOKENS: packed["inputs"],
+      F.ENCODER_SEGMENT_IDS: packed["inputs_segment_ids"],
+      F.ENCODER_POSITIONS: packed["inputs_positions"],
+      F.DECODER_TARGET_TOKENS: targets,
+      F.DECODER_INPUT_TOKENS: _shift_right(targets, positions),
+      F.DECODER_SEGMENT_IDS: packed["targets_segment_ids"],
+      F.DECODER_POSITIONS: positions,
+      F.DECODER_LOSS_WEIGHTS: tf.cast(packed["targets_segment_ids"] > 0, tf.float32),
   }
 
 
-def _check_span_corruption(cfg: DataConfig) -> None:
-  if not (0 < cfg.noise_density < 1 and cfg.mean_noise_span_length >= 1):
-    raise DataError(f"span corruption needs 0 < data.noise_density < 1 and "
-                    f"data.mean_noise_span_length >= 1; got {cfg.noise_density}, "
-                    f"{cfg.mean_noise_span_length}")
-  raw_len = span_raw_len(cfg)
-  inputs_len, targets_len = span_lengths(raw_len, cfg.noise_density, cfg.mean_noise_span_length)
-  max_spans = targets_len - 1 - min(max(round(raw_len * cfg.noise_density), 1), raw_len - 1)
-  if cfg.extra_ids < max_spans:
-    raise DataError(f"span corruption at data.seq_len={cfg.seq_len} makes up to {max_spans} "
-                    f"noise spans but data.extra_ids={cfg.extra_ids} sentinels exist; set "
-                    f"--config.data.extra_ids={max_spans} or more (and model.vocab_size to match)")
-
-
-def _corrupt_and_pack(pieces: tf.data.Dataset, cfg: DataConfig, tokenizer: Tokenizer,
-                      seed: int) -> tf.data.Dataset:
-  """Raw pieces (1-D, padding removed) -> corrupted examples -> packed feature rows."""
-  base, eos = sentinel_base(tokenizer, cfg), tokenizer.eos_id
-  examples = pieces.filter(lambda d: tf.shape(d)[0] >= 2).enumerate()
-  corrupted = examples.map(lambda i, d: span_corrupt_example(d, i, seed=seed, cfg=cfg,
-                                                             base=base, eos=eos),
-                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  packed = pack_greedy(corrupted, {"inputs": cfg.seq_len, "targets": span_targets_len(cfg)})
-  return packed.map(encdec_features)
-
-
-def span_corruption(docs: tf.data.Dataset, cfg: DataConfig, *, tokenizer: Tokenizer,
+def span_corruption(chunks: tf.data.Dataset, cfg: DataConfig, *, tokenizer: Tokenizer,
                     seed: int) -> tf.data.Dataset:
   """T5 span corruption. As in T5's pretraining recipe the documents are concatenated
   (each keeps its EOS, which marks the boundary) and cut into pieces of `span_raw_len`
   tokens, so every example fills its row (documents share a row's attention, as in T5).
   In each piece, noise spans are replaced by sentinels in the inputs and the targets list
   each span behind its sentinel; the examples (short ones at the end of a finite stream
-  too) are packed greedily into rows of `seq_len` inputs and `targets_len` targets."""
-  _check_span_corruption(cfg)
-  rows = pack_and_split(docs, span_raw_len(cfg))
-  pieces = rows.map(lambda r: tf.boolean_mask(r["tokens"], r["segment_ids"] > 0))
-  return _corrupt_and_pack(pieces, cfg, tokenizer, seed)
-
-
-def span_corruption_chunked(chunks: tf.data.Dataset, cfg: DataConfig, *, tokenizer: Tokenizer,
-                            seed: int) -> tf.data.Dataset:
-  _check_span_corruption(cfg)
-  blocks = pack_blocks(chunks, span_raw_len(cfg))
+  too) are packed greedily into rows of `seq_len` inputs and `targets_len` targets. The
+  noise settings and sentinel count are checked by the config's validation."""
+  blocks = pack_blocks(chunks, spans.span_raw_len(cfg))
   pieces = blocks.map(lambda b: tf.ragged.boolean_mask(b["tokens"], b["segment_ids"] > 0)).unbatch()
-  rows = _corrupt_and_pack(pieces, cfg, tokenizer, seed)
-  return rows.batch(64)  # blocks of rows, as the chunked interface promises
+  base, eos = sentinel_base(tokenizer, cfg), tokenizer.eos_id
+  examples = pieces.filter(lambda d: tf.shape(d)[0] >= 2).enumerate()
+  corrupted = examples.map(lambda i, d: span_corrupt_example(d, i, seed=seed, cfg=cfg,
+                                                             base=base, eos=eos),
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  packed = pack_greedy(corrupted, {"inputs": cfg.seq_len, "targets": spans.span_targets_len(cfg)})
+  return packed.map(encdec_features).batch(64)  # blocks of rows, as every objective yields
 
 
 # ---------------------------------------------------------------- prefix LM
@@ -318,16 +249,16 @@ def prefix_lm_features(packed: dict) -> dict:
   in_prefix = packed["prefix"] > 0
   input_in_prefix = tf.where(positions > 0, tf.concat([[True], in_prefix[:-1]], 0), True)
   return {
-      "decoder_target_tokens": tokens,
-      "decoder_input_tokens": _shift_right(tokens, positions),
-      "decoder_segment_ids": segments,
-      "decoder_positions": positions,
-      "decoder_loss_weights": tf.cast((segments > 0) & ~in_prefix, tf.float32),
-      "decoder_causal_attention": tf.cast((segments > 0) & input_in_prefix, tf.int32),
+      F.DECODER_TARGET_TOKENS: tokens,
+      F.DECODER_INPUT_TOKENS: _shift_right(tokens, positions),
+      F.DECODER_SEGMENT_IDS: segments,
+      F.DECODER_POSITIONS: positions,
+      F.DECODER_LOSS_WEIGHTS: tf.cast((segments > 0) & ~in_prefix, tf.float32),
+      F.DECODER_CAUSAL_ATTENTION: tf.cast((segments > 0) & input_in_prefix, tf.int32),
   }
 
 
-def prefix_lm(docs: tf.data.Dataset, cfg: DataConfig, *, tokenizer: Tokenizer,
+def prefix_lm(chunks: tf.data.Dataset, cfg: DataConfig, *, tokenizer: Tokenizer,
               seed: int) -> tf.data.Dataset:
   """Prefix LM for decoder-only models, laid out as T5's prefix-LM task: the documents are
   concatenated (each keeps its EOS) and cut into rows of `seq_len` tokens, so rows are
@@ -342,28 +273,20 @@ def prefix_lm(docs: tf.data.Dataset, cfg: DataConfig, *, tokenizer: Tokenizer,
                                     dtype=tf.int32)
     return {"tokens": tokens, "prefix": tf.cast(tf.range(n) < k, tf.int32)}
 
-  rows = pack_and_split(docs, cfg.seq_len)
+  rows = pack_blocks(chunks, cfg.seq_len).unbatch()
   examples = rows.filter(lambda r: tf.reduce_sum(tf.cast(r["segment_ids"] > 0, tf.int32)) >= 2).enumerate().map(split)
   # One example per row (the last, shorter one too): pack_greedy only adds the features.
   packed = pack_greedy(examples, {"tokens": cfg.seq_len, "prefix": cfg.seq_len})
-  return packed.map(prefix_lm_features)
+  return packed.map(prefix_lm_features).batch(64)
 
 
-# Each objective turns tokenized documents into fixed-shape feature rows:
-#   fn(docs, data_cfg, *, tokenizer, seed) -> Dataset of {feature: [seq_len]}
-# where `docs` yields 1-D int32 documents with EOS appended.
-OBJECTIVES = {"causal_lm": causal_lm, "mlm": mlm, "span_corruption": span_corruption,
-              "prefix_lm": prefix_lm}
-# Optional faster forms over ragged chunks `[n_docs, (tokens)]` that yield blocks of rows
-# `{feature: [n_rows, seq_len]}`; they save one dataset element per document and per row,
-# about a third of the pipeline's time. `make_dataset` prefers them.
-CHUNKED_OBJECTIVES = {"causal_lm": causal_lm_chunked, "mlm": mlm_chunked,
-                      "span_corruption": span_corruption_chunked}
-# Objectives whose ids include sentinels beyond the tokenizer's vocabulary.
-SENTINEL_OBJECTIVES = ("mlm", "span_corruption")
+# Every objective: fn(chunks, data_cfg, *, tokenizer, seed) -> blocks {feature: [n, ...]},
+# where `chunks` are ragged `[n_docs, (tokens)]` of documents with EOS appended. Blocks save
+# one dataset element per document and per row, about a third of the pipeline's time.
+OBJECTIVES = {"causal_lm": causal_lm, "prefix_lm": prefix_lm, "mlm": mlm,
+              "span_corruption": span_corruption}
 
-__all__ = ["CHUNKED_OBJECTIVES", "OBJECTIVES", "SENTINEL_OBJECTIVES", "causal_lm",
-           "causal_lm_chunked", "causal_lm_features", "encdec_features", "mask_id", "mlm",
-           "mlm_chunked", "mlm_features", "noise_mask", "prefix_lm", "prefix_lm_features",
-           "sentinel_base", "span_corruption", "span_corruption_chunked", "span_lengths", "span_raw_len", "span_targets_len",
-           "piece_types", "random_replacement_ids", "special_ids", "vocab_needed"]
+__all__ = ["OBJECTIVES", "SENTINEL_OBJECTIVES", "causal_lm", "causal_lm_features",
+           "encdec_features", "mask_id", "mlm", "mlm_features", "noise_mask", "piece_types",
+           "prefix_lm", "prefix_lm_features", "random_replacement_ids", "sentinel_base",
+           "span_corrupt_example", "span_corruption", "special_ids", "vocab_needed"]

@@ -1,4 +1,4 @@
-"""tf.data input pipelines: source (files or TFDS, `sources.py`) -> host shard -> shuffle
+"""tf.data input pipelines: reader (`readers/`, one per source) -> host share -> shuffle
 -> tokenize (in graph) -> objective -> batch; or a weighted mixture of such streams.
 
 Everything stays in the TensorFlow graph (no `from_generator`, no `py_function`), so
@@ -15,31 +15,17 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
 from t5x_like.config import DataConfig, mixture_components  # noqa: E402
-from t5x_like.data.objectives import (  # noqa: E402
-  CHUNKED_OBJECTIVES,
-  OBJECTIVES,
-  causal_lm,
-  causal_lm_chunked,
-  causal_lm_features,
-)
-from t5x_like.data.sources import (  # noqa: E402
-  as_data_error,
-  jsonl_field,
-  needs_external_state,
-  read_documents,
-  skipped_lines,
-)
-from t5x_like.data.tokenizer import DataError, Tokenizer  # noqa: E402
+from t5x_like.config.validation import check_objective  # noqa: E402
+from t5x_like.data.objectives import OBJECTIVES  # noqa: E402
+from t5x_like.data.readers import Share, needs_external_state, reader_for, skipped_lines  # noqa: E402
+from t5x_like.data.tokenizer import Tokenizer  # noqa: E402
+from t5x_like.errors import DataError  # noqa: E402
 
-TOKENIZE_BATCH = 256  # lines tokenized per call of the in-graph tokenizer
+TOKENIZE_BATCH = 256  # documents tokenized per call of the in-graph tokenizer
 
 
-# ---------------------------------------------------------------- tokenization
-
-
-def tokenized_chunks(lines: tf.data.Dataset, tokenizer: Tokenizer, *, source: str = "text",
-                     jsonl_field_name: str = "text", num_parallel_calls: int = -1
-                     ) -> tf.data.Dataset:
+def tokenized_chunks(docs: tf.data.Dataset, tokenizer: Tokenizer, *,
+                     num_parallel_calls: int = -1) -> tf.data.Dataset:
   """Ragged int32 chunks `[n_docs, (tokens)]` of up to `TOKENIZE_BATCH` documents, EOS
   appended to each. Documents without tokens (blank lines, JSON lines without the field)
   are dropped here, vectorised, rather than by a per-line filter."""
@@ -47,20 +33,13 @@ def tokenized_chunks(lines: tf.data.Dataset, tokenizer: Tokenizer, *, source: st
   eos = tokenizer.eos_id
 
   def tokenize(batch):
-    text = jsonl_field(batch, jsonl_field_name) if source == "jsonl" else batch
-    ids = sp.tokenize(text)
+    ids = sp.tokenize(batch)
     ids = tf.ragged.boolean_mask(ids, ids.row_lengths() > 0)
     eos_col = tf.fill([ids.nrows(), 1], tf.constant(eos, tf.int32))
     return tf.concat([ids, eos_col], axis=1)
 
   calls = tf.data.AUTOTUNE if num_parallel_calls < 0 else max(num_parallel_calls, 1)
-  return lines.batch(TOKENIZE_BATCH).map(tokenize, num_parallel_calls=calls, deterministic=True)
-
-
-SOURCES = ("synthetic", "text", "jsonl", "tfrecord", "tfds")
-
-
-# ---------------------------------------------------------------- one source, one objective
+  return docs.batch(TOKENIZE_BATCH).map(tokenize, num_parallel_calls=calls, deterministic=True)
 
 
 def _role(cfg: DataConfig, files: str, repeat: bool, split: str) -> str:
@@ -76,72 +55,41 @@ def _role(cfg: DataConfig, files: str, repeat: bool, split: str) -> str:
   return "train" if repeat else "eval"
 
 
-def _input(cfg: DataConfig, files: str, role: str, key_prefix: str = "data.") -> dict:
-  """What one source reads for `role`: the files glob (`files` if given; eval falls back
-  to the training files) or the TFDS split, and the config key that set it."""
-  if cfg.source == "tfds":
-    split = cfg.tfds_train_split if role == "train" else cfg.tfds_eval_split
-    return dict(files="", split=split, key=f"{key_prefix}tfds_{role}_split")
-  if not files:
-    files = cfg.eval_files if role == "eval" and cfg.eval_files else cfg.train_files
-    role = "eval" if role == "eval" and cfg.eval_files else "train"
-  return dict(files=files, split="", key=f"{key_prefix}{role}_files")
-
-
-def _check_objective(cfg: DataConfig, where: str = "") -> None:
-  if cfg.objective not in OBJECTIVES:
-    raise DataError(f"{where}objective {cfg.objective} is not supported yet "
-                    f"(available: {', '.join(sorted(OBJECTIVES))})")
-  if cfg.source not in SOURCES:
-    raise DataError(f"{where}data.source={cfg.source!r} is not supported by the pipeline "
-                    f"(available: {', '.join(SOURCES)})")
-
-
-def _rows(cfg: DataConfig, docs: tf.data.Dataset, tokenizer: Tokenizer,
-          seed: int) -> tuple[tf.data.Dataset, bool]:
-  """Feature rows of one stream of documents: (dataset, True) when it yields blocks of
-  rows `[n, ...]` (the faster chunked objectives), (dataset, False) for single rows."""
+def _blocks(cfg: DataConfig, docs: tf.data.Dataset, tokenizer: Tokenizer, seed: int) -> tf.data.Dataset:
+  """Blocks of feature rows `{feature: [n, ...]}` of one stream of documents."""
   chunks = tokenized_chunks(docs, tokenizer, num_parallel_calls=cfg.num_parallel_calls)
-  if cfg.objective in CHUNKED_OBJECTIVES:
-    return CHUNKED_OBJECTIVES[cfg.objective](chunks, cfg, tokenizer=tokenizer, seed=seed), True
-  return OBJECTIVES[cfg.objective](chunks.unbatch(), cfg, tokenizer=tokenizer, seed=seed), False
+  return OBJECTIVES[cfg.objective](chunks, cfg, tokenizer=tokenizer, seed=seed)
 
 
-# ---------------------------------------------------------------- mixtures
+def _row_spec(blocks: tf.data.Dataset) -> dict:
+  return {k: (v.dtype.name, tuple(v.shape[1:])) for k, v in blocks.element_spec.items()}
 
 
-def _row_spec(ds: tf.data.Dataset, blocks: bool) -> dict:
-  return {k: (v.dtype.name, tuple(v.shape[1:] if blocks else v.shape))
-          for k, v in ds.element_spec.items()}
-
-
-def _mixed_rows(cfg: DataConfig, role: str, tokenizer: Tokenizer, seed: int,
-                host: dict) -> tf.data.Dataset:
+def _mixed_rows(cfg: DataConfig, role: str, tokenizer: Tokenizer, share: Share) -> tf.data.Dataset:
   """Rows of every `data.mixture` component, each made by its own source and objective,
   drawn at random in proportion to the weights. The draw is seeded (`sample_from_datasets`
   keeps its generator in the iterator state), so the mixed stream is deterministic and
   resumes exactly. Component i shuffles with seed + i."""
   weights, streams, spec0 = [], [], None
   for i, (weight, comp) in enumerate(mixture_components(cfg)):
-    key = f"data.mixture[{i}]."
-    _check_objective(comp, f"data.mixture[{i}]: ")
-    docs = read_documents(comp, **_input(comp, "", role, key), **host, seed=seed + i)
-    rows, blocks = _rows(comp, docs, tokenizer, seed + i)
-    spec = _row_spec(rows, blocks)
+    check_objective(comp, None, f"data.mixture[{i}]")
+    reader = reader_for(comp, f"data.mixture[{i}].")
+    seed = share.seed + i
+    docs = reader.documents(reader.input_for(role), Share(share.process_index, share.process_count,
+                                                          share.shuffle, share.repeat, seed))
+    blocks = _blocks(comp, docs, tokenizer, seed)
+    spec = _row_spec(blocks)
     if spec0 is not None and spec != spec0:
       raise DataError(f"data.mixture[{i}] (objective={comp.objective}, seq_len={comp.seq_len}) "
                       f"yields rows {spec} but data.mixture[0] yields {spec0}; every component must "
                       "produce the same features and shapes (one objective family and seq_len)")
     spec0 = spec
     weights.append(weight)
-    streams.append(rows.unbatch() if blocks else rows)
+    streams.append(blocks.unbatch())
   total = sum(weights)
   # A finite (eval) component that runs out leaves the others to finish: each document once.
-  return tf.data.Dataset.sample_from_datasets(streams, [w / total for w in weights], seed=seed,
+  return tf.data.Dataset.sample_from_datasets(streams, [w / total for w in weights], seed=share.seed,
                                               stop_on_empty_dataset=False)
-
-
-# ---------------------------------------------------------------- the dataset
 
 
 def _pad_batch(batch: dict, batch_size: int) -> dict:
@@ -167,6 +115,7 @@ def make_dataset(data_cfg: DataConfig, *, files: str, tokenizer_path: str, batch
   `split` ("train" or "eval") picks what TFDS sources and mixtures read; by default
   `files` decides when it is data.train_files or data.eval_files, else training reads the
   train split and evaluation the eval split. File sources read `files` (any glob).
+  Batches leave through `readers.data_errors()` to turn a bad record into its DataError.
   """
   cfg = data_cfg
   seed = cfg.seed if seed is None else seed
@@ -176,7 +125,7 @@ def make_dataset(data_cfg: DataConfig, *, files: str, tokenizer_path: str, batch
     raise ValueError(f"split={split!r} must be 'train' or 'eval'")
   role = _role(cfg, files, repeat, split)
   if not cfg.mixture:
-    _check_objective(cfg)
+    check_objective(cfg, None)
   tokenizer = Tokenizer(tokenizer_path)
 
   # host_split=rows: read the whole stream as one host would, batch globally, keep a slice.
@@ -184,17 +133,13 @@ def make_dataset(data_cfg: DataConfig, *, files: str, tokenizer_path: str, batch
   host_batch, slice_index = batch_size, process_index
   if by_rows:
     batch_size, process_index, process_count = batch_size * process_count, 0, 1
-  host = dict(process_index=process_index, process_count=process_count, shuffle=shuffle,
-              repeat=repeat)
+  share = Share(process_index, process_count, shuffle, repeat, seed)
   if cfg.mixture:
-    rows, blocks = _mixed_rows(cfg, role, tokenizer, seed, host), False
+    ds = _mixed_rows(cfg, role, tokenizer, share).batch(batch_size, drop_remainder=repeat)
   else:
-    docs = read_documents(cfg, **_input(cfg, files, role), **host, seed=seed)
-    rows, blocks = _rows(cfg, docs, tokenizer, seed)
-  if blocks:
-    ds = rows.rebatch(batch_size, drop_remainder=repeat)
-  else:
-    ds = rows.batch(batch_size, drop_remainder=repeat)
+    reader = reader_for(cfg)
+    docs = reader.documents(reader.input_for(role, files), share)
+    ds = _blocks(cfg, docs, tokenizer, seed).rebatch(batch_size, drop_remainder=repeat)
   if not repeat:
     ds = ds.map(lambda b: _pad_batch(b, batch_size))
   if by_rows:
@@ -213,6 +158,4 @@ def make_dataset(data_cfg: DataConfig, *, files: str, tokenizer_path: str, batch
   return ds.with_options(options).prefetch(2)
 
 
-__all__ = ["CHUNKED_OBJECTIVES", "OBJECTIVES", "SOURCES", "TOKENIZE_BATCH", "DataError",
-           "as_data_error", "causal_lm", "causal_lm_chunked", "causal_lm_features", "jsonl_field",
-           "make_dataset", "skipped_lines", "tokenized_chunks"]
+__all__ = ["OBJECTIVES", "TOKENIZE_BATCH", "make_dataset", "skipped_lines", "tokenized_chunks"]

@@ -19,6 +19,8 @@ import numpy as np  # noqa: E402
 import sentencepiece as spm  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from t5x_like.errors import DataError  # noqa: E402
+
 try:  # TensorFlow must never take the accelerators JAX uses.
   tf.config.set_visible_devices([], "GPU")
 except (RuntimeError, ValueError):  # devices already initialised: nothing left to hide
@@ -26,10 +28,6 @@ except (RuntimeError, ValueError):  # devices already initialised: nothing left 
 
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2
 MAX_LINE_BYTES = 1 << 16  # SentencePiece skips longer training lines (its default is 4192)
-
-
-class DataError(ValueError):
-  """A problem with the user's data, files or tokenizer; the message says what to fix."""
 
 
 def list_files(pattern: str, config_key: str = "") -> list[str]:
@@ -173,7 +171,7 @@ class Tokenizer:
   @functools.cached_property
   def tf_tokenizer(self):
     """`tensorflow_text.SentencepieceTokenizer` over the same model bytes (int32 ids, no EOS)."""
-    import tensorflow_text as tf_text  # noqa: PLC0415 - registers custom ops; only when needed
+    import tensorflow_text as tf_text  # registers custom ops; only when needed
 
     return tf_text.SentencepieceTokenizer(model=self.model_bytes, out_type=tf.int32)
 

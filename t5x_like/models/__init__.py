@@ -1,10 +1,12 @@
-"""Model families. `create_model(cfg, rngs)` builds the family named by `cfg.family`."""
+"""Model families. `family_class(name)` is the one place a family name becomes its class;
+everything else goes through the class's protocol (`models/base.py`)."""
 
 from __future__ import annotations
 
 from flax import nnx
 
-from t5x_like.config import ConfigError, ModelConfig
+from t5x_like.config import ModelConfig
+from t5x_like.errors import ConfigError
 
 
 def family_class(family: str):
@@ -22,3 +24,8 @@ def family_class(family: str):
 
 def create_model(cfg: ModelConfig, rngs: nnx.Rngs):
   return family_class(cfg.family)(cfg, rngs=rngs)
+
+
+def flops_per_sequence(cfg: ModelConfig, inputs_len: int, targets_len: int = 0) -> float:
+  """Training FLOPs of one row of `cfg`'s family (the MFU numerator)."""
+  return family_class(cfg.family).flops_per_sequence(cfg, inputs_len, targets_len)

@@ -1,17 +1,26 @@
-"""The model protocol shared by every family: `loss`, `score` and `predict`.
+"""The protocol every model family implements, so the trainer, evaluator and decoder never
+branch on the family:
 
-The trainer, evaluator and decoder call only these, so they never branch on the family.
-Batches are dicts of `[batch, length]` arrays named like T5X features:
-`{encoder,decoder}_{input_tokens,target_tokens,segment_ids,positions,loss_weights}`.
+- `contract`: the batch it reads (`t5x_like/features.py`);
+- `loss`, `score`, `predict`: training loss (token sums), per-row log-likelihood, decoding;
+- `flops_per_sequence`: the MFU numerator for its rows;
+- `skill`: its score on the built-in corpus (`models/skill.py`);
+- `eval_variants`: extra eval passes that diagnose the family (batch transforms by name).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from t5x_like import features
 from t5x_like.config import ModelConfig
+from t5x_like.layers.common import dropout, dtype_of
+from t5x_like.layers.transformer import ACTIVATION_AXES
+from t5x_like.runtime import shard
 
 
 def cross_entropy(logits_btv: jax.Array, targets_bt: jax.Array, weights_bt: jax.Array,
@@ -37,10 +46,63 @@ def cross_entropy(logits_btv: jax.Array, targets_bt: jax.Array, weights_bt: jax.
   return aux["nll_sum"] + aux["z_loss_sum"], aux
 
 
-class LanguageModel(nnx.Module):
-  """Base class; a family sets `target_prefix` and implements `__call__` -> logits."""
+def default_positions(tokens_bt: jax.Array) -> jax.Array:
+  return jnp.broadcast_to(jnp.arange(tokens_bt.shape[1], dtype=jnp.int32), tokens_bt.shape)
 
-  target_prefix = "decoder"  # which features hold the targets and loss weights
+
+def side_inputs(batch: dict, side: features.Side) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(tokens, segment ids, positions) of one side; a batch without segment ids or positions
+  holds one sequence per row. Encoder inputs pad with 0; decoder inputs start with 0 (BOS),
+  so there 0 is no padding."""
+  tokens_bt = batch[side.input_tokens]
+  segments_bt = batch.get(side.segment_ids)
+  if segments_bt is None:
+    segments_bt = ((tokens_bt != 0).astype(jnp.int32) if side is features.ENCODER
+                   else jnp.ones_like(tokens_bt))
+  positions_bt = batch.get(side.positions)
+  if positions_bt is None:
+    positions_bt = default_positions(tokens_bt)
+  return tokens_bt, segments_bt, positions_bt
+
+
+# ---------------------------------------------------------------- FLOPs
+
+
+def _dims(cfg: ModelConfig) -> tuple[int, int, int]:
+  hd = cfg.head_dim or cfg.d_model // cfg.num_heads
+  return cfg.num_heads, cfg.num_kv_heads or cfg.num_heads, hd
+
+
+def projection_params(cfg: ModelConfig) -> tuple[int, int]:
+  """Matmul parameters of (query + output, key + value) projections of one attention."""
+  h, kv, hd = _dims(cfg)
+  return 2 * cfg.d_model * h * hd, 2 * cfg.d_model * kv * hd
+
+
+def stack_flops(cfg: ModelConfig, layers: int, n: int) -> float:
+  """Training FLOPs of a self-attention stack over `n` tokens: 6 x matmul parameters x
+  tokens, plus 12 x heads x head_dim x n^2 for the scores and values (Kaplan et al. 2020;
+  PaLM appendix B, causal masks not halved)."""
+  h, _, hd = _dims(cfg)
+  q_o, k_v = projection_params(cfg)
+  mlp = cfg.d_model * cfg.d_ff * (3 if cfg.mlp_activation in ("swiglu", "gated_gelu") else 2)
+  return layers * (6.0 * (q_o + k_v + mlp) * n + 12.0 * h * hd * n * n)
+
+
+def head_flops(cfg: ModelConfig, n: int) -> float:
+  """Training FLOPs of the output projection (and BERT's MLM dense) over `n` tokens."""
+  return 6.0 * (cfg.d_model * cfg.vocab_size + (cfg.d_model ** 2 if cfg.mlm_head else 0)) * n
+
+
+# ---------------------------------------------------------------- the protocol
+
+
+class LanguageModel(nnx.Module):
+  """Base class; a family sets `contract` and `skill`, and implements `__call__` -> logits."""
+
+  contract: features.Contract
+  # skill(cfg, predict, tokenizer, examples) -> {"skill_accuracy", ...}; see models/skill.py.
+  skill: Callable
 
   def __init__(self, cfg: ModelConfig):
     self.cfg = cfg
@@ -50,17 +112,59 @@ class LanguageModel(nnx.Module):
 
   def loss(self, batch: dict, rng: jax.Array | None = None) -> tuple[jax.Array, dict]:
     logits = self(batch, rng)
-    p = self.target_prefix
-    return cross_entropy(logits, batch[f"{p}_target_tokens"], batch[f"{p}_loss_weights"],
-                         self.cfg.z_loss)
+    side = self.contract.target_side
+    return cross_entropy(logits, batch[side.target_tokens], batch[side.loss_weights], self.cfg.z_loss)
 
   def score(self, batch: dict) -> jax.Array:
     """Log-likelihood of each row's weighted targets, `[batch]` (rows hold one sequence)."""
     logits = self(batch).astype(jnp.float32)
-    p = self.target_prefix
+    side = self.contract.target_side
     logp = jax.nn.log_softmax(logits, axis=-1)
-    tok_bt = jnp.take_along_axis(logp, batch[f"{p}_target_tokens"][..., None], axis=-1)[..., 0]
-    return jnp.sum(tok_bt * batch[f"{p}_loss_weights"], axis=-1)
+    tok_bt = jnp.take_along_axis(logp, batch[side.target_tokens][..., None], axis=-1)[..., 0]
+    return jnp.sum(tok_bt * batch[side.loss_weights], axis=-1)
 
   def predict(self, batch: dict, **kwargs) -> jax.Array:
     raise NotImplementedError
+
+  # Steps every family shares; the modules they use (`embed`, `head`, norms, stacks) are
+  # the family's own attributes, so parameter names stay as each family defines them.
+
+  def embed_inputs(self, tokens_bt, positions_bt, pos_embed, rng, extra_btd=None, norm=None):
+    """Token embeddings (+ `extra_btd`, + learned positions, then `norm`), with dropout."""
+    x_btd = self.embed(tokens_bt, dtype_of(self.cfg.dtype))
+    if extra_btd is not None:
+      x_btd = x_btd + extra_btd
+    if pos_embed is not None:
+      x_btd = x_btd + pos_embed(positions_bt).astype(x_btd.dtype)
+    if norm is not None:
+      x_btd = norm(x_btd)
+    return shard(dropout(x_btd, self.cfg.dropout_rate, rng), ACTIVATION_AXES)
+
+  def run_stack(self, stack, x_btd, ctx: dict, rel_bias, final_norm, rng):
+    """A stack over `x_btd` with its relative position bias (if any) and final pre-norm."""
+    if self.cfg.position == "relative":
+      ctx["self_bias"] = rel_bias(ctx["positions"], ctx["positions"])
+    x_btd = stack(x_btd, ctx, rng)
+    return final_norm(x_btd) if self.cfg.norm_position == "pre" else x_btd
+
+  def head_logits(self, x_btd, bias=None) -> jax.Array:
+    """The output projection: the tied embedding table or the untied `head` (+ `bias`)."""
+    if self.cfg.tie_embeddings:
+      logits_btv = self.embed.attend(x_btd)
+    else:
+      logits_btv = jnp.einsum("btd,dv->btv", x_btd, self.head[...].astype(x_btd.dtype))
+    if bias is not None:
+      logits_btv = logits_btv + bias[...].astype(x_btd.dtype)
+    return shard(logits_btv, ("batch", "length", "vocab"))
+
+  @classmethod
+  def flops_per_sequence(cls, cfg: ModelConfig, inputs_len: int, targets_len: int = 0) -> float:
+    """Training FLOPs (forward + backward) of one row: a single stack and the head over
+    `inputs_len` tokens. Embedding lookups, norms and biases are left out."""
+    return stack_flops(cfg, cfg.num_layers, inputs_len) + head_flops(cfg, inputs_len)
+
+  @classmethod
+  def eval_variants(cls) -> dict[str, Callable[[dict], dict]]:
+    """Extra eval passes, {metric name: numpy batch transform}; the loss of each is
+    reported under its name."""
+    return {}

@@ -12,28 +12,21 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from t5x_like import features as F
 from t5x_like.config import ModelConfig
 from t5x_like.layers.attention import attention_mask
-from t5x_like.layers.common import dropout, dtype_of, param, split_rng
+from t5x_like.layers.common import dtype_of, param, split_rng
 from t5x_like.layers.embeddings import Embed
 from t5x_like.layers.norms import Norm
 from t5x_like.layers.positions import LearnedPositions, RelativePositionBias
-from t5x_like.layers.transformer import ACTIVATION_AXES, Stack
-from t5x_like.models.base import LanguageModel
-from t5x_like.models.decoder import default_positions
-from t5x_like.runtime import shard
-
-
-def encoder_segments(batch: dict, prefix: str = "encoder") -> jax.Array:
-  """Segment ids from the batch, or 1 for every non-zero token (0 is padding on this side)."""
-  segments_bt = batch.get(f"{prefix}_segment_ids")
-  if segments_bt is None:
-    segments_bt = (batch[f"{prefix}_input_tokens"] != 0).astype(jnp.int32)
-  return segments_bt
+from t5x_like.layers.transformer import Stack
+from t5x_like.models import skill
+from t5x_like.models.base import LanguageModel, side_inputs
 
 
 class EncoderOnly(LanguageModel):
-  target_prefix = "encoder"
+  contract = F.ENCODER_ONLY
+  skill = staticmethod(skill.encoder_skill)
 
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
     super().__init__(cfg)
@@ -67,34 +60,20 @@ class EncoderOnly(LanguageModel):
   def encode(self, batch: dict, rng: jax.Array | None = None) -> jax.Array:
     """Final hidden states `[b, t, d]` (after the last norm, before the head)."""
     cfg = self.cfg
-    tokens_bt = batch["encoder_input_tokens"]
-    segments_bt = encoder_segments(batch)
-    positions_bt = batch.get("encoder_positions")
-    if positions_bt is None:
-      positions_bt = default_positions(tokens_bt)
+    tokens_bt, segments_bt, positions_bt = side_inputs(batch, F.ENCODER)
     r_embed, r_stack = split_rng(rng, 2)
-
-    dt = dtype_of(cfg.dtype)
-    x_btd = self.embed(tokens_bt, dt)
+    types_btd = None
     if cfg.type_vocab_size:
-      types_bt = batch.get("encoder_token_type_ids")
+      types_bt = batch.get(F.ENCODER_TOKEN_TYPE_IDS)
       if types_bt is None:
         types_bt = jnp.zeros_like(tokens_bt)
-      x_btd = x_btd + self.type_embed(types_bt, dt)
-    if cfg.position == "learned":
-      x_btd = x_btd + self.pos_embed(positions_bt).astype(dt)
-    if cfg.embed_norm:
-      x_btd = self.embed_norm(x_btd)
-    x_btd = shard(dropout(x_btd, cfg.dropout_rate, r_embed), ACTIVATION_AXES)
-
+      types_btd = self.type_embed(types_bt, dtype_of(cfg.dtype))
+    x_btd = self.embed_inputs(tokens_bt, positions_bt, getattr(self, "pos_embed", None), r_embed,
+                              extra_btd=types_btd, norm=getattr(self, "embed_norm", None))
     ctx = {"self_mask": attention_mask(segments_bt, segments_bt, causal=False),
            "positions": positions_bt}
-    if cfg.position == "relative":
-      ctx["self_bias"] = self.rel_bias(positions_bt, positions_bt)
-    x_btd = self.stack(x_btd, ctx, r_stack)
-    if cfg.norm_position == "pre":
-      x_btd = self.final_norm(x_btd)
-    return x_btd
+    return self.run_stack(self.stack, x_btd, ctx, getattr(self, "rel_bias", None),
+                          getattr(self, "final_norm", None), r_stack)
 
   def __call__(self, batch: dict, rng: jax.Array | None = None) -> jax.Array:
     cfg = self.cfg
@@ -109,13 +88,7 @@ class EncoderOnly(LanguageModel):
       else:
         h_btd = jax.nn.gelu(h_btd, approximate=cfg.gelu_approximate)
       x_btd = self.mlm_norm(h_btd)
-    if cfg.tie_embeddings:
-      logits_btv = self.embed.attend(x_btd)
-    else:
-      logits_btv = jnp.einsum("btd,dv->btv", x_btd, self.head[...].astype(dt))
-    if cfg.mlm_head:
-      logits_btv = logits_btv + self.output_bias[...].astype(dt)
-    return shard(logits_btv, ("batch", "length", "vocab"))
+    return self.head_logits(x_btd, getattr(self, "output_bias", None))
 
   def predict(self, batch: dict, **unused) -> jax.Array:
     """The most likely token at every position, `[b, t]` (fills in the masked tokens)."""

@@ -12,25 +12,57 @@ d_model**-0.5 (`rescale_decoder_output`); v1.1 has gated GELU and an untied head
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
+from t5x_like import features as F
 from t5x_like.config import ModelConfig
 from t5x_like.layers.attention import attention_mask
-from t5x_like.layers.common import dropout, dtype_of, param, split_rng
+from t5x_like.layers.common import param, split_rng
 from t5x_like.layers.embeddings import Embed
 from t5x_like.layers.norms import Norm
 from t5x_like.layers.positions import LearnedPositions, RelativePositionBias
-from t5x_like.layers.transformer import ACTIVATION_AXES, Stack
-from t5x_like.models.base import LanguageModel
-from t5x_like.models.decoder import default_positions
-from t5x_like.models.encoder import encoder_segments
-from t5x_like.runtime import shard
+from t5x_like.layers.transformer import Stack
+from t5x_like.models import skill
+from t5x_like.models.base import (
+  LanguageModel,
+  head_flops,
+  projection_params,
+  side_inputs,
+  stack_flops,
+)
+
+
+def roll_encoder_rows(batch: dict) -> dict:
+  """Each row's encoder side replaced by the next row's: the decoder then predicts its
+  targets from another example's input."""
+  return {k: np.roll(v, 1, axis=0) if F.ENCODER.owns(k) else v for k, v in batch.items()}
 
 
 class EncoderDecoder(LanguageModel):
-  target_prefix = "decoder"
+  contract = F.ENCODER_DECODER
+  skill = staticmethod(skill.encoder_decoder_skill)
+
+  @classmethod
+  def flops_per_sequence(cls, cfg: ModelConfig, inputs_len: int, targets_len: int = 0) -> float:
+    """The encoder reads `inputs_len` tokens and the decoder `targets_len`; the
+    cross-attention key/value projections run over the encoder tokens."""
+    s, t = inputs_len, targets_len or inputs_len
+    dec_layers = cfg.num_decoder_layers or cfg.num_layers
+    q_o, k_v = projection_params(cfg)
+    h, hd = cfg.num_heads, cfg.head_dim or cfg.d_model // cfg.num_heads
+    cross = dec_layers * (6.0 * q_o * t + 6.0 * k_v * s + 12.0 * h * hd * t * s)
+    return stack_flops(cfg, cfg.num_layers, s) + stack_flops(cfg, dec_layers, t) + cross + head_flops(cfg, t)
+
+  @classmethod
+  def eval_variants(cls) -> dict[str, Callable[[dict], dict]]:
+    # Whether the decoder reads its input at all: a decoder that learned only the targets'
+    # own statistics scores the same with another row's encoder input.
+    return {"eval_loss_other_inputs": roll_encoder_rows}
 
   def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
     super().__init__(cfg)
@@ -55,59 +87,31 @@ class EncoderDecoder(LanguageModel):
     if not cfg.tie_embeddings:
       self.head = param(rngs, (d, cfg.vocab_size), ("embed", "vocab"), std=std)
 
-  def _embed(self, tokens_bt, positions_bt, pos_embed, rng):
-    x_btd = self.embed(tokens_bt, dtype_of(self.cfg.dtype))
-    if pos_embed is not None:
-      x_btd = x_btd + pos_embed(positions_bt).astype(x_btd.dtype)
-    return shard(dropout(x_btd, self.cfg.dropout_rate, rng), ACTIVATION_AXES)
-
   def encode(self, batch: dict, rng: jax.Array | None = None) -> jax.Array:
     """Encoder output `[b, s, d]` (after the final norm)."""
-    cfg = self.cfg
-    tokens_bs = batch["encoder_input_tokens"]
-    segments_bs = encoder_segments(batch)
-    positions_bs = batch.get("encoder_positions")
-    if positions_bs is None:
-      positions_bs = default_positions(tokens_bs)
+    tokens_bs, segments_bs, positions_bs = side_inputs(batch, F.ENCODER)
     r_embed, r_stack = split_rng(rng, 2)
-    x_bsd = self._embed(tokens_bs, positions_bs, getattr(self, "encoder_pos_embed", None), r_embed)
+    x_bsd = self.embed_inputs(tokens_bs, positions_bs, getattr(self, "encoder_pos_embed", None), r_embed)
     ctx = {"self_mask": attention_mask(segments_bs, segments_bs, causal=False),
            "positions": positions_bs}
-    if cfg.position == "relative":
-      ctx["self_bias"] = self.encoder_rel_bias(positions_bs, positions_bs)
-    x_bsd = self.encoder(x_bsd, ctx, r_stack)
-    if cfg.norm_position == "pre":
-      x_bsd = self.encoder_norm(x_bsd)
-    return x_bsd
+    return self.run_stack(self.encoder, x_bsd, ctx, getattr(self, "encoder_rel_bias", None),
+                          getattr(self, "encoder_norm", None), r_stack)
 
   def decode(self, batch: dict, encoded_bsd: jax.Array, rng: jax.Array | None = None) -> jax.Array:
     """Decoder logits `[b, t, vocab]` given the encoder output."""
     cfg = self.cfg
-    tokens_bt = batch["decoder_input_tokens"]
-    segments_bt = batch.get("decoder_segment_ids")
-    if segments_bt is None:  # decoder inputs start with 0 (BOS), so 0 cannot mean padding here
-      segments_bt = jnp.ones_like(tokens_bt)
-    positions_bt = batch.get("decoder_positions")
-    if positions_bt is None:
-      positions_bt = default_positions(tokens_bt)
+    tokens_bt, segments_bt, positions_bt = side_inputs(batch, F.DECODER)
     r_embed, r_stack = split_rng(rng, 2)
-    x_btd = self._embed(tokens_bt, positions_bt, getattr(self, "decoder_pos_embed", None), r_embed)
+    x_btd = self.embed_inputs(tokens_bt, positions_bt, getattr(self, "decoder_pos_embed", None), r_embed)
     ctx = {"self_mask": attention_mask(segments_bt, segments_bt, causal=True),
-           "cross_mask": attention_mask(segments_bt, encoder_segments(batch), causal=False),
+           "cross_mask": attention_mask(segments_bt, side_inputs(batch, F.ENCODER)[1], causal=False),
            "positions": positions_bt, "encoded": encoded_bsd.astype(x_btd.dtype)}
-    if cfg.position == "relative":
-      ctx["self_bias"] = self.decoder_rel_bias(positions_bt, positions_bt)
-    x_btd = self.decoder(x_btd, ctx, r_stack)
-    if cfg.norm_position == "pre":
-      x_btd = self.decoder_norm(x_btd)
+    x_btd = self.run_stack(self.decoder, x_btd, ctx, getattr(self, "decoder_rel_bias", None),
+                           getattr(self, "decoder_norm", None), r_stack)
     if cfg.rescale_decoder_output:
       # Mesh TF T5 reads logits through the (unit-scale) embedding table; this keeps them O(1).
       x_btd = x_btd * jnp.asarray(cfg.d_model ** -0.5, x_btd.dtype)
-    if cfg.tie_embeddings:
-      logits_btv = self.embed.attend(x_btd)
-    else:
-      logits_btv = jnp.einsum("btd,dv->btv", x_btd, self.head[...].astype(x_btd.dtype))
-    return shard(logits_btv, ("batch", "length", "vocab"))
+    return self.head_logits(x_btd)
 
   def __call__(self, batch: dict, rng: jax.Array | None = None) -> jax.Array:
     r_enc, r_dec = split_rng(rng, 2)
@@ -120,7 +124,7 @@ class EncoderDecoder(LanguageModel):
     compile and exact, at O(new_tokens^2) cost, which suits short answers (see decode.py).
     Each row holds one example (no packing).
     """
-    enc = {k: v for k, v in batch.items() if k.startswith("encoder_")}
+    enc = {k: v for k, v in batch.items() if F.ENCODER.owns(k)}
     encoded_bsd = self.encode(enc)
     b = encoded_bsd.shape[0]
     rows = jnp.arange(b)
@@ -129,7 +133,7 @@ class EncoderDecoder(LanguageModel):
       out_bn, done_b = carry
       # Decoder input: the tokens so far, shifted right behind BOS (0).
       inputs_bn = jnp.pad(out_bn[:, :-1], ((0, 0), (1, 0)))
-      logits_bnv = self.decode(dict(enc, decoder_input_tokens=inputs_bn), encoded_bsd)
+      logits_bnv = self.decode({**enc, F.DECODER_INPUT_TOKENS: inputs_bn}, encoded_bsd)
       next_b = jnp.argmax(logits_bnv[:, i], axis=-1).astype(jnp.int32)
       next_b = jnp.where(done_b, 0, next_b)
       return out_bn.at[rows, i].set(next_b), done_b | (next_b == eos_id)

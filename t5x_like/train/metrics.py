@@ -1,4 +1,5 @@
-"""Throughput accounting (tokens/s, MFU) and the metric sinks: JSONL, TensorBoard, console."""
+"""The MFU denominator (peak FLOP/s per device) and the metric sinks: JSONL, TensorBoard,
+console. The numerator, each family's FLOPs per row, is `LanguageModel.flops_per_sequence`."""
 
 from __future__ import annotations
 
@@ -8,11 +9,9 @@ import time
 
 import jax
 
-from t5x_like.config import ModelConfig
-
 # Dense bf16 peak TFLOP/s per device, from the vendors' published figures. CPU has no
 # published figure: 0.1 TFLOP/s per host is about what a 2-core host sustains on fp32
-# matmuls (STACK.md), shared by the host's simulated devices.
+# matmuls (measured with numpy), shared by the host's simulated devices.
 _PEAK_TFLOPS = {
     "tpu v4": 275.0, "tpu v5 lite": 197.0, "tpu v5e": 197.0, "tpu v5p": 459.0, "tpu v5": 459.0,
     "tpu v6 lite": 918.0, "tpu v6e": 918.0, "h100": 989.0, "h200": 989.0, "a100": 312.0,
@@ -33,33 +32,6 @@ def peak_flops_per_device(override_tflops: float = 0.0) -> float:
   return 100e12  # an unknown accelerator: MFU is then only indicative
 
 
-def flops_per_sequence(cfg: ModelConfig, seq_len: int, targets_len: int = 0) -> float:
-  """Training FLOPs (forward + backward) of one sequence: 6 x matmul parameters x the tokens
-  they process, plus 12 x layers x heads x head_dim x query length x key length for the
-  attention scores and values (Kaplan et al. 2020; PaLM appendix B, causal masks not
-  halved). Embedding lookups, norms and biases are left out; the output projection is in.
-
-  Encoder-decoder: the encoder reads `seq_len` tokens and the decoder `targets_len`; the
-  cross-attention key/value projections run over the encoder tokens.
-  """
-  d, h = cfg.d_model, cfg.num_heads
-  hd = cfg.head_dim or d // h
-  kv = cfg.num_kv_heads or h
-  q_o, k_v = 2 * d * h * hd, 2 * d * kv * hd
-  mlp = d * cfg.d_ff * (3 if cfg.mlp_activation in ("swiglu", "gated_gelu") else 2)
-  head = d * cfg.vocab_size + (d * d if cfg.mlm_head else 0)
-
-  def self_stack(layers: int, n: int) -> float:
-    return layers * (6.0 * (q_o + k_v + mlp) * n + 12.0 * h * hd * n * n)
-
-  if cfg.family != "encoder_decoder":
-    return self_stack(cfg.num_layers, seq_len) + 6.0 * head * seq_len
-  t = targets_len or seq_len
-  dec_layers = cfg.num_decoder_layers or cfg.num_layers
-  cross = dec_layers * (6.0 * q_o * t + 6.0 * k_v * seq_len + 12.0 * h * hd * t * seq_len)
-  return self_stack(cfg.num_layers, seq_len) + self_stack(dec_layers, t) + cross + 6.0 * head * t
-
-
 class MetricsWriter:
   """Appends JSON lines and TensorBoard scalars; only process 0 writes anything."""
 
@@ -69,7 +41,7 @@ class MetricsWriter:
     self._tb = None
     if self.enabled:
       os.makedirs(workdir, exist_ok=True)
-      import tensorflow as tf  # noqa: PLC0415 - TensorFlow is loaded by the data pipeline anyway
+      import tensorflow as tf  # TensorFlow is loaded by the data pipeline anyway
       self._tf = tf
       self._tb = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
 
@@ -96,6 +68,9 @@ IDENTIFIERS = frozenset({"batch_fingerprint"})
 
 
 def progress_line(step: int, total: int, m: dict) -> str:
+  if "loss" not in m:  # a row of other metrics only (e.g. an eval between logging steps)
+    return " | ".join([f"step {step:>6}/{total}"] + [f"{k} {v:.4f}" for k, v in m.items()
+                                                      if isinstance(v, float)])
   parts = [f"step {step:>6}/{total}", f"loss {m['loss']:.4f}", f"acc {m['accuracy']:.3f}",
            f"lr {m['learning_rate']:.2e}", f"gnorm {m['grad_norm']:.2f}",
            f"{m['tokens_per_s']:,.0f} tok/s", f"mfu {100 * m['mfu']:.1f}%", f"{m['step_time_s'] * 1e3:.0f} ms/step"]

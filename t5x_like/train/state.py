@@ -18,7 +18,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from t5x_like.config import Config
-from t5x_like.models import create_model
+from t5x_like.models import create_model, family_class
 from t5x_like.runtime import logical_to_spec
 from t5x_like.train.optimizer import make_optimizer
 
@@ -38,6 +38,11 @@ class TrainSetup:
   abstract_state: dict  # ShapeDtypeStructs with shardings (restore targets)
   mesh: Mesh
   rules: tuple
+  model_class: type  # the family (models/base.py protocol)
+  # Filled in by train/setup.py:make_setup, the one place a run's pieces are assembled.
+  train_step: object = None  # jitted (state, batch, rng) -> (state, metrics), state donated
+  eval_step: object = None  # jitted (params, batch) -> loss sums
+  batch_sharding: object = None
 
 
 def abstract_model(cfg: Config):
@@ -72,7 +77,7 @@ def build_setup(cfg: Config, mesh: Mesh, rules) -> TrainSetup:
   abs_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                            abs_state, state_shardings)
   return TrainSetup(graphdef, abs_params, logical, param_shardings, tx, state_shardings, abs_state,
-                    mesh, tuple(rules))
+                    mesh, tuple(rules), family_class(cfg.model.family))
 
 
 def _opt_shardings(abs_opt, abs_params, param_shardings, mesh):

@@ -7,16 +7,16 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pytest  # noqa: E402
 
-from t5x_like.config import DataConfig  # noqa: E402
+from t5x_like import config as C  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def make_cfg():
   """Builds a DataConfig for fast tests: short rows and a small shuffle buffer."""
 
-  def make(**kw) -> DataConfig:
+  def make(**kw) -> C.DataConfig:
     values = {"source": "text", "seq_len": 32, "shuffle_buffer": 64, "seed": 0}
-    values.update(kw)
-    return DataConfig(**values)
+    values.update(kw)  # flat (old) and dotted keys are both accepted
+    return C.replace(C.Config(), data=values).data
 
   return make

@@ -52,7 +52,7 @@ def test_cli_builds_jsonl_with_a_named_field(tmp_path, capsys):
           "--data-dir", str(tmp_path / "tfds"), "--field", "body", "--validation-fraction", "0"]
   assert cli.main(args) == 0
   out = capsys.readouterr().out
-  assert "(jsonl: train 12 documents)" in out and "--config.data.tfds_text_key=body" in out
+  assert "(jsonl: train 12 documents)" in out and "--config.data.tfds.text_key=body" in out
   builder = tfds.builder_from_directory(str(tmp_path / "tfds" / "t5x_like_test_json" / "2.0.0"))
   assert list(builder.info.splits) == ["train"]
   got = [ex["body"].decode() for ex in tfds.as_numpy(builder.as_dataset(split="train"))]

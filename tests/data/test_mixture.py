@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from t5x_like import config as config_lib
-from t5x_like.config import Config, ConfigError, DataConfig
+from t5x_like.config import Config, ConfigError
 from t5x_like.data import pipeline
 from t5x_like.data.tokenizer import DataError
 
@@ -114,7 +114,7 @@ def test_components_must_yield_the_same_features(make_cfg, spm_path, corpora):
 def test_mixture_entries_are_validated():
   def check(mixture, **data):
     values = {"source": "text", "tokenizer_path": "spm.model", "mixture": mixture, **data}
-    return config_lib.validate(Config(data=DataConfig(**values)))
+    return config_lib.validate(config_lib.replace(Config(), data=values))
 
   ok = [{"weight": 2, "train_files": "a/*.txt"}, {"weight": 1, "source": "tfds", "tfds_name": "x"}]
   weights = [w for w, _ in config_lib.mixture_components(check(ok).data)]

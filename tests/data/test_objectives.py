@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from t5x_like.data import objectives, pipeline
+from t5x_like import config as C
+from t5x_like.config import SpanCorruptionConfig
+from t5x_like.data import objectives, pipeline, spans
 from t5x_like.data.tokenizer import DataError
 
 
@@ -115,7 +117,7 @@ def _uncorrupt(inputs, targets, vocab_size):
 
 
 def test_noise_mask_density_and_span_length():
-  cfg = pipeline.DataConfig(noise_density=0.15, mean_noise_span_length=3.0)
+  cfg = SpanCorruptionConfig(noise_density=0.15, mean_span_length=3.0)
   rng = np.random.default_rng(0)
   noise, total, spans = 0, 0, 0
   for i in range(400):
@@ -137,15 +139,15 @@ def test_noise_mask_counts_match_span_lengths_exactly():
   # so one extra noise token would cut the EOS off a target.
   for density, mean_span, n in [(0.15, 3.0, 190), (0.15, 3.0, 350), (0.15, 3.0, 670),
                                 (0.15, 3.0, 568), (0.5, 3.0, 70), (0.3, 2.5, 130)]:
-    cfg = pipeline.DataConfig(noise_density=density, mean_noise_span_length=mean_span)
+    cfg = SpanCorruptionConfig(noise_density=density, mean_span_length=mean_span)
     m = objectives.noise_mask(tf.constant(n), cfg, tf.constant([3, n], tf.int64)).numpy()
     starts = int((m & ~np.concatenate([[False], m[:-1]])).sum())
-    inputs_len, targets_len = objectives.span_lengths(n, density, mean_span)
+    inputs_len, targets_len = spans.span_lengths(n, density, mean_span)
     assert (n - m.sum() + starts + 1, m.sum() + starts + 1) == (inputs_len, targets_len), (density, n)
 
 
 def test_span_lengths_are_random_and_positive():
-  cfg = pipeline.DataConfig(noise_density=0.3, mean_noise_span_length=4.0)
+  cfg = SpanCorruptionConfig(noise_density=0.3, mean_span_length=4.0)
   lengths = []
   for i in range(200):
     m = objectives.noise_mask(tf.constant(100), cfg, tf.constant([1, i], tf.int64)).numpy()
@@ -189,15 +191,16 @@ def test_span_corruption_rows_are_lossless_with_t5_sentinels(corpus, spm_path, t
 
 def test_span_corruption_needs_enough_sentinels(corpus, spm_path, make_cfg):
   cfg = make_cfg(objective="span_corruption", seq_len=256, extra_ids=4)
-  with pytest.raises(DataError, match="extra_ids"):
+  # A config check (validation.check_objective), which the pipeline runs too.
+  with pytest.raises(C.ConfigError, match="extra_ids"):
     pipeline.make_dataset(cfg, files=corpus["train"], tokenizer_path=spm_path, batch_size=4)
 
 
 def test_span_lengths_follow_t5():
   # T5's published setting: 568 raw tokens -> 512 inputs and 114 targets at density 0.15.
-  assert objectives.span_lengths(568, 0.15, 3.0) == (512, 114)
-  cfg = pipeline.DataConfig(seq_len=512, noise_density=0.15, mean_noise_span_length=3.0)
-  assert objectives.span_raw_len(cfg) == 568 and objectives.span_targets_len(cfg) == 114
+  assert spans.span_lengths(568, 0.15, 3.0) == (512, 114)
+  cfg = C.replace(C.Config(), data=dict(seq_len=512, noise_density=0.15, mean_noise_span_length=3.0)).data
+  assert spans.span_raw_len(cfg) == 568 and spans.span_targets_len(cfg) == 114
 
 
 # ---------------------------------------------------------------- prefix LM

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from t5x_like.data import packing
-from t5x_like.data.pipeline import causal_lm_features
+from t5x_like.data.objectives import causal_lm_features
 
 
 def _docs_ds(docs, dtype=tf.int32):

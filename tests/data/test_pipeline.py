@@ -14,6 +14,7 @@ import tensorflow as tf
 from data_streams import documents, expected_documents, lines_of, take  # tests/data/data_streams.py
 
 from t5x_like.data import pipeline
+from t5x_like.data.readers import jsonl_extract
 from t5x_like.data.tokenizer import DataError
 
 BATCH = 4
@@ -158,7 +159,7 @@ def test_jsonl_field_decodes_escapes_like_json():
   texts += ["\\u0041 is not an escape here", "\\\\\\", "end\\"]
   lines = [json.dumps({"k": 1, "text": t}, ensure_ascii=rng.random() < 0.7) for t in texts]
   lines += ['{"text": 5}', '{"other": "x"}', '{"texts": "x"}']
-  got = pipeline.jsonl_field(tf.constant(lines), "text").numpy()
+  got = jsonl_extract(tf.constant(lines), "text")[0].numpy()
   assert [g.decode("utf-8") for g in got] == texts + ["", "", ""]
 
 

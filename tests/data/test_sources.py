@@ -12,8 +12,9 @@ import tensorflow as tf
 from data_streams import documents, expected_documents, lines_of, take  # tests/data/data_streams.py
 
 from t5x_like import cli
-from t5x_like.data import pipeline, sources
+from t5x_like.data import pipeline, readers
 from t5x_like.data.build import build_tfds
+from t5x_like.data.readers import tfds as tfds_reader
 from t5x_like.data.tokenizer import DataError
 
 BATCH = 4
@@ -81,7 +82,7 @@ def test_hosts_are_disjoint_and_read_every_document_once(make_cfg, lines, tfreco
   # training, but one epoch.
   if source == "tfds/as_dataset":
     source = "tfds"
-    monkeypatch.setattr(sources, "_plain_text_shards", lambda builder, key: False)
+    monkeypatch.setattr(tfds_reader, "plain_text_shards", lambda builder, key: False)
   cfg = _cfg(make_cfg, source, tfrecord_glob, tfds_dir)
   # build_tfds holds out every 4th document for validation_fraction=0.25.
   want = {"train": [x for i, x in enumerate(lines) if i % 4 != 3], "validation": lines[3::4],
@@ -89,9 +90,10 @@ def test_hosts_are_disjoint_and_read_every_document_once(make_cfg, lines, tfreco
   for count in counts:
     per_host = []
     for host in range(count):
-      ds = sources.read_documents(cfg, files=tfrecord_glob, split=split, key="data.train_files",
-                                  process_index=host, process_count=count, shuffle=True,
-                                  repeat=False, seed=3)
+      reader = readers.reader_for(cfg)
+      role = "eval" if split == "validation" else "train"  # data.tfds.eval_split is "validation"
+      inp = reader.input_for(role, tfrecord_glob if source == "tfrecord" else "")
+      ds = reader.documents(inp, readers.Share(host, count, shuffle=True, repeat=False, seed=3))
       per_host.append(collections.Counter(x.decode() for x in ds.as_numpy_iterator()))
       assert per_host[-1], f"host {host} of {count} got no documents"
     assert sum(per_host, collections.Counter()) == collections.Counter(want), count
@@ -101,7 +103,7 @@ def test_hosts_are_disjoint_and_read_every_document_once(make_cfg, lines, tfreco
 
 
 def test_tfds_source_reads_the_split_of_the_role(make_cfg, spm_path, tok, lines, tfds_dir):
-  """The trainer's eval call (repeat=False, no files) reads data.tfds_eval_split."""
+  """The trainer's eval call (repeat=False, no files) reads data.tfds.eval_split."""
   ds = pipeline.make_dataset(_cfg(make_cfg, "tfds", tfds_dir=tfds_dir), files="", tokenizer_path=spm_path,
                              batch_size=BATCH, shuffle=False, repeat=False)
   assert collections.Counter(documents(take(ds), tok.eos_id, complete=False)) == expected_documents(tok, lines[3::4])
@@ -142,7 +144,7 @@ def test_tfds_errors_name_the_dataset_and_the_fix(make_cfg, spm_path, tfds_dir):
     make(tfds_name="mnist")  # in the TFDS catalog, but not in this data_dir
   with pytest.raises(DataError, match=r"no string feature 'body' .*it has: text \(string\)"):
     make(tfds_name="t5x_like_test_docs", tfds_text_key="body")
-  with pytest.raises(DataError, match=r"split 'dev' .*data.tfds_train_split"):
+  with pytest.raises(DataError, match=r"split 'dev' .*data.tfds.train_split"):
     make(tfds_name="t5x_like_test_docs", tfds_train_split="dev")
   with pytest.raises(DataError, match=r"'train\[:2\]' .* has 2 examples, fewer than the 3 hosts"):
     pipeline.make_dataset(make_cfg(source="tfds", tfds_name="t5x_like_test_docs", tfds_data_dir=tfds_dir,
@@ -154,7 +156,7 @@ def test_tfds_errors_name_the_dataset_and_the_fix(make_cfg, spm_path, tfds_dir):
 def _first_error(ds):
   with pytest.raises(tf.errors.InvalidArgumentError) as e:
     take(ds)
-  err = sources.as_data_error(e.value)
+  err = readers.as_data_error(e.value)
   assert isinstance(err, DataError)
   return str(err)
 
@@ -167,7 +169,7 @@ def test_bad_records_fail_naming_the_file_and_line(make_cfg, spm_path, lines, tm
   assert msg.startswith(f"{tmp_path / 'a.txt'}: line 300 is not UTF-8; ") and "skip_bad_lines" in msg
   (tmp_path / "b.jsonl").write_text('{"text": "a b"}\n\n{"body": "x"}\n')
   msg = _first_error(pipeline.make_dataset(make_cfg(source="jsonl"), files=str(tmp_path / "b.jsonl"), **make))
-  assert msg.startswith(f'{tmp_path / "b.jsonl"}: line 3 has no string field "text" (data.jsonl_field)')
+  assert msg.startswith(f'{tmp_path / "b.jsonl"}: line 3 has no string field "text" (data.jsonl.field)')
   with tf.io.TFRecordWriter(str(tmp_path / "c.tfrecord")) as w:
     for i in range(5):
       key = "body" if i == 3 else "text"
@@ -220,10 +222,11 @@ def test_skip_bad_lines_drops_and_counts_them(make_cfg, spm_path, tok, lines, tm
 def test_cli_prints_a_bad_line_as_one_error_line(spm_path, lines, tmp_path, capsys):
   (tmp_path / "e.txt").write_bytes(b"\n".join([x.encode() for x in lines[:5]] + [b"\x80 stray"]) + b"\n")
   (tmp_path / "cfg.py").write_text(f"""
-from t5x_like.config import Config, DataConfig, ModelConfig
+from t5x_like.config import Config, DataConfig, ModelConfig, TokenizerConfig
 def get_config():
   return Config(model=ModelConfig(vocab_size=1024), data=DataConfig(
-      source="text", train_files={str(tmp_path / 'e.txt')!r}, tokenizer_path={spm_path!r}, seq_len=16))
+      source="text", train_files={str(tmp_path / 'e.txt')!r}, tokenizer=TokenizerConfig(path={spm_path!r}),
+      seq_len=16))
 """)
   assert cli.main(["data", "show", "--config", str(tmp_path / "cfg.py"), "--num", "50"]) == 2
   err = capsys.readouterr().err.strip()

@@ -106,19 +106,16 @@ def test_loss_counts_only_masked_positions_and_predict_is_argmax():
 
 def _train_losses(mesh_shape, rules, batch, steps=2):
   """Losses of a few train steps of a tiny BERT on a mesh of 1 or 8 CPU devices."""
-  from t5x_like.runtime import make_mesh, rules_from_config
-  from t5x_like.train.state import build_setup, init_state
-  from t5x_like.train.step import batch_sharding, make_train_step
+  from t5x_like.train.setup import init_state, make_setup
   cfg = C.replace(C.Config(), model=dict(tiny(**BERT).__dict__, d_model=64, vocab_size=128),
                   data=dict(seq_len=16), train=dict(batch_size=8, steps=10),
                   optimizer=dict(warmup_steps=0, learning_rate=1e-2),
                   mesh=dict(data=mesh_shape[0], fsdp=mesh_shape[1], tensor=mesh_shape[2], rules=rules))
-  mesh = make_mesh(cfg.mesh, jax.devices()[:int(np.prod(mesh_shape))])
-  setup = build_setup(cfg, mesh, rules_from_config(cfg.mesh))
-  state, step = init_state(setup, cfg, 0), make_train_step(setup, cfg)
+  setup = make_setup(cfg, jax.devices()[:int(np.prod(mesh_shape))])
+  state, step = init_state(setup, cfg, 0), setup.train_step
   losses = []
   for _ in range(steps):
-    state, m = step(state, {k: jax.device_put(v, batch_sharding(setup)) for k, v in batch.items()},
+    state, m = step(state, {k: jax.device_put(v, setup.batch_sharding) for k, v in batch.items()},
                     jax.random.key(0))
     losses.append(float(m["loss"]))
   return np.array(losses)

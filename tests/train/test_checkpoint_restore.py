@@ -21,7 +21,9 @@ from checkpoint_runs import (  # tests/train/checkpoint_runs.py
 from t5x_like import checkpoint as ckpt_lib
 from t5x_like import cli
 from t5x_like import config as C
+from t5x_like.checkpoint import quiet
 from t5x_like.config import ConfigError
+from t5x_like.errors import UserError
 from t5x_like.train.loop import NonFiniteError, run
 
 pytestmark = pytest.mark.usefixtures("cache_dir")  # tests/train/conftest.py
@@ -116,27 +118,27 @@ def test_failed_restore_drops_only_orbax_leftovers(tmp_path, monkeypatch):
   """After a failed restore, Orbax's abandoned reads are collected later and Python would
   print each traceback (hundreds of lines mid-run, seen in 2 of 4 skip_corrupt CLI runs).
   The hook and log filter drop exactly those; other errors still get through."""
-  import logging  # noqa: PLC0415
-  from types import SimpleNamespace  # noqa: PLC0415
+  import logging
+  from types import SimpleNamespace
   with pytest.raises(Exception) as orbax_error:
     ocp.PyTreeCheckpointer().restore(str(tmp_path / "missing"))
-  assert ckpt_lib._from_orbax(orbax_error.value)
+  assert quiet._from_orbax(orbax_error.value)
   try:
     raise ValueError("ours")
   except ValueError as e:
     ours = e
-  assert not ckpt_lib._from_orbax(ours)
+  assert not quiet._from_orbax(ours)
 
   seen = []
   monkeypatch.setattr(sys, "unraisablehook", seen.append)
-  ckpt_lib._quiet_orbax_leftovers()
-  ckpt_lib._quiet_orbax_leftovers()  # installed once, not stacked
+  quiet._install()
+  quiet._install()  # installed once, not stacked
   sys.unraisablehook(SimpleNamespace(exc_value=RuntimeError("Event loop is closed"), object=None))
   sys.unraisablehook(SimpleNamespace(exc_value=orbax_error.value, object=None))
   sys.unraisablehook(SimpleNamespace(exc_value=ours, object=None))
   assert [u.exc_value for u in seen] == [ours]
 
-  drop = ckpt_lib._DropAbandonedOrbaxReads()
+  drop = quiet._DropAbandonedOrbaxReads()
   def record(msg, exc):
     return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, msg, None, (type(exc), exc, None))
   assert not drop.filter(record("_GatheringFuture exception was never retrieved", orbax_error.value))
@@ -182,10 +184,9 @@ def test_a_failed_save_leaves_earlier_checkpoints_alone(tmp_path):
 
 
 def _abstract_params(data, **model):
-  from t5x_like.runtime import make_mesh, rules_from_config  # noqa: PLC0415
-  from t5x_like.train.state import build_setup  # noqa: PLC0415
+  from t5x_like.train.setup import make_setup
   cfg = small_cfg(4, data, mesh=dict(data=8, fsdp=1, tensor=1, rules="fsdp"), model=model)
-  return build_setup(cfg, make_mesh(cfg.mesh), rules_from_config(cfg.mesh)).abstract_state["params"]
+  return make_setup(cfg).abstract_state["params"]
 
 
 def _saved_params(step_dir):
@@ -205,7 +206,7 @@ def test_init_from_loads_params_of_both_layouts(tmp_path, data, base):
   for path in (step_dir, str(out / "0")):
     got = ckpt_lib.load_params(path, abstract)
     for (k, a), b in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want), strict=True):
-      assert a.sharding == ckpt_lib._flat(abstract)["/".join(p.key for p in k)].sharding
+      assert a.sharding == ckpt_lib.params._flat(abstract)["/".join(p.key for p in k)].sharding
       np.testing.assert_array_equal(a, b)
 
 
@@ -238,7 +239,7 @@ def test_init_from_that_does_not_fit_lists_every_difference(tmp_path, data, base
   _copy_checkpoints(base, tmp_path, keep=[4])
   ck = ckpt_lib.Checkpointer(str(tmp_path / "checkpoints"), C.CheckpointConfig(skip_corrupt=True))
   with pytest.raises(ConfigError, match=r"checkpoint step 4 at .* was written for another model"):
-    ck.restore_for_run(ck.cfg, {"params": abstract}, None, print)
+    ckpt_lib.resume(ck, ck.cfg, {"params": abstract}, None, print)
   ck.close()
   assert os.listdir(tmp_path / "checkpoints") == ["4"]
 
@@ -258,7 +259,7 @@ def test_consecutive_nonfinite_steps_save_and_stop(tmp_path, data, base):
              checkpoint=dict(init_from=str(tmp_path / "nan" / "0")))
   with pytest.raises(NonFiniteError) as e:
     run(cfg, str(wd))
-  assert cli._is_user_error(e.value)  # printed as one `error:` line, exit 2
+  assert isinstance(e.value, UserError)  # printed as one `error:` line, exit 2
   msg = str(e.value)
   assert "2 consecutive steps (1-2)" in msg and f"saved step 3 in {wd / 'checkpoints'}" in msg
   assert "--config.optimizer.learning_rate" in msg and "restore_from" in msg

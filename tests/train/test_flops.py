@@ -7,8 +7,7 @@ import pytest
 from flax import nnx
 
 from t5x_like.config import ModelConfig
-from t5x_like.models import create_model
-from t5x_like.train.metrics import flops_per_sequence
+from t5x_like.models import create_model, flops_per_sequence
 
 FAMILIES = {
     "decoder": dict(family="decoder", mlp_activation="swiglu", num_kv_heads=2),

@@ -90,7 +90,7 @@ def test_dry_run_prints_table_and_memory_without_training(tmp_path, capsys):
 
 
 def test_roll_encoder_rows_pairs_each_target_with_another_input():
-  from t5x_like.train.loop import roll_encoder_rows
+  from t5x_like.models.encoder_decoder import roll_encoder_rows
   batch = {"encoder_input_tokens": np.arange(6).reshape(3, 2), "encoder_segment_ids": np.ones((3, 2)),
            "decoder_target_tokens": np.arange(6).reshape(3, 2)}
   out = roll_encoder_rows(batch)

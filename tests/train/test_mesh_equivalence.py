@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 
 from t5x_like import config as C
-from t5x_like.runtime import make_mesh, rules_from_config
-from t5x_like.train.state import build_setup, init_state
-from t5x_like.train.step import batch_sharding, make_train_step
+from t5x_like.train.setup import init_state, make_setup
 
 B, L, STEPS = 16, 16, 5
 MESHES = [((8, 1, 1), "fsdp"), ((1, 8, 1), "fsdp"), ((1, 1, 8), "tp"), ((2, 2, 2), "fsdp_tp")]
@@ -41,11 +39,9 @@ def _losses(family, shape, rules):
                   data=dict(seq_len=L), train=dict(batch_size=B, steps=10),
                   optimizer=dict(warmup_steps=0, learning_rate=1e-2),
                   mesh=dict(data=shape[0], fsdp=shape[1], tensor=shape[2], rules=rules))
-  mesh = make_mesh(cfg.mesh, jax.devices()[:int(np.prod(shape))])
-  setup = build_setup(cfg, mesh, rules_from_config(cfg.mesh))
-  state = init_state(setup, cfg, 0)
-  step = make_train_step(setup, cfg)
-  batch = {k: jax.device_put(v, batch_sharding(setup)) for k, v in _batch(family).items()}
+  setup = make_setup(cfg, jax.devices()[:int(np.prod(shape))])
+  state, step = init_state(setup, cfg, 0), setup.train_step
+  batch = {k: jax.device_put(v, setup.batch_sharding) for k, v in _batch(family).items()}
   out = []
   for _ in range(STEPS):
     state, m = step(state, batch, jax.random.key(0))

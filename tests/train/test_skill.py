@@ -8,14 +8,14 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from t5x_like.config import DataConfig
+from t5x_like.config import Config, replace
 from t5x_like.data import objectives, synthetic
-from t5x_like.train import skill
+from t5x_like.models import skill
 
 
 def _cfg():
-  return SimpleNamespace(data=DataConfig(source="synthetic", objective="span_corruption",
-                                         extra_ids=16, seed=0))
+  data = replace(Config(), data=dict(source="synthetic", objective="span_corruption", extra_ids=16, seed=0)).data
+  return SimpleNamespace(data=data)
 
 
 def _true_answer(text_before: str) -> str:
@@ -27,7 +27,8 @@ def _true_answer(text_before: str) -> str:
 
 
 def _oracle(tok, sentinel0, answer_of, *, lead=True):
-  def run(setup, params, batch, **kwargs):
+  """Stands in for the model's jitted predict(batch, **kwargs)."""
+  def run(batch, **kwargs):
     out = np.zeros((len(batch["encoder_input_tokens"]), kwargs["max_new_tokens"]), np.int32)
     for i, row in enumerate(batch["encoder_input_tokens"].tolist()):
       assert row.count(sentinel0) == 1 and row.count(sentinel0 - 1) == 1, row
@@ -38,28 +39,26 @@ def _oracle(tok, sentinel0, answer_of, *, lead=True):
   return run
 
 
-def test_oracle_that_fills_each_span_scores_full_marks(tok, monkeypatch):
+def test_oracle_that_fills_each_span_scores_full_marks(tok):
   cfg = _cfg()
   s0 = objectives.sentinel_base(tok, cfg.data) - 1
-  monkeypatch.setattr(skill, "_run", _oracle(tok, s0, _true_answer))
   items = synthetic.skill_examples(40, seed=1)
-  got = skill.encoder_decoder_skill(cfg, None, None, tok, items)
+  got = skill.encoder_decoder_skill(cfg, _oracle(tok, s0, _true_answer), tok, items)
   assert got["skill_accuracy"] == 1.0 and got["arithmetic_fill_accuracy"] == 1.0, got
   assert got["skill_examples"] == 40 and "counting" in got["skill_name"]
 
 
-def test_constant_or_unmarked_spans_score_what_they_match(tok, monkeypatch):
+def test_constant_or_unmarked_spans_score_what_they_match(tok):
   cfg = _cfg()
   s0 = objectives.sentinel_base(tok, cfg.data) - 1
-  monkeypatch.setattr(skill, "_run", _oracle(tok, s0, lambda before: "7"))
-  got = skill.encoder_decoder_skill(cfg, None, None, tok, synthetic.skill_examples(200, seed=1))
+  got = skill.encoder_decoder_skill(cfg, _oracle(tok, s0, lambda before: "7"), tok,
+                                    synthetic.skill_examples(200, seed=1))
   counting = synthetic.counting_fill_examples(200, seed=1)
   arithmetic = synthetic.skill_examples(200, seed=1)
   assert got["skill_accuracy"] == np.mean([a == "7" for _, a, _ in counting]) > 0
   assert got["arithmetic_fill_accuracy"] == np.mean([a == "7" for _, a in arithmetic]) > 0
   # Without sentinel 0 in front, the output is not a filled span at all.
-  monkeypatch.setattr(skill, "_run", _oracle(tok, s0, _true_answer, lead=False))
-  got = skill.encoder_decoder_skill(cfg, None, None, tok, arithmetic)
+  got = skill.encoder_decoder_skill(cfg, _oracle(tok, s0, _true_answer, lead=False), tok, arithmetic)
   assert got["skill_accuracy"] == 0 and got["arithmetic_fill_accuracy"] == 0
 
 

@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 
 from t5x_like import config as C
-from t5x_like.runtime import make_mesh, rules_from_config
-from t5x_like.train.state import build_setup, init_state
-from t5x_like.train.step import batch_sharding, make_train_step
+from t5x_like.train.setup import init_state, make_setup
 
 B, L = 16, 32
 
@@ -33,13 +31,11 @@ def _batch(seed=0):
 
 
 def _run(cfg, steps=5, devices=None, state_hook=None):
-  mesh = make_mesh(cfg.mesh, devices)
-  setup = build_setup(cfg, mesh, rules_from_config(cfg.mesh))
+  setup = make_setup(cfg, devices, check=False)  # (1, 1, 8) "tp" replicates the 4 heads
   state = init_state(setup, cfg, 0)
   if state_hook:
     state = state_hook(state)
-  step = make_train_step(setup, cfg)
-  sh = batch_sharding(setup)
+  step, sh = setup.train_step, setup.batch_sharding
   losses, metrics = [], []
   for _i in range(steps):
     batch = {k: jax.device_put(v, sh) for k, v in _batch(0).items()}

@@ -12,17 +12,22 @@ encoder-decoder, counting runs with a number hidden in a noise span.
   budget, as span corruption rarely hides exactly an answer.
 
 The items come from their own random streams (`synthetic.skill_examples`,
-`synthetic.counting_fill_examples`), not the eval files.
+`synthetic.counting_fill_examples`), not the eval files. Each scorer gets the model as
+`predict(batch, **kwargs) -> numpy array` (its jitted `predict`), so a test can put an
+oracle in its place. Each family class binds its scorer as `skill`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
-import jax
 import numpy as np
 
+from t5x_like import features as F
 from t5x_like.config import Config
+
+Predict = Callable[..., np.ndarray]
 
 
 def _pad_rows(rows: list[list[int]], min_width: int = 8) -> tuple[np.ndarray, np.ndarray]:
@@ -34,23 +39,10 @@ def _pad_rows(rows: list[list[int]], min_width: int = 8) -> tuple[np.ndarray, np
   return out, np.array([len(r) for r in rows], np.int32)
 
 
-def _run(setup, params, batch: dict, **kwargs) -> np.ndarray:
-  from flax import nnx  # noqa: PLC0415
-
-  @jax.jit
-  def predict(params, batch):
-    model = nnx.merge(setup.graphdef, nnx.State(params))
-    return model.predict(batch, **kwargs)
-
-  with jax.set_mesh(setup.mesh):
-    return np.asarray(jax.device_get(predict(params, batch)))
-
-
-def decoder_skill(cfg: Config, setup, params, tok, examples) -> dict:
-  from t5x_like.data import synthetic  # noqa: PLC0415
+def decoder_skill(cfg: Config, predict: Predict, tok, examples) -> dict:
+  from t5x_like.data import synthetic
   tokens, lengths = _pad_rows([tok.encode(p) for p, _ in examples])
-  out = _run(setup, params, {"prompt_tokens": tokens, "prompt_lengths": lengths},
-             max_new_tokens=6, eos_id=tok.eos_id)
+  out = predict({F.PROMPT_TOKENS: tokens, F.PROMPT_LENGTHS: lengths}, max_new_tokens=6, eos_id=tok.eos_id)
   correct = [synthetic.score_answer(tok.decode(out[i].tolist()), ans)
              for i, (_, ans) in enumerate(examples)]
   return {"skill_accuracy": float(np.mean(correct)), "skill_examples": float(len(examples)),
@@ -66,10 +58,10 @@ def _answer_tokens(tok, prompt: str, answer: str) -> tuple[list[int], int, int] 
   return full, len(head), len(full) - len(tail)
 
 
-def encoder_skill(cfg: Config, setup, params, tok, examples) -> dict:
+def encoder_skill(cfg: Config, predict: Predict, tok, examples) -> dict:
   """Masked answer-token accuracy: each token of the answer is masked on its own (the
   rest of "PROMPT ANSWER ." visible) and must be predicted exactly."""
-  from t5x_like.data import objectives  # noqa: PLC0415
+  from t5x_like.data import objectives
   mask = objectives.mask_id(tok, cfg.data)
   rows, wanted, total = [], [], 0
   for prompt, answer in examples:
@@ -83,17 +75,17 @@ def encoder_skill(cfg: Config, setup, params, tok, examples) -> dict:
       rows.append(full[:j] + [mask] + full[j + 1:] + [tok.eos_id])
       wanted.append((j, full[j]))
   tokens, _ = _pad_rows(rows)
-  out = _run(setup, params, {"encoder_input_tokens": tokens})
+  out = predict({F.ENCODER_INPUT_TOKENS: tokens})
   correct = sum(int(out[i, j] == t) for i, (j, t) in enumerate(wanted))
   return {"skill_accuracy": correct / max(total, 1), "skill_examples": float(len(examples)),
           "skill_name": "masked answer-token accuracy (held-out arithmetic, one token masked at a time)"}
 
 
-def _fill_spans(setup, params, tok, sentinel0: int, rows: list[list[int]]) -> list[list[int]]:
+def _fill_spans(predict: Predict, tok, sentinel0: int, rows: list[list[int]]) -> list[list[int]]:
   """The greedy span after sentinel 0 for each input row (empty when the output does not
   start with sentinel 0); a span ends at the next sentinel, EOS or padding."""
   tokens, _ = _pad_rows(rows)
-  out = _run(setup, params, {"encoder_input_tokens": tokens}, max_new_tokens=8, eos_id=tok.eos_id)
+  out = predict({F.ENCODER_INPUT_TOKENS: tokens}, max_new_tokens=8, eos_id=tok.eos_id)
   spans = []
   for ids in out.tolist():
     span = []
@@ -106,37 +98,21 @@ def _fill_spans(setup, params, tok, sentinel0: int, rows: list[list[int]]) -> li
   return spans
 
 
-def encoder_decoder_skill(cfg: Config, setup, params, tok, examples) -> dict:
+def encoder_decoder_skill(cfg: Config, predict: Predict, tok, examples) -> dict:
   """Greedy span filling. The score is on counting runs ("count : 5 6 <extra_id_0> 8 .",
   the span must be "7"); the same for arithmetic answers ("17 + 25 = <extra_id_0> .") is
   reported as `arithmetic_fill_accuracy`. Each input ends with a second sentinel, as
   pretraining inputs end with a noise span."""
-  from t5x_like.data import objectives, synthetic  # noqa: PLC0415
+  from t5x_like.data import objectives, synthetic
   sentinel0 = objectives.sentinel_base(tok, cfg.data) - 1
   counting = synthetic.counting_fill_examples(len(examples), seed=cfg.data.seed + 1)
   items = counting + [(prompt, answer, ".") for prompt, answer in examples]
   rows = [tok.encode(before) + [sentinel0] + tok.encode(after) + [sentinel0 - 1, tok.eos_id]
           for before, _, after in items]
   correct = [bool(span) and synthetic.score_answer(tok.decode(span), answer)
-             for span, (_, answer, _) in zip(_fill_spans(setup, params, tok, sentinel0, rows),
+             for span, (_, answer, _) in zip(_fill_spans(predict, tok, sentinel0, rows),
                                              items, strict=True)]
   return {"skill_accuracy": float(np.mean(correct[:len(counting)])),
           "skill_examples": float(len(counting)),
           "skill_name": "span-filling accuracy (held-out counting runs, greedy)",
           "arithmetic_fill_accuracy": float(np.mean(correct[len(counting):]))}
-
-
-SCORERS = {"decoder": decoder_skill, "encoder": encoder_skill,
-           "encoder_decoder": encoder_decoder_skill}
-
-
-def skill_score(cfg: Config, setup, params, tokenizer_path: str) -> dict:
-  """The family's skill score on `train.skill_eval_examples` held-out problems ({} when
-  disabled, or when the data is not the built-in corpus)."""
-  n = cfg.train.skill_eval_examples
-  scorer = SCORERS.get(cfg.model.family)
-  if n <= 0 or cfg.data.source != "synthetic" or scorer is None:
-    return {}
-  from t5x_like.data import synthetic, tokenizer  # noqa: PLC0415
-  tok = tokenizer.Tokenizer(tokenizer_path)
-  return scorer(cfg, setup, params, tok, synthetic.skill_examples(n, seed=cfg.data.seed + 1))

@@ -1,0 +1,49 @@
+"""The one layout of a checkpoint step directory, written by training and by `convert`:
+
+  <step>/state/     params, optimizer state and step (Orbax StandardSave); a converted
+                    model holds params only
+  <step>/data/      each host's tf.data iterator (training only)
+  <step>/meta/metadata   JSON: {"step", "tokens_seen", "config" (the resolved config, or
+                    {"model": ...} for a converted model), "mesh", "process_count",
+                    "versions", "source"}
+
+Orbax writes a step into a temporary directory and renames it when every item is
+complete, so a process killed mid-save leaves nothing that looks like a step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+
+STATE, DATA, META = "state", "data", "meta"
+META_FILE = os.path.join(META, "metadata")
+
+
+def meta_for(cfg_dict: dict, *, step: int, tokens_seen: float = 0.0, mesh_shape: dict | None = None,
+             source: str = "") -> dict:
+  return {"step": step, "tokens_seen": tokens_seen, "config": cfg_dict, "mesh": mesh_shape or {},
+          "process_count": jax.process_count(), "versions": {"jax": jax.__version__},
+          **({"source": source} if source else {})}
+
+
+def read_meta(step_dir: str) -> dict:
+  """A step's metadata ({} when missing or unreadable)."""
+  try:
+    with open(os.path.join(step_dir, META_FILE)) as f:
+      meta = json.load(f)
+  except (OSError, ValueError):
+    return {}
+  return meta if isinstance(meta, dict) else {}
+
+
+def saved_model_config(meta: dict) -> dict:
+  """The model config a step was written with ({} when unknown). Checkpoints converted
+  before this layout kept it at meta["model"]."""
+  return (meta.get("config") or {}).get("model") or meta.get("model") or {}
+
+
+def is_step_dir(path: str) -> bool:
+  return os.path.isdir(os.path.join(path, STATE))

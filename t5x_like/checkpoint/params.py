@@ -1,0 +1,141 @@
+"""Params in and out of step directories, for warm starts (`checkpoint.init_from`),
+`t5x-like convert`, and the check that a checkpoint belongs to this model at all."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+from etils import epath
+
+from t5x_like.checkpoint import layout
+from t5x_like.checkpoint.quiet import brief, orbax_restore
+from t5x_like.errors import CheckpointError, ConfigError
+
+
+def find_step_dir(path: str, key: str) -> str:
+  """`path` is a step directory (has `state/`), or a checkpoints directory (its latest step)."""
+  path = os.path.abspath(path)
+  if layout.is_step_dir(path):
+    return path
+  steps = sorted(int(n) for n in os.listdir(path) if n.isdigit()) if os.path.isdir(path) else []
+  if steps and layout.is_step_dir(os.path.join(path, str(steps[-1]))):
+    return os.path.join(path, str(steps[-1]))
+  raise ConfigError(f"{key}={path}: not a checkpoint step directory (no state/ inside); pass one such as "
+                    "WORKDIR/checkpoints/350, or the OUTPUT/0 written by `t5x-like convert --from-hf`")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      out.update(_flat(v, f"{prefix}{k}/"))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+def _listing(items: list[str], limit: int = 12) -> str:
+  more = f" ... and {len(items) - limit} more" if len(items) > limit else ""
+  return "; ".join(items[:limit]) + more
+
+
+def param_differences(step_dir: str, abstract_params: dict, model_cfg: dict | None = None) -> list[str]:
+  """Why the params stored in `step_dir` do not fit `abstract_params`, one line per kind
+  (missing, unexpected, shape mismatches, model config fields that differ from the ones
+  saved with the step); empty when they fit. Reads only the checkpoint's metadata."""
+  state_dir = os.path.join(step_dir, layout.STATE)
+  tree = ocp.PyTreeCheckpointHandler().metadata(epath.Path(state_dir)).tree
+  if not isinstance(tree, dict) or not isinstance(tree.get("params"), dict):
+    return [f"{state_dir} holds no 'params'"]
+  found, want = _flat(tree["params"]), _flat(abstract_params)
+  missing = sorted(set(want) - set(found))
+  unexpected = sorted(set(found) - set(want))
+  shapes = [f"{k} expected {tuple(want[k].shape)} found {tuple(found[k].shape)}"
+            for k in sorted(set(want) & set(found)) if tuple(want[k].shape) != tuple(found[k].shape)]
+  if not (missing or unexpected or shapes):
+    return []
+  parts = [f"missing: {_listing(missing)}"] if missing else []
+  if unexpected:
+    parts.append(f"unexpected: {_listing(unexpected)}")
+  if shapes:
+    parts.append(f"shape mismatches: {_listing(shapes)}")
+  theirs = layout.saved_model_config(layout.read_meta(step_dir))
+  if theirs and model_cfg:
+    diff = [f"model.{k}={model_cfg[k]!r} (checkpoint: {theirs[k]!r})" for k in sorted(model_cfg)
+            if k in theirs and theirs[k] != model_cfg[k]]
+    if diff:
+      parts.append(f"config fields that differ from the checkpoint's: {_listing(diff)}")
+  return parts
+
+
+def _model_summary(abstract_params: dict) -> str:
+  want = _flat(abstract_params)
+  return f"{len(want)} parameters, {sum(math.prod(p.shape) for p in want.values()):,} values"
+
+
+def check_fits(step_dir: str, abstract_state: dict, model_cfg: dict | None, what: str) -> None:
+  """A checkpoint of another model is a config problem, not a corrupt checkpoint: say so
+  before restoring, so skip_corrupt never sets aside good checkpoints of another model."""
+  try:
+    diffs = param_differences(step_dir, abstract_state["params"], model_cfg)
+  except Exception:
+    return  # unreadable metadata: the restore reports the checkpoint as bad
+  if diffs:
+    raise ConfigError("\n  ".join([f"{what} at {step_dir} was written for another model than this one "
+                                   f"({_model_summary(abstract_state['params'])}); train this model in a new "
+                                   "--workdir, or go back to the model config it was saved with", *diffs]))
+
+
+def load_params(path: str, abstract_params: dict, model_cfg: dict | None = None) -> dict:
+  """`checkpoint.init_from=PATH`: only the params subtree of a step directory, restored into
+  the shardings of `abstract_params`. Names and shapes must match exactly."""
+  step_dir = find_step_dir(path, "checkpoint.init_from")
+  try:
+    diffs = param_differences(step_dir, abstract_params, model_cfg)
+  except Exception as e:
+    raise CheckpointError(f"checkpoint.init_from={step_dir}: cannot read its state/ ({brief(e)})") from e
+  if diffs:
+    raise ConfigError("\n  ".join([f"checkpoint.init_from={step_dir} does not fit this model "
+                                   f"({_model_summary(abstract_params)})", *diffs]))
+  target = {"params": abstract_params}
+  try:
+    with orbax_restore():
+      out = ocp.PyTreeCheckpointer().restore(
+          os.path.join(step_dir, layout.STATE),
+          args=ocp.args.PyTreeRestore(item=target, partial_restore=True,
+                                      restore_args=ocp.checkpoint_utils.construct_restore_args(target)))
+  except Exception as e:
+    raise CheckpointError(f"checkpoint.init_from={step_dir}: params cannot be restored ({brief(e)})") from e
+  return out["params"]
+
+
+def write_params(directory: str, params: dict, model_cfg: dict, source: str) -> str:
+  """Writes `params` as step 0 of a new checkpoints directory (what `convert --from-hf`
+  makes), in the layout training writes; returns the step directory."""
+  out = os.path.join(os.path.abspath(directory), "0")
+  if os.path.exists(out):
+    raise CheckpointError(f"{out} already exists; choose another --output")
+  meta = layout.meta_for({"model": model_cfg}, step=0, source=source)
+  with ocp.CheckpointManager(os.path.dirname(out)) as mgr:
+    mgr.save(0, args=ocp.args.Composite(**{layout.STATE: ocp.args.StandardSave({"params": params}),
+                                           layout.META: ocp.args.JsonSave(meta)}))
+  return out
+
+
+def read_params(step_dir: str) -> tuple[dict, dict]:
+  """(params as host numpy arrays, the model config saved with them) of a step directory."""
+  step_dir = os.path.abspath(step_dir)
+  model = layout.saved_model_config(layout.read_meta(step_dir))
+  if not model:
+    raise CheckpointError(f"{step_dir} is not a t5x_like checkpoint step directory "
+                          f"(no model config in {layout.META_FILE})")
+  try:
+    with orbax_restore():
+      restored = ocp.StandardCheckpointer().restore(os.path.join(step_dir, layout.STATE))
+  except Exception as e:
+    raise CheckpointError(f"{step_dir}: params cannot be read ({brief(e)})") from e
+  return jax.tree.map(jax.device_get, restored["params"]), model

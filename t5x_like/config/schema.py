@@ -1,0 +1,236 @@
+"""The run configuration's schema: typed dataclasses, one short comment per field.
+
+Choices are `Literal` types next to their fields and numeric bounds are field metadata
+(`_f(default, gt=0)`), so `validation.py` checks every field from this file alone. Config
+files (`configs/*.py`) return a `Config`; `--config.a.b=value` overrides set its fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+Family = Literal["decoder", "encoder", "encoder_decoder"]
+Source = Literal["synthetic", "text", "jsonl", "tfrecord", "tfds"]
+Objective = Literal["causal_lm", "prefix_lm", "mlm", "span_corruption"]
+
+
+def _f(default: Any, **bounds: float) -> Any:
+  """A scalar field with bounds that validation checks: ge, gt, le, lt."""
+  return dataclasses.field(default=default, metadata=bounds)
+
+
+def _section(cls) -> Any:
+  return dataclasses.field(default_factory=cls)
+
+
+@dataclasses.dataclass
+class ModelConfig:
+  family: Family = "decoder"
+  vocab_size: int = _f(512, gt=0)  # must cover the tokenizer's pieces (+ sentinels), checked at start
+  d_model: int = _f(128, gt=0)  # width of the residual stream
+  num_layers: int = _f(2, gt=0)  # layers of the (only, or encoder) stack
+  num_decoder_layers: int = _f(0, ge=0)  # encoder_decoder only; 0 means num_layers
+  num_heads: int = _f(4, gt=0)  # query heads
+  num_kv_heads: int = _f(0, ge=0)  # key/value heads for grouped-query attention; 0 means num_heads
+  head_dim: int = _f(0, ge=0)  # 0 means d_model // num_heads
+  d_ff: int = _f(512, gt=0)  # hidden width of the MLP
+  mlp_activation: Literal["swiglu", "gated_gelu", "gelu", "relu"] = "swiglu"
+  norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
+  norm_position: Literal["pre", "post"] = "pre"
+  norm_eps: float = 1e-6
+  position: Literal["rope", "learned", "relative", "none"] = "rope"
+  max_len: int = 2048  # table size for learned positions
+  rope_theta: float = 10_000.0
+  relative_buckets: int = 32  # T5 relative position bias
+  relative_max_distance: int = 128
+  tie_embeddings: bool = True  # output projection shares the input embedding
+  use_bias: bool = False  # biases in dense layers (GPT-2/BERT style)
+  dropout_rate: float = 0.0
+  dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # compute dtype
+  param_dtype: Literal["float32", "bfloat16"] = "float32"  # master weights
+  scan_layers: bool = True  # run the stack with jax.lax.scan (compile time flat in depth)
+  remat_policy: Literal["none", "full", "dots", "dots_no_batch"] = "none"
+  attention_impl: Literal["xla", "cudnn"] = "xla"  # jax.nn.dot_product_attention implementation
+  z_loss: float = 0.0  # coefficient of log(Z)^2 in the loss
+  init_std: float = 0.02
+  # Family details needed to reproduce published models (BERT, GPT-2, T5); see docs/models.md.
+  gelu_approximate: bool = True  # tanh GELU (GPT-2 "gelu_new", T5 v1.1); false: exact erf GELU (BERT)
+  attention_scale: float = 0.0  # multiplies q.k; 0 means head_dim**-0.5; T5 uses 1.0 (folded into init)
+  type_vocab_size: int = 0  # encoder: BERT token-type (sentence A/B) embeddings; 0 means none
+  embed_norm: bool = False  # normalise the summed embeddings before the stack (BERT)
+  mlm_head: bool = False  # encoder: dense + gelu + norm, then the projection plus a vocab bias (BERT)
+  rescale_decoder_output: bool = True  # encoder_decoder: final states * d_model**-0.5 before the head (T5 v1.0)
+
+
+# ---------------------------------------------------------------- data: one section per source
+
+
+@dataclasses.dataclass
+class JsonlConfig:
+  field: str = "text"  # the string field of each JSON line that holds the document
+
+
+@dataclasses.dataclass
+class TFRecordConfig:
+  feature: str = "text"  # the bytes feature of each tf.train.Example that holds the document
+
+
+@dataclasses.dataclass
+class TfdsConfig:
+  name: str = ""  # name[/config][:version], e.g. "c4/en:3.1.0"; prepared data only, never downloaded
+  data_dir: str = ""
+  text_key: str = "text"  # the string feature that holds the document
+  train_split: str = "train"
+  eval_split: str = "validation"
+
+
+@dataclasses.dataclass
+class SyntheticConfig:
+  corpus_dir: str = ""  # where the built-in corpus is written; empty means WORKDIR/corpus
+  train_docs: int = _f(20_000, gt=0)
+  eval_docs: int = _f(1_000, gt=0)
+
+
+@dataclasses.dataclass
+class TokenizerConfig:
+  path: str = ""  # SentencePiece .model; empty with source=synthetic means train one in WORKDIR
+  # Sentinels follow T5: `extra_ids` ids are appended after the tokenizer's pieces and
+  # sentinel i is id vocab + extra_ids - 1 - i (the end of the vocabulary); model.vocab_size
+  # must cover them. MLM uses sentinel 0 as its mask token unless the tokenizer has a
+  # "<mask>" or "[MASK]" piece.
+  extra_ids: int = _f(100, ge=0)
+
+
+# ---------------------------------------------------------------- data: one section per objective
+
+
+@dataclasses.dataclass
+class MlmConfig:
+  probability: float = 0.15  # fraction of (maskable) tokens selected for prediction
+  mask_rate: float = 0.8  # of the selected: replaced by the mask token
+  random_rate: float = 0.1  # of the selected: replaced by a random token (the rest unchanged)
+
+
+@dataclasses.dataclass
+class SpanCorruptionConfig:
+  noise_density: float = 0.15  # fraction of tokens in noise spans
+  mean_span_length: float = 3.0  # mean noise span length, in tokens
+  targets_len: int = _f(0, ge=0)  # decoder row length; 0 derives it from seq_len like T5
+
+
+@dataclasses.dataclass
+class MixtureEntry:
+  """One component of `data.mixture`: a weight and the data fields it sets, as dotted keys
+  (`{"source": "jsonl", "jsonl.field": "body"}`); the others come from `data`. Config files
+  and overrides may write entries as plain dicts, also with nested sections."""
+
+  weight: float = 0.0
+  fields: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class DataConfig:
+  source: Source = "synthetic"  # which reader; its own section below holds its options
+  train_files: str = ""  # glob of input files (source=text|jsonl|tfrecord)
+  eval_files: str = ""  # glob for the held-out split; empty means the training files
+  jsonl: JsonlConfig = _section(JsonlConfig)
+  tfrecord: TFRecordConfig = _section(TFRecordConfig)
+  tfds: TfdsConfig = _section(TfdsConfig)
+  synthetic: SyntheticConfig = _section(SyntheticConfig)
+  tokenizer: TokenizerConfig = _section(TokenizerConfig)
+  seq_len: int = _f(128, gt=0)  # tokens per row (encoder inputs for span corruption)
+  objective: Objective = "causal_lm"  # must feed model.family; its options are in its section
+  mlm: MlmConfig = _section(MlmConfig)
+  span_corruption: SpanCorruptionConfig = _section(SpanCorruptionConfig)
+  shuffle_buffer: int = 10_000  # documents in the seeded shuffle buffer
+  seed: int = 0
+  num_parallel_calls: int = -1  # -1 means tf.data.AUTOTUNE
+  # files: each host reads its own files (scales; batches depend on the host count).
+  # rows: every host reads the whole stream and keeps its slice of each global batch, so
+  # the batches are identical for any host count (costs host_count x the input work).
+  host_split: Literal["files", "rows"] = "files"
+  skip_bad_lines: bool = False  # skip (and count) undecodable records instead of stopping
+  mixture: list[MixtureEntry] = dataclasses.field(default_factory=list)  # weighted components
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+  learning_rate: float = 3e-3  # peak learning rate
+  warmup_steps: int = 100
+  schedule: Literal["cosine", "linear", "constant"] = "cosine"
+  end_lr_fraction: float = 0.1  # final learning rate as a fraction of the peak
+  b1: float = 0.9
+  b2: float = 0.95
+  eps: float = 1e-8
+  weight_decay: float = 0.1  # decoupled; not applied to norms, biases or scalars
+  clip_norm: float = 1.0  # global-norm clipping; 0 disables
+
+
+@dataclasses.dataclass
+class MeshConfig:
+  data: int = -1  # -1 means all devices not used by the other axes
+  fsdp: int = 1
+  tensor: int = 1
+  # Across slices/hosts (DCN): each mesh axis is dcn_x * x devices, the DCN part slowest.
+  # E.g. 4 hosts x 8 GPUs as pure data parallelism across hosts: dcn_data=4, fsdp=8.
+  dcn_data: int = 1
+  dcn_fsdp: int = 1
+  dcn_tensor: int = 1
+  rules: Literal["dp", "fsdp", "fsdp_tp", "tp", "custom"] = "fsdp"
+  custom_rules: list = dataclasses.field(default_factory=list)  # [[logical, mesh_axis|null], ...]
+
+
+@dataclasses.dataclass
+class CheckpointConfig:
+  enabled: bool = True
+  every_steps: int = _f(500, ge=1)
+  max_to_keep: int = _f(3, ge=1)
+  keep_period: int = _f(0, ge=0)  # additionally keep every N-th step forever; 0 disables
+  async_save: bool = True
+  restore_from: str = ""  # a step number or a checkpoint directory; empty means latest
+  skip_corrupt: bool = False  # fall back to the newest checkpoint that restores, instead of stopping
+  init_from: str = ""  # warm start: params only from a checkpoint step dir (new optimizer state)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+  steps: int = _f(1000, gt=0)  # total optimizer steps (the learning-rate schedule spans these)
+  stop_at_step: int = 0  # end this invocation after this step (0 = steps); rerun to continue
+  batch_size: int = _f(32, gt=0)  # global, in sequences per optimizer step
+  grad_accum_steps: int = _f(1, gt=0)  # micro-batches per step; batch_size must divide evenly
+  log_every: int = _f(50, gt=0)
+  eval_every: int = 200  # 0 disables periodic eval (a final eval still runs)
+  eval_batches: int = 8
+  skill_eval_examples: int = 64  # prompts scored by greedy decoding at the end (0 disables)
+  profile_from_step: int = _f(0, ge=0)  # trace profile_steps steps from here to WORKDIR/profile (0: off)
+  profile_steps: int = _f(5, gt=0)
+  seed: int = 0
+  peak_tflops_per_device: float = 0.0  # for MFU; 0 means look up the device kind
+  max_consecutive_nonfinite: int = _f(5, ge=0)  # stop (after saving) when this many steps in a row are skipped
+
+
+@dataclasses.dataclass
+class Config:
+  name: str = "run"
+  model: ModelConfig = _section(ModelConfig)
+  data: DataConfig = _section(DataConfig)
+  optimizer: OptimizerConfig = _section(OptimizerConfig)
+  mesh: MeshConfig = _section(MeshConfig)
+  checkpoint: CheckpointConfig = _section(CheckpointConfig)
+  train: TrainConfig = _section(TrainConfig)
+
+
+# The model family each data objective feeds.
+OBJECTIVE_FAMILY = {"causal_lm": "decoder", "prefix_lm": "decoder", "mlm": "encoder",
+                    "span_corruption": "encoder_decoder"}
+# Objectives whose ids include sentinels beyond the tokenizer's vocabulary.
+SENTINEL_OBJECTIVES = ("mlm", "span_corruption")
+# Data fields every mixture component shares: one tokenizer and vocabulary, one seed, one
+# way of splitting rows across hosts, one built-in corpus.
+MIXTURE_SHARED = ("mixture", "tokenizer", "seed", "host_split", "synthetic")
+
+
+def objectives_for(family: str) -> list[str]:
+  """The data objectives that feed `family`, the default (the family's pretraining one) first."""
+  return [k for k, v in OBJECTIVE_FAMILY.items() if v == family]

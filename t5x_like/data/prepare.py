@@ -1,0 +1,61 @@
+"""What a run reads, resolved before training: the train/eval inputs and the tokenizer.
+With `data.source=synthetic` the built-in corpus is written and a tokenizer trained on it
+(once, by process 0, then every process continues). The tokenizer is checked against the
+model's vocabulary here, since that needs the tokenizer itself."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+
+from t5x_like.config import SENTINEL_OBJECTIVES, Config
+from t5x_like.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class DataFiles:
+  train: str  # glob of training files ("" for TFDS and mixtures: the config says what to read)
+  eval: str
+  tokenizer: str  # SentencePiece model path
+
+
+def barrier(name: str) -> None:
+  """All processes wait here (no-op in one process)."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(name)
+
+
+def prepare_data(cfg: Config, workdir: str, log=print) -> DataFiles:
+  """Resolves the inputs and the tokenizer; builds the synthetic corpus and trains a
+  tokenizer on it when the config asks for the built-in data."""
+  from t5x_like.data import objectives, synthetic, tokenizer  # imports TensorFlow
+
+  d = cfg.data
+  train, evals, tok_path = d.train_files, d.eval_files, d.tokenizer.path
+  if d.source == "synthetic":
+    corpus_dir = d.synthetic.corpus_dir or os.path.join(workdir, "corpus")
+    tok_path = tok_path or os.path.join(workdir, "tokenizer", "spm.model")
+    if jax.process_index() == 0:
+      files = synthetic.write_corpus(corpus_dir, num_train_docs=d.synthetic.train_docs,
+                                     num_eval_docs=d.synthetic.eval_docs, seed=d.seed)
+      if not os.path.exists(tok_path):
+        # Sentinels (T5) and the MLM mask take the last `extra_ids` ids of the model's vocabulary.
+        sentinels = d.tokenizer.extra_ids if d.objective in SENTINEL_OBJECTIVES else 0
+        pieces = cfg.model.vocab_size - sentinels
+        log(f"training a SentencePiece tokenizer (vocab {pieces}) -> {tok_path}")
+        tokenizer.train_sentencepiece(files["train"], pieces, tok_path, seed=d.seed, model_type="bpe",
+                                      hard_vocab_limit=False)
+    barrier("prepare_data")
+    train, evals = os.path.join(corpus_dir, "train-*.txt"), os.path.join(corpus_dir, "eval-*.txt")
+  tok = tokenizer.Tokenizer(tok_path)
+  needed = objectives.vocab_needed(tok, d)
+  if needed > cfg.model.vocab_size:
+    extra = f" + data.tokenizer.extra_ids={d.tokenizer.extra_ids} sentinels" if needed > tok.vocab_size else ""
+    raise ConfigError(
+        f"tokenizer {tok_path} has {tok.vocab_size} pieces{extra} but model.vocab_size={cfg.model.vocab_size}; "
+        f"set --config.model.vocab_size={needed} (or larger)")
+  return DataFiles(train=train, eval=evals or train, tokenizer=tok_path)

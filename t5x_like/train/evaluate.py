@@ -1,0 +1,68 @@
+"""Evaluation on the held-out split (loss, token accuracy, and each family's diagnostic
+variants) and the family's skill score. The periodic eval hook and the final eval call
+the same functions."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from t5x_like.train.feed import Feed, next_batch
+
+
+def evaluate(setup, params, feed: Feed, max_batches: int, transform=None) -> dict:
+  """Mean loss and accuracy over up to `max_batches` eval batches ({} when there are none)."""
+  if max_batches <= 0:
+    return {}  # train.eval_batches=0: no eval, and no eval pipeline to build
+  sums = None
+  ds = feed.eval_dataset()
+  it = iter(ds)
+  for _ in range(max_batches):
+    try:
+      batch = next_batch(it)
+    except StopIteration:
+      # Every host must run the same number of (collective) eval steps: a host whose
+      # share ran out feeds an all-padding batch (loss weight 0) instead of stopping.
+      batch = {k: np.zeros(v.shape, v.dtype.as_numpy_dtype) for k, v in ds.element_spec.items()}
+    if transform is not None:
+      batch = transform(batch)
+    aux = jax.device_get(setup.eval_step(params, feed.global_batch(batch)))
+    sums = aux if sums is None else {k: sums[k] + aux[k] for k in sums}
+  if not sums or sums["weight_sum"] == 0:
+    return {}
+  return {"eval_loss": float(sums["nll_sum"] / sums["weight_sum"]),
+          "eval_accuracy": float(sums["correct_sum"] / sums["weight_sum"]),
+          "eval_tokens": float(sums["weight_sum"])}
+
+
+def final_evaluation(setup, params, feed: Feed, max_batches: int) -> dict:
+  """The eval metrics plus the family's variants (`eval_variants`), each as its loss."""
+  out = evaluate(setup, params, feed, max_batches)
+  if out:
+    for name, transform in setup.model_class.eval_variants().items():
+      variant = evaluate(setup, params, feed, max_batches, transform=transform)
+      if variant:
+        out[name] = variant["eval_loss"]
+  return out
+
+
+def skill_score(cfg, setup, params, tokenizer_path: str) -> dict:
+  """The family's skill score on `train.skill_eval_examples` held-out problems ({} when
+  disabled, or when the data is not the built-in corpus)."""
+  n = cfg.train.skill_eval_examples
+  if n <= 0 or cfg.data.source != "synthetic":
+    return {}
+  from flax import nnx
+
+  from t5x_like.data import synthetic, tokenizer
+
+  def predict(batch: dict, **kwargs) -> np.ndarray:
+    @jax.jit
+    def run(params, batch):
+      return nnx.merge(setup.graphdef, nnx.State(params)).predict(batch, **kwargs)
+
+    with jax.set_mesh(setup.mesh):
+      return np.asarray(jax.device_get(run(params, batch)))
+
+  tok = tokenizer.Tokenizer(tokenizer_path)
+  return setup.model_class.skill(cfg, predict, tok, synthetic.skill_examples(n, seed=cfg.data.seed + 1))

@@ -1,0 +1,221 @@
+"""Periodic work attached to the training loop, each piece a hook with an interval (as
+Levanter's `trainer.add_hook(..., every=N)` and T5X's actions): throughput metrics, eval,
+the skill score, checkpoints and profiling. A hook adds values to the step's metrics row;
+the loop writes the row. New work (fine-tuning metrics, say) is a new hook, not a branch.
+
+Each hook sees the loop's `Run` and may implement:
+  before_step(run, batch)   the host batch of step run.step + 1, before it runs
+  after_step(run, row)      after step run.step, when due (every `every` steps)
+  end_step(run)             after the step's row is written
+  finish(run, final)        once after the last step: final values go into `final`
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import jax
+import numpy as np
+
+from t5x_like.checkpoint import Checkpointer, meta_for
+from t5x_like.config import Config, to_dict
+from t5x_like.train import evaluate
+from t5x_like.train.feed import Feed, batch_fingerprint
+from t5x_like.train.metrics import MetricsWriter, peak_flops_per_device, progress_line
+
+
+@dataclasses.dataclass
+class Run:
+  """What the loop and its hooks share."""
+
+  cfg: Config
+  workdir: str
+  setup: object  # TrainSetup
+  feed: Feed
+  ckpt: Checkpointer | None
+  writer: MetricsWriter
+  log: object
+  state: dict
+  step: int
+  end_step: int
+  tokens_seen: float
+  start_step: int = 0
+  metrics: dict | None = None  # the last step's metrics, still on the device
+
+  def save(self, force: bool = False) -> None:
+    """Saves the current step with the data iterator and the run's metadata."""
+    if self.ckpt is not None:
+      meta = meta_for(to_dict(self.cfg), step=self.step, tokens_seen=self.tokens_seen,
+                      mesh_shape=dict(self.setup.mesh.shape))
+      self.ckpt.save(self.step, self.state, self.feed.train_iterator, meta, force=force)
+
+
+class Hook:
+  def __init__(self, every: int = 0):
+    self.every = every
+
+  def due(self, run: Run) -> bool:
+    return self.every > 0 and run.step % self.every == 0
+
+  def before_step(self, run: Run, batch: dict) -> None:
+    pass
+
+  def after_step(self, run: Run, row: dict) -> None:
+    pass
+
+  def end_step(self, run: Run) -> None:
+    pass
+
+  def finish(self, run: Run, final: dict) -> None:
+    pass
+
+
+class ThroughputHook(Hook):
+  """Train metrics on logging steps (and the last): loss and the step's other metrics,
+  tokens/s, MFU, tokens seen, packing, and a fingerprint of the step's batch."""
+
+  def __init__(self, every: int, cfg: Config):
+    super().__init__(every)
+    self.cfg = cfg
+    self.peak = peak_flops_per_device(cfg.train.peak_tflops_per_device) * jax.device_count()
+    self.flops_seq = None  # set from the first batch's lengths
+    self.window_start, self.window_steps = time.time(), 0
+    self.fingerprint = None
+    self.slots = np.zeros(2, np.int64)  # real and all input slots since the last log
+    self.run_slots = np.zeros(2, np.int64)
+    self.tokens_per_s, self.last = [], {}
+
+  def due(self, run: Run) -> bool:
+    return super().due(run) or run.step == run.end_step
+
+  def before_step(self, run: Run, batch: dict) -> None:
+    contract = run.setup.model_class.contract
+    if self.flops_seq is None:
+      self.flops_seq = run.setup.model_class.flops_per_sequence(self.cfg.model, *contract.lengths(batch))
+    # Packing efficiency: the share of this host's input slots that hold real tokens
+    # (segment id > 0) on the side the model reads first.
+    segments = batch[contract.first_side.segment_ids]
+    self.slots += (int(np.count_nonzero(segments)), segments.size)
+    step = run.step + 1
+    logged = (self.every > 0 and step % self.every == 0) or step == run.end_step
+    self.fingerprint = batch_fingerprint(batch) if logged else None  # only logged steps pay for it
+    self.window_steps += 1
+
+  def after_step(self, run: Run, row: dict) -> None:
+    m = jax.device_get(run.metrics)
+    dt = time.time() - self.window_start
+    tokens = self.cfg.train.batch_size * self.cfg.data.seq_len * self.window_steps
+    tok_s = tokens / dt
+    run.tokens_seen += tokens
+    row.update({k: float(v) for k, v in m.items() if k != "tokens"})
+    row.update(batch_fingerprint=self.fingerprint, tokens_per_s=tok_s, step_time_s=dt / self.window_steps,
+               mfu=self.flops_seq * (tok_s / self.cfg.data.seq_len) / self.peak, tokens_seen=run.tokens_seen)
+    if self.slots[1]:
+      row["packing"] = self.slots[0] / self.slots[1]
+      self.run_slots += self.slots
+      self.slots[:] = 0
+    if run.step > run.start_step + self.window_steps or run.start_step > 0:
+      self.tokens_per_s.append(tok_s)  # the first window includes warm-up
+    self.last = row
+    self.window_steps = -1  # reset once the row is written (end_step)
+
+  def end_step(self, run: Run) -> None:
+    if self.window_steps < 0:
+      self.window_start, self.window_steps = time.time(), 0
+
+  def summary(self) -> dict:
+    return {"final_train_loss": self.last.get("loss"),
+            "tokens_per_s": float(np.median(self.tokens_per_s)) if self.tokens_per_s else self.last.get("tokens_per_s"),
+            "mfu": self.last.get("mfu"),
+            "packing": self.run_slots[0] / self.run_slots[1] if self.run_slots[1] else None}
+
+
+class EvalHook(Hook):
+  """Held-out loss and accuracy every `every` steps, and the final eval with the family's
+  diagnostic variants."""
+
+  def after_step(self, run: Run, row: dict) -> None:
+    row.update(evaluate.evaluate(run.setup, run.state["params"], run.feed, run.cfg.train.eval_batches))
+
+  def finish(self, run: Run, final: dict) -> None:
+    final.update(evaluate.final_evaluation(run.setup, run.state["params"], run.feed, run.cfg.train.eval_batches))
+
+
+class SkillHook(Hook):
+  """The family's skill score on the built-in corpus, at the end (and every `every` steps)."""
+
+  def __init__(self, every: int, tokenizer_path: str):
+    super().__init__(every)
+    self.tokenizer_path = tokenizer_path
+
+  def after_step(self, run: Run, row: dict) -> None:
+    row.update({k: v for k, v in self._score(run).items() if isinstance(v, (int, float))})
+
+  def finish(self, run: Run, final: dict) -> None:
+    final.update(self._score(run))
+
+  def _score(self, run: Run) -> dict:
+    return evaluate.skill_score(run.cfg, run.setup, run.state["params"], self.tokenizer_path)
+
+
+class WriteHook(Hook):
+  """Writes the step's row, when hooks filled one, to metrics.jsonl and TensorBoard and
+  prints the progress line; at the end, the final values."""
+
+  def due(self, run: Run) -> bool:
+    return True
+
+  def after_step(self, run: Run, row: dict) -> None:
+    if row:
+      run.writer.write(run.step, row)
+      run.log(progress_line(run.step, run.cfg.train.steps, row))
+
+  def finish(self, run: Run, final: dict) -> None:
+    numeric = {k: v for k, v in final.items() if isinstance(v, (int, float))}
+    if numeric:
+      run.writer.write(run.step, numeric)
+
+
+class CheckpointHook(Hook):
+  """A checkpoint every `every` steps (the last step is saved by `finish`)."""
+
+  def due(self, run: Run) -> bool:
+    return run.ckpt is not None and super().due(run) and run.step < run.end_step
+
+  def after_step(self, run: Run, row: dict) -> None:
+    run.save()
+
+  def finish(self, run: Run, final: dict) -> None:
+    if run.ckpt is not None and run.step not in run.ckpt.all_steps():
+      run.save(force=True)
+
+
+class ProfileHook(Hook):
+  """A `jax.profiler` trace of steps [first, first + steps) into WORKDIR/profile, for
+  TensorBoard's profile tab or Perfetto."""
+
+  def __init__(self, first: int, steps: int):
+    super().__init__(0)
+    self.first, self.last, self.active = first, first + steps - 1, False
+
+  def before_step(self, run: Run, batch: dict) -> None:
+    if self.first and run.step + 1 == self.first:
+      jax.profiler.start_trace(os.path.join(run.workdir, "profile"))
+      self.active = True
+
+  def end_step(self, run: Run) -> None:
+    if self.active and (run.step >= self.last or run.step == run.end_step):
+      jax.block_until_ready(run.state)
+      jax.profiler.stop_trace()
+      self.active = False
+      run.log(f"[t5x_like] profile of steps {self.first}-{run.step} in {os.path.join(run.workdir, 'profile')}")
+
+
+def default_hooks(cfg: Config, tokenizer_path: str) -> list[Hook]:
+  """The hooks of a training run, in the order they run at a step."""
+  t = cfg.train
+  return [ThroughputHook(t.log_every, cfg), EvalHook(t.eval_every), SkillHook(0, tokenizer_path),
+          WriteHook(), CheckpointHook(cfg.checkpoint.every_steps),
+          ProfileHook(t.profile_from_step, t.profile_steps)]

@@ -1,0 +1,34 @@
+"""The one place a run's compute is assembled: mesh and rules -> parallelism checks ->
+abstract state and shardings -> jitted train and eval steps. The trainer, the CLI, the
+benchmarks and the tests all start from `make_setup(cfg)`, then `init_state` or a restore."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+
+from t5x_like.config import Config, check_parallelism
+from t5x_like.runtime import data_parallel_size, make_mesh, rules_from_config
+from t5x_like.train.state import TrainSetup, build_setup, init_state
+from t5x_like.train.step import batch_sharding, make_eval_step, make_train_step
+
+__all__ = ["TrainSetup", "init_state", "make_setup"]
+
+
+def make_setup(cfg: Config, devices: Sequence[jax.Device] | None = None, *,
+               check: bool = True) -> TrainSetup:
+  """Builds the mesh over `devices` (default: all), checks that batch, heads and MLP width
+  divide over it, and returns the abstract state, its shardings and the jitted steps.
+  Nothing is allocated on the devices yet. `check=False` skips the divisibility checks: an
+  axis that does not divide a dimension is then dropped for it (replicated), which tests
+  use on purpose."""
+  mesh = make_mesh(cfg.mesh, devices)
+  rules = rules_from_config(cfg.mesh)
+  if check:
+    check_parallelism(cfg, dict(mesh.shape), data_parallel_size(mesh, rules), jax.process_count())
+  setup = build_setup(cfg, mesh, rules)
+  setup.train_step = make_train_step(setup, cfg)
+  setup.eval_step = make_eval_step(setup)
+  setup.batch_sharding = batch_sharding(setup)
+  return setup
