@@ -1,4 +1,5 @@
 import json
+import re
 import textwrap
 
 import pytest
@@ -69,3 +70,34 @@ def test_json_round_trip(tmp_path):
   C.save_json(cfg, str(path))
   back = C.from_dict(json.loads(path.read_text()))
   assert back == cfg
+
+
+def test_values_outside_their_range_are_refused():
+  cases = {
+      "optimizer.learning_rate=-1e-3": "'optimizer.learning_rate' must be positive, got -0.001",
+      "optimizer.learning_rate=0": "'optimizer.learning_rate' must be positive, got 0.0",
+      "optimizer.warmup_steps=-5": "'optimizer.warmup_steps' must be >= 0, got -5",
+      "model.dropout_rate=1.5": "'model.dropout_rate' must be < 1, got 1.5",
+      "optimizer.clip_norm=-1": "'optimizer.clip_norm' must be >= 0, got -1.0",
+      "optimizer.b2=2": "'optimizer.b2' must be < 1, got 2.0",
+      "data.shuffle_buffer=-1": "'data.shuffle_buffer' must be >= 0, got -1",
+      "train.eval_every=-1": "'train.eval_every' must be >= 0, got -1",
+      "train.eval_batches=-2": "'train.eval_batches' must be >= 0, got -2",
+      "optimizer.weight_decay=-0.1": "'optimizer.weight_decay' must be >= 0, got -0.1",
+  }
+  for override, message in cases.items():
+    with pytest.raises(C.ConfigError, match=re.escape(message)):
+      C.build_config(TINY, [f"--config.{override}"])
+  # Values at the edges of their ranges are fine.
+  C.build_config(TINY, ["--config.optimizer.warmup_steps=0", "--config.model.dropout_rate=0",
+                        "--config.optimizer.clip_norm=0", "--config.train.eval_every=0"])
+
+
+def test_a_config_file_whose_get_config_raises_is_one_config_error(tmp_path):
+  p = tmp_path / "raises.py"
+  p.write_text("def get_config():\n  raise KeyError('no such preset')\n")
+  with pytest.raises(C.ConfigError, match=r"raises\.py: get_config\(\) failed: KeyError: 'no such preset'"):
+    C.build_config(str(p))
+  p.write_text("from t5x_like.config import DataConfig\ndef get_config():\n  return DataConfig(no_field=1)\n")
+  with pytest.raises(C.ConfigError, match=r"get_config\(\) failed: TypeError: .*no_field"):
+    C.build_config(str(p))

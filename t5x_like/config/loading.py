@@ -69,7 +69,10 @@ def load_config_file(path: str) -> Config:
   module = _import_file(path, "configs/tiny/gpt.py")
   if not hasattr(module, "get_config"):
     raise ConfigError(f"config file {path} has no get_config() function")
-  cfg = module.get_config()
+  try:
+    cfg = module.get_config()
+  except Exception as e:  # a mistake in the config file (a bad field, a failing preset) is the user's
+    raise ConfigError(f"{path}: get_config() failed: {type(e).__name__}: {e}") from e
   if not isinstance(cfg, Config):
     raise ConfigError(f"{path}: get_config() must return t5x_like.config.Config, got {type(cfg).__name__}")
   return cfg

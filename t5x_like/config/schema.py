@@ -38,26 +38,26 @@ class ModelConfig:
   mlp_activation: Literal["swiglu", "gated_gelu", "gelu", "relu"] = "swiglu"
   norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
   norm_position: Literal["pre", "post"] = "pre"
-  norm_eps: float = 1e-6
+  norm_eps: float = _f(1e-6, gt=0)
   position: Literal["rope", "learned", "relative", "none"] = "rope"
-  max_len: int = 2048  # table size for learned positions
-  rope_theta: float = 10_000.0
-  relative_buckets: int = 32  # T5 relative position bias
-  relative_max_distance: int = 128
+  max_len: int = _f(2048, gt=0)  # table size for learned positions
+  rope_theta: float = _f(10_000.0, gt=0)
+  relative_buckets: int = _f(32, gt=0)  # T5 relative position bias
+  relative_max_distance: int = _f(128, gt=0)
   tie_embeddings: bool = True  # output projection shares the input embedding
   use_bias: bool = False  # biases in dense layers (GPT-2/BERT style)
-  dropout_rate: float = 0.0
+  dropout_rate: float = _f(0.0, ge=0, lt=1)
   dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # compute dtype
   param_dtype: Literal["float32", "bfloat16"] = "float32"  # master weights
   scan_layers: bool = True  # run the stack with jax.lax.scan (compile time flat in depth)
   remat_policy: Literal["none", "full", "dots", "dots_no_batch"] = "none"
   attention_impl: Literal["xla", "cudnn"] = "xla"  # jax.nn.dot_product_attention implementation
-  z_loss: float = 0.0  # coefficient of log(Z)^2 in the loss
-  init_std: float = 0.02
+  z_loss: float = _f(0.0, ge=0)  # coefficient of log(Z)^2 in the loss
+  init_std: float = _f(0.02, gt=0)
   # Family details needed to reproduce published models (BERT, GPT-2, T5); see docs/models.md.
   gelu_approximate: bool = True  # tanh GELU (GPT-2 "gelu_new", T5 v1.1); false: exact erf GELU (BERT)
-  attention_scale: float = 0.0  # multiplies q.k; 0 means head_dim**-0.5; T5 uses 1.0 (folded into init)
-  type_vocab_size: int = 0  # encoder: BERT token-type (sentence A/B) embeddings; 0 means none
+  attention_scale: float = _f(0.0, ge=0)  # multiplies q.k; 0 means head_dim**-0.5; T5 uses 1.0 (folded into init)
+  type_vocab_size: int = _f(0, ge=0)  # encoder: BERT token-type (sentence A/B) embeddings; 0 means none
   embed_norm: bool = False  # normalise the summed embeddings before the stack (BERT)
   mlm_head: bool = False  # encoder: dense + gelu + norm, then the projection plus a vocab bias (BERT)
   rescale_decoder_output: bool = True  # encoder_decoder: final states * d_model**-0.5 before the head (T5 v1.0)
@@ -143,9 +143,9 @@ class DataConfig:
   objective: Objective = "causal_lm"  # must feed model.family; its options are in its section
   mlm: MlmConfig = _section(MlmConfig)
   span_corruption: SpanCorruptionConfig = _section(SpanCorruptionConfig)
-  shuffle_buffer: int = 10_000  # documents in the seeded shuffle buffer
+  shuffle_buffer: int = _f(10_000, ge=0)  # documents in the seeded shuffle buffer
   seed: int = 0
-  num_parallel_calls: int = -1  # -1 means tf.data.AUTOTUNE
+  num_parallel_calls: int = _f(-1, ge=-1)  # -1 means tf.data.AUTOTUNE
   # files: each host reads its own files (scales; batches depend on the host count).
   # rows: every host reads the whole stream and keeps its slice of each global batch, so
   # the batches are identical for any host count (costs host_count x the input work).
@@ -156,15 +156,15 @@ class DataConfig:
 
 @dataclasses.dataclass
 class OptimizerConfig:
-  learning_rate: float = 3e-3  # peak learning rate
-  warmup_steps: int = 100
+  learning_rate: float = _f(3e-3, gt=0)  # peak learning rate
+  warmup_steps: int = _f(100, ge=0)
   schedule: Literal["cosine", "linear", "constant"] = "cosine"
-  end_lr_fraction: float = 0.1  # final learning rate as a fraction of the peak
-  b1: float = 0.9
-  b2: float = 0.95
-  eps: float = 1e-8
-  weight_decay: float = 0.1  # decoupled; not applied to norms, biases or scalars
-  clip_norm: float = 1.0  # global-norm clipping; 0 disables
+  end_lr_fraction: float = _f(0.1, ge=0, le=1)  # final learning rate as a fraction of the peak
+  b1: float = _f(0.9, ge=0, lt=1)
+  b2: float = _f(0.95, ge=0, lt=1)
+  eps: float = _f(1e-8, gt=0)
+  weight_decay: float = _f(0.1, ge=0)  # decoupled; not applied to norms, biases or scalars
+  clip_norm: float = _f(1.0, ge=0)  # global-norm clipping; 0 disables
 
 
 @dataclasses.dataclass
@@ -196,17 +196,17 @@ class CheckpointConfig:
 @dataclasses.dataclass
 class TrainConfig:
   steps: int = _f(1000, gt=0)  # total optimizer steps (the learning-rate schedule spans these)
-  stop_at_step: int = 0  # end this invocation after this step (0 = steps); rerun to continue
+  stop_at_step: int = _f(0, ge=0)  # end this invocation after this step (0 = steps); rerun to continue
   batch_size: int = _f(32, gt=0)  # global, in sequences per optimizer step
   grad_accum_steps: int = _f(1, gt=0)  # micro-batches per step; batch_size must divide evenly
   log_every: int = _f(50, gt=0)
-  eval_every: int = 200  # 0 disables periodic eval (a final eval still runs)
-  eval_batches: int = 8
-  skill_eval_examples: int = 64  # prompts scored by greedy decoding at the end (0 disables)
+  eval_every: int = _f(200, ge=0)  # 0 disables periodic eval (a final eval still runs)
+  eval_batches: int = _f(8, ge=0)
+  skill_eval_examples: int = _f(64, ge=0)  # prompts scored by greedy decoding at the end (0 disables)
   profile_from_step: int = _f(0, ge=0)  # trace profile_steps steps from here to WORKDIR/profile (0: off)
   profile_steps: int = _f(5, gt=0)
   seed: int = 0
-  peak_tflops_per_device: float = 0.0  # for MFU; 0 means look up the device kind
+  peak_tflops_per_device: float = _f(0.0, ge=0)  # for MFU; 0 means look up the device kind
   max_consecutive_nonfinite: int = _f(5, ge=0)  # stop (after saving) when this many steps in a row are skipped
 
 
