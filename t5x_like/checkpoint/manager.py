@@ -10,6 +10,7 @@ are not step numbers) so later saves of the same step number do not collide with
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
-from t5x_like.checkpoint import layout
+from t5x_like.checkpoint import integrity, layout
 from t5x_like.checkpoint.params import check_fits
 from t5x_like.checkpoint.quiet import brief, orbax_restore
 from t5x_like.config import CheckpointConfig
@@ -28,26 +29,51 @@ from t5x_like.errors import CheckpointError
 
 
 class DataIteratorHandler(ocp.CheckpointHandler):
-  """Saves every host's tf.data iterator with tf.train.Checkpoint, one file set per host."""
+  """Saves every host's tf.data iterator with tf.train.Checkpoint, one file set per host,
+  with a SHA-256 of each file beside them. `restore` returns True, or `OTHER_COUNT` when the
+  step was saved by another number of processes; a missing or changed file is an error."""
 
-  def _prefix(self, directory: epath.Path) -> str:
-    return str(directory / f"process_{jax.process_index()}_of_{jax.process_count()}")
+  def _prefix(self, directory: epath.Path, count: int | None = None) -> str:
+    return str(directory / f"process_{jax.process_index()}_of_{count or jax.process_count()}")
 
   def save(self, directory: epath.Path, args: DataIteratorSave):
     import tensorflow as tf
     directory.mkdir(parents=True, exist_ok=True)
-    tf.train.Checkpoint(iterator=args.iterator).write(self._prefix(directory))
+    prefix = self._prefix(directory)
+    tf.train.Checkpoint(iterator=args.iterator).write(prefix)
+    names = [n for n in os.listdir(directory) if n.startswith(os.path.basename(prefix) + ".")]
+    digests = {n: integrity.file_digest(os.path.join(directory, n)) for n in sorted(names)}
+    with open(prefix + DIGESTS, "w") as f:
+      json.dump(digests, f)
 
   def restore(self, directory: epath.Path, args: DataIteratorRestore):
     import tensorflow as tf
     prefix = self._prefix(directory)
-    if not tf.io.gfile.exists(prefix + ".index"):
-      return False  # written by another process count: the caller decides what to do
+    if not os.path.exists(prefix + DIGESTS):
+      counts = {n.split("_of_")[1].split(".")[0] for n in os.listdir(directory) if "_of_" in n}
+      if counts and str(jax.process_count()) not in counts:
+        return OTHER_COUNT  # saved by another number of processes: the caller decides
+      raise DataIteratorError(f"the data iterator of process {jax.process_index()} is missing "
+                              f"({os.path.basename(prefix)}{DIGESTS} in {directory})")
+    with open(prefix + DIGESTS) as f:
+      digests = json.load(f)
+    for name, digest in digests.items():
+      path = os.path.join(directory, name)
+      if not os.path.exists(path) or integrity.file_digest(path) != digest:
+        raise DataIteratorError(f"data iterator file {path} is missing or changed (SHA-256 mismatch)")
     tf.train.Checkpoint(iterator=args.iterator).read(prefix).assert_consumed()
     return True
 
   def metadata(self, directory: epath.Path):
     return None
+
+
+DIGESTS = ".sha256.json"
+OTHER_COUNT = "other_process_count"
+
+
+class DataIteratorError(RuntimeError):
+  """A data-iterator file of a step is missing or changed."""
 
 
 @ocp.args.register_with_handler(DataIteratorHandler, for_save=True)
@@ -63,11 +89,33 @@ class DataIteratorRestore(ocp.args.CheckpointArgs):
 
 
 @dataclasses.dataclass
+class KeepLastHealthy:
+  """Orbax preservation policy: the newest step saved while training was healthy (no streak
+  of non-finite steps) is kept as long as any newer step exists, whatever max_to_keep says,
+  so retention never leaves only steps saved during a divergence."""
+
+  directory: str
+
+  def should_preserve(self, checkpoints, *, context=None) -> list[bool]:
+    healthy = [is_healthy(layout.read_meta(os.path.join(self.directory, str(c.step)))) for c in checkpoints]
+    keep = [False] * len(checkpoints)
+    newest = max((i for i, h in enumerate(healthy) if h), default=None)
+    if newest is not None:
+      keep[newest] = True
+    return keep
+
+
+def is_healthy(meta: dict) -> bool:
+  """Saved outside a streak of non-finite steps (steps saved before this was recorded count)."""
+  return int((meta.get("nonfinite") or {}).get("count", 0)) == 0
+
+
+@dataclasses.dataclass
 class Restored:
   step: int
   state: dict
   meta: dict
-  data_restored: bool
+  data_restored: bool | str  # True, False (not asked for) or OTHER_COUNT
   source: str  # the step directory it came from
 
 
@@ -79,14 +127,30 @@ def all_processes_ok(ok: bool) -> bool:
   return bool(np.min(multihost_utils.process_allgather(np.array([int(ok)]))))
 
 
-def restore_items(step_dir: str, abstract_state: dict, data_iterator, restore_fn) -> tuple[dict, dict, bool]:
-  """State, metadata and (where this process count saved one) the data iterator of a step."""
-  items = {layout.STATE: ocp.args.StandardRestore(abstract_state), layout.META: ocp.args.JsonRestore()}
-  if data_iterator is not None and os.path.isdir(os.path.join(step_dir, layout.DATA)):
+def restore_items(step_dir: str, abstract_state: dict, data_iterator, restore_fn) -> tuple[dict, dict, bool | str]:
+  """State, metadata and (when `data_iterator` is given) the data iterator of a step, each
+  verified: the metadata's digest, every array's sums, the iterator files' SHA-256."""
+  meta = layout.read_meta(step_dir)
+  if not meta or meta.get("digest", integrity.meta_digest(meta)) != integrity.meta_digest(meta):
+    raise IntegrityError(f"{os.path.join(step_dir, layout.META_FILE)} is missing, unreadable or changed")
+  items = {layout.STATE: ocp.args.StandardRestore(abstract_state)}
+  if data_iterator is not None:
+    if not os.path.isdir(os.path.join(step_dir, layout.DATA)):
+      raise DataIteratorError(f"{os.path.join(step_dir, layout.DATA)} (the data iterator) is missing")
     items[layout.DATA] = DataIteratorRestore(data_iterator)
   out = restore_fn(ocp.args.Composite(**items))
-  data_ok = bool(out.get(layout.DATA)) if layout.DATA in items else False
-  return out[layout.STATE], dict(out[layout.META] or {}), data_ok
+  state = out[layout.STATE]
+  expected = (meta.get("integrity") or {}).get("arrays")
+  if expected is not None:
+    bad = integrity.mismatches(state, expected)
+    if bad:
+      raise IntegrityError(f"{len(bad)} array(s) differ from the checksums written at save time "
+                           f"({', '.join(bad[:4])}{' ...' if len(bad) > 4 else ''})")
+  return state, meta, out.get(layout.DATA, False) if data_iterator is not None else False
+
+
+class IntegrityError(RuntimeError):
+  """A step whose bytes are not the ones that were saved."""
 
 
 class Checkpointer:
@@ -94,9 +158,11 @@ class Checkpointer:
     self.directory = os.path.abspath(directory)
     self.cfg = cfg
     self.model_cfg = model_cfg  # the run's model config as a dict, for clearer mismatch errors
+    policies = [ocp.checkpoint_managers.LatestN(cfg.max_to_keep), KeepLastHealthy(self.directory)]
+    if cfg.keep_period:
+      policies.append(ocp.checkpoint_managers.EveryNSteps(cfg.keep_period))
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=cfg.max_to_keep,
-        keep_period=cfg.keep_period or None,
+        preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
         enable_async_checkpointing=cfg.async_save,
         create=True,
         cleanup_tmp_directories=True,
@@ -116,6 +182,10 @@ class Checkpointer:
   def meta(self, step: int) -> dict:
     return layout.read_meta(self.step_dir(step))
 
+  def last_healthy_step(self) -> int | None:
+    """The newest step saved outside a streak of non-finite steps."""
+    return max((s for s in self.all_steps() if is_healthy(self.meta(s))), default=None)
+
   # ---------------------------------------------------------------- saving
 
   def save(self, step: int, state: dict, data_iterator=None, meta: dict | None = None,
@@ -125,7 +195,9 @@ class Checkpointer:
     self.wait()  # an error in the previous async save surfaces here, naming its step
     if step in self.all_steps():
       return False
-    items = {layout.STATE: ocp.args.StandardSave(state), layout.META: ocp.args.JsonSave(meta or {})}
+    meta = dict(meta or {}, integrity={"algorithm": integrity.ALGORITHM, "arrays": integrity.array_sums(state)})
+    meta["digest"] = integrity.meta_digest(meta)
+    items = {layout.STATE: ocp.args.StandardSave(state), layout.META: ocp.args.JsonSave(meta)}
     if data_iterator is not None:
       items[layout.DATA] = DataIteratorSave(data_iterator)
     try:
@@ -150,6 +222,16 @@ class Checkpointer:
       self.manager.wait_until_finished()
     except Exception as e:
       raise self._save_failed(self._in_flight, e) from e
+    self._in_flight = None
+
+  def poll(self):
+    """Raises the error of a background save as soon as it has finished failing (called
+    every step, so a full disk is reported at the step it happened, not at the next save).
+    With several processes the save finishes at different times on each, so the error waits
+    for the next save or the end of the run, which every process reaches together."""
+    if (self._in_flight is not None and jax.process_count() == 1
+        and not self.manager.is_saving_in_progress()):
+      self.wait()
 
   def close(self):
     self.wait()

@@ -11,7 +11,7 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
-from t5x_like.checkpoint import layout
+from t5x_like.checkpoint import integrity, layout
 from t5x_like.checkpoint.quiet import brief, orbax_restore
 from t5x_like.errors import CheckpointError, ConfigError
 
@@ -110,6 +110,12 @@ def load_params(path: str, abstract_params: dict, model_cfg: dict | None = None)
                                       restore_args=ocp.checkpoint_utils.construct_restore_args(target)))
   except Exception as e:
     raise CheckpointError(f"checkpoint.init_from={step_dir}: params cannot be restored ({brief(e)})") from e
+  expected = (layout.read_meta(step_dir).get("integrity") or {}).get("arrays")
+  if expected is not None:
+    bad = integrity.mismatches(out, {k: v for k, v in expected.items() if k.startswith("['params']")})
+    if bad:
+      raise CheckpointError(f"checkpoint.init_from={step_dir}: {len(bad)} array(s) differ from the checksums "
+                            f"written at save time ({', '.join(bad[:4])}); the checkpoint is corrupt")
   return out["params"]
 
 

@@ -191,6 +191,9 @@ class CheckpointConfig:
   restore_from: str = ""  # a step number or a checkpoint directory; empty means latest
   skip_corrupt: bool = False  # fall back to the newest checkpoint that restores, instead of stopping
   init_from: str = ""  # warm start: params only from a checkpoint step dir (new optimizer state)
+  # Resume without the saved data position: the stream restarts, skipping the tokens already
+  # seen. Needed after changing the data config (other than batch size or seq_len).
+  reset_data_iterator: bool = False
 
 
 @dataclasses.dataclass

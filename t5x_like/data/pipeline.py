@@ -105,7 +105,8 @@ def _pad_batch(batch: dict, batch_size: int) -> dict:
 
 def make_dataset(data_cfg: DataConfig, *, files: str, tokenizer_path: str, batch_size: int,
                  process_index: int = 0, process_count: int = 1, shuffle: bool = True,
-                 repeat: bool = True, seed: int | None = None, split: str = "") -> tf.data.Dataset:
+                 repeat: bool = True, seed: int | None = None, split: str = "",
+                 skip_batches: int = 0) -> tf.data.Dataset:
   """Batches `{feature: [batch_size, seq_len]}` for this host; `batch_size` is per host.
 
   Training (`repeat=True`) streams forever. Evaluation (`repeat=False`) reads each of this
@@ -116,6 +117,7 @@ def make_dataset(data_cfg: DataConfig, *, files: str, tokenizer_path: str, batch
   `files` decides when it is data.train_files or data.eval_files, else training reads the
   train split and evaluation the eval split. File sources read `files` (any glob).
   Batches leave through `readers.data_errors()` to turn a bad record into its DataError.
+  `skip_batches` drops that many batches first (a resume past tokens already seen).
   """
   cfg = data_cfg
   seed = cfg.seed if seed is None else seed
@@ -145,6 +147,8 @@ def make_dataset(data_cfg: DataConfig, *, files: str, tokenizer_path: str, batch
   if by_rows:
     lo = slice_index * host_batch
     ds = ds.map(lambda b: {k: v[lo:lo + host_batch] for k, v in b.items()})
+  if skip_batches:
+    ds = ds.skip(skip_batches)
 
   options = tf.data.Options()
   options.deterministic = True

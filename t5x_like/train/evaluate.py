@@ -10,14 +10,17 @@ import numpy as np
 from t5x_like.train.feed import Feed, next_batch
 
 
-def evaluate(setup, params, feed: Feed, max_batches: int, transform=None) -> dict:
-  """Mean loss and accuracy over up to `max_batches` eval batches ({} when there are none)."""
+def evaluate(setup, params, feed: Feed, max_batches: int, transform=None, check=None) -> dict:
+  """Mean loss and accuracy over up to `max_batches` eval batches ({} when there are none).
+  `check()` runs before each batch (the final eval stops there on a stop request)."""
   if max_batches <= 0:
     return {}  # train.eval_batches=0: no eval, and no eval pipeline to build
   sums = None
   ds = feed.eval_dataset()
   it = iter(ds)
   for _ in range(max_batches):
+    if check is not None:
+      check()
     try:
       batch = next_batch(it)
     except StopIteration:
@@ -35,12 +38,12 @@ def evaluate(setup, params, feed: Feed, max_batches: int, transform=None) -> dic
           "eval_tokens": float(sums["weight_sum"])}
 
 
-def final_evaluation(setup, params, feed: Feed, max_batches: int) -> dict:
+def final_evaluation(setup, params, feed: Feed, max_batches: int, check=None) -> dict:
   """The eval metrics plus the family's variants (`eval_variants`), each as its loss."""
-  out = evaluate(setup, params, feed, max_batches)
+  out = evaluate(setup, params, feed, max_batches, check=check)
   if out:
     for name, transform in setup.model_class.eval_variants().items():
-      variant = evaluate(setup, params, feed, max_batches, transform=transform)
+      variant = evaluate(setup, params, feed, max_batches, transform=transform, check=check)
       if variant:
         out[name] = variant["eval_loss"]
   return out

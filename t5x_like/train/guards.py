@@ -10,7 +10,11 @@ import numpy as np
 
 from t5x_like.errors import NonFiniteError
 
-__all__ = ["NonFiniteError", "NonFiniteGuard", "StopFlag"]
+__all__ = ["NonFiniteError", "NonFiniteGuard", "StopFlag", "StopRequested"]
+
+
+class StopRequested(Exception):
+  """A stop request was agreed on; the current step is saved (control flow, not an error)."""
 
 
 class StopFlag:
@@ -58,8 +62,9 @@ class NonFiniteGuard:
   step late, after the next step was dispatched, so the host never waits for the step it just
   launched: the device keeps one step queued and the check costs no pipeline stall."""
 
-  def __init__(self, limit: int):
-    self.limit, self.count, self.last, self._pending = limit, 0, 0, None
+  def __init__(self, limit: int, count: int = 0, last: int = 0):
+    # A resumed run continues the streak its checkpoint was saved in.
+    self.limit, self.count, self.last, self._pending = limit, count, last, None
 
   def push(self, step: int, skipped) -> bool:
     """Records `step`'s on-device flag; True once `limit` steps in a row were skipped."""
@@ -77,12 +82,22 @@ class NonFiniteGuard:
       self.count, self.last = self.count + 1, step
     else:
       self.count = 0
-    return self.count >= self.limit
+    return self.limit > 0 and self.count >= self.limit
 
-  def error(self, step: int, where: str, learning_rate: float) -> NonFiniteError:
+  def streak(self) -> dict:
+    """The streak as of the last pushed step (its flag read now), without consuming it: what
+    a checkpoint saved at this step records."""
+    count, last = self.count, self.last
+    if self._pending is not None:
+      step, skipped = self._pending
+      count, last = (count + 1, step) if float(jax.device_get(skipped)) > 0 else (0, last)
+    return {"count": count, "last": last}
+
+  def error(self, where: str, good_step: int | None, learning_rate: float) -> NonFiniteError:
+    back = (f", or go back to step {good_step} (saved before the streak) with "
+            f"--config.checkpoint.restore_from={good_step}" if good_step is not None else "")
     return NonFiniteError(
         f"training diverged: {self.count} consecutive steps ({self.last - self.count + 1}-{self.last}) had a "
         f"non-finite loss or gradient and were skipped (train.max_consecutive_nonfinite={self.limit}); "
-        f"{where}, with the params of the last finite step. Lower --config.optimizer.learning_rate (now "
-        f"{learning_rate:g}) and rerun to continue from it, or go back further with "
-        "--config.checkpoint.restore_from=STEP")
+        f"{where}. Its params are those of the last finite step: lower --config.optimizer.learning_rate "
+        f"(now {learning_rate:g}) and rerun to continue from it{back}")

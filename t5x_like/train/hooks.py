@@ -23,6 +23,7 @@ from t5x_like.checkpoint import Checkpointer, meta_for
 from t5x_like.config import Config, to_dict
 from t5x_like.train import evaluate
 from t5x_like.train.feed import Feed, batch_fingerprint
+from t5x_like.train.guards import NonFiniteGuard, StopFlag, StopRequested
 from t5x_like.train.metrics import MetricsWriter, peak_flops_per_device, progress_line
 
 
@@ -41,15 +42,27 @@ class Run:
   step: int
   end_step: int
   tokens_seen: float
+  stop: StopFlag
+  guard: NonFiniteGuard
   start_step: int = 0
   metrics: dict | None = None  # the last step's metrics, still on the device
 
-  def save(self, force: bool = False) -> None:
-    """Saves the current step with the data iterator and the run's metadata."""
-    if self.ckpt is not None:
-      meta = meta_for(to_dict(self.cfg), step=self.step, tokens_seen=self.tokens_seen,
-                      mesh_shape=dict(self.setup.mesh.shape))
-      self.ckpt.save(self.step, self.state, self.feed.train_iterator, meta, force=force)
+  def save(self, force: bool = False, final: bool = False) -> None:
+    """Saves the current step with the data iterator and the run's metadata (with the
+    non-finite streak it was saved in); `final`: unless this step is saved already."""
+    if self.ckpt is None or (final and self.step in self.ckpt.all_steps()):
+      return
+    meta = meta_for(to_dict(self.cfg), step=self.step, tokens_seen=self.tokens_seen,
+                    mesh_shape=dict(self.setup.mesh.shape), nonfinite=self.guard.streak())
+    self.ckpt.save(self.step, self.state, self.feed.train_iterator, meta, force=force)
+
+  def close(self) -> None:
+    """Waits for the last save and closes the metric sinks."""
+    try:
+      if self.ckpt is not None:
+        self.ckpt.close()
+    finally:
+      self.writer.close()
 
 
 class Hook:
@@ -132,6 +145,15 @@ class ThroughputHook(Hook):
             "packing": self.run_slots[0] / self.run_slots[1] if self.run_slots[1] else None}
 
 
+def _stop_check(run: Run):
+  """For the final phase: raises StopRequested once a stop is agreed on (between batches)."""
+  def check():
+    if run.stop.agreed(run.step):
+      run.log(f"[t5x_like] {run.stop.reason} received during the final evaluation; stopping")
+      raise StopRequested(run.stop.reason)
+  return check
+
+
 class EvalHook(Hook):
   """Held-out loss and accuracy every `every` steps, and the final eval with the family's
   diagnostic variants."""
@@ -140,7 +162,8 @@ class EvalHook(Hook):
     row.update(evaluate.evaluate(run.setup, run.state["params"], run.feed, run.cfg.train.eval_batches))
 
   def finish(self, run: Run, final: dict) -> None:
-    final.update(evaluate.final_evaluation(run.setup, run.state["params"], run.feed, run.cfg.train.eval_batches))
+    final.update(evaluate.final_evaluation(run.setup, run.state["params"], run.feed,
+                                           run.cfg.train.eval_batches, check=_stop_check(run)))
 
 
 class SkillHook(Hook):
@@ -154,6 +177,7 @@ class SkillHook(Hook):
     row.update({k: v for k, v in self._score(run).items() if isinstance(v, (int, float))})
 
   def finish(self, run: Run, final: dict) -> None:
+    _stop_check(run)()
     final.update(self._score(run))
 
   def _score(self, run: Run) -> dict:
@@ -179,7 +203,8 @@ class WriteHook(Hook):
 
 
 class CheckpointHook(Hook):
-  """A checkpoint every `every` steps (the last step is saved by `finish`)."""
+  """A checkpoint every `every` steps (the loop saves the last step), and a failed
+  background save reported at the step it failed."""
 
   def due(self, run: Run) -> bool:
     return run.ckpt is not None and super().due(run) and run.step < run.end_step
@@ -187,9 +212,9 @@ class CheckpointHook(Hook):
   def after_step(self, run: Run, row: dict) -> None:
     run.save()
 
-  def finish(self, run: Run, final: dict) -> None:
-    if run.ckpt is not None and run.step not in run.ckpt.all_steps():
-      run.save(force=True)
+  def end_step(self, run: Run) -> None:
+    if run.ckpt is not None:
+      run.ckpt.poll()
 
 
 class ProfileHook(Hook):

@@ -1,6 +1,7 @@
-"""The training loop, read top to bottom: workdir -> mesh, abstract state and steps ->
-data -> init or restore -> compile -> steps with hooks -> final hooks -> summary.
-Periodic work lives in hooks.py, evaluation in evaluate.py, stop conditions in guards.py."""
+"""The training loop, read top to bottom: mesh, abstract state and steps -> workdir and
+lock -> data -> init or restore -> config.json -> compile -> steps with hooks -> final
+checkpoint -> final hooks -> summary. Periodic work lives in hooks.py, evaluation in
+evaluate.py, stop conditions in guards.py, the workdir and its lock in workdir.py."""
 
 from __future__ import annotations
 
@@ -10,16 +11,17 @@ import time
 import jax
 
 from t5x_like import checkpoint
-from t5x_like.config import Config, save_json
+from t5x_like.config import Config, to_dict
 from t5x_like.data.prepare import prepare_data
 from t5x_like.errors import NonFiniteError
 from t5x_like.train.feed import Feed
-from t5x_like.train.guards import NonFiniteGuard, StopFlag
+from t5x_like.train.guards import NonFiniteGuard, StopRequested
 from t5x_like.train.hooks import Run, ThroughputHook, default_hooks
 from t5x_like.train.metrics import MetricsWriter
 from t5x_like.train.setup import make_setup
 from t5x_like.train.state import count_params, memory_report, sharding_table
 from t5x_like.train.summary import write_summary
+from t5x_like.workdir import Session, write_json
 
 __all__ = ["NonFiniteError", "log", "run"]
 
@@ -31,13 +33,7 @@ def log(msg: str) -> None:
 
 def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
   t_start = time.time()
-  # Workdir: the resolved config is written first.
-  workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:
-    save_json(cfg, os.path.join(workdir, "config.json"))
-
-  # Mesh, abstract state, shardings and the jitted steps.
+  # Mesh, abstract state, shardings and the jitted steps; a dry run stops here, writing nothing.
   setup = make_setup(cfg)
   n_params = count_params(setup.abstract_params)
   log(f"[t5x_like] {jax.process_count()} process(es), {jax.device_count()} {jax.devices()[0].platform} "
@@ -48,89 +44,84 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
   if dry_run:
     return {"params": n_params}
 
-  # Data: this host's pipeline over its share of the inputs.
-  files = prepare_data(cfg, workdir, log)
-  feed = Feed(cfg, files, setup.batch_sharding)
+  with Session(workdir, log) as session:  # the workdir checked and locked; signals set a stop flag
+    # Data: every input checked, then this host's pipeline over its share.
+    files = prepare_data(cfg, session.path, log)
+    feed = Feed(cfg, files, setup.batch_sharding)
 
-  # Init or restore, straight into the shardings.
-  ckpt, start = checkpoint.start(cfg, workdir, setup, feed.train_iterator, log)
+    # Init or restore, straight into the shardings; only then does config.json describe the run.
+    ckpt, start = checkpoint.start(cfg, session.path, setup, feed, log)
+    if jax.process_index() == 0:
+      write_json(os.path.join(session.path, "config.json"), to_dict(cfg))
 
-  # Compile the step once, on the first batch.
-  rng = jax.random.key(cfg.train.seed + 1)
-  t0 = time.time()
-  end_step = min(cfg.train.stop_at_step or cfg.train.steps, cfg.train.steps)
-  first = feed.next_train() if start.step < end_step else None
-  compiled = setup.train_step.lower(start.state, feed.global_batch(first), rng).compile() if first else None
-  compile_s = time.time() - t0
-  if compiled is not None:
-    log(f"[t5x_like] compiled train step in {compile_s:.1f}s")
+    # Compile the step once, on the first batch.
+    rng = jax.random.key(cfg.train.seed + 1)
+    t0 = time.time()
+    end_step = min(cfg.train.stop_at_step or cfg.train.steps, cfg.train.steps)
+    first = feed.next_train() if start.step < end_step else None
+    compiled = setup.train_step.lower(start.state, feed.global_batch(first), rng).compile() if first else None
+    compile_s = time.time() - t0
+    if compiled is not None:
+      log(f"[t5x_like] compiled train step in {compile_s:.1f}s")
 
-  # Steps, with the periodic work in hooks.
-  state = Run(cfg, workdir, setup, feed, ckpt, MetricsWriter(workdir), log, start.state, start.step,
-              end_step, start.tokens_seen, start_step=start.step)
-  hooks = default_hooks(cfg, files.tokenizer)
-  if train_steps(state, compiled, first, rng, hooks):
-    return {"preempted": True, "step": state.step}
-
-  # Final eval, skill score, final checkpoint and the summary.
-  final = {}
-  for hook in hooks:
-    hook.finish(state, final)
-  if ckpt is not None:
-    ckpt.close()
-  state.writer.close()
-  throughput = next(h for h in hooks if isinstance(h, ThroughputHook)).summary()
-  summary = {"steps": state.step, "final_train_loss": throughput.pop("final_train_loss"), **final,
-             **throughput, "compile_s": compile_s, "wall_s": time.time() - t_start, "params": n_params,
-             "workdir": workdir, "checkpoints": ckpt.directory if ckpt else None,
-             "metrics": os.path.join(workdir, "metrics.jsonl"),
-             "tensorboard": os.path.join(workdir, "tensorboard")}
-  return write_summary(summary, files, log)
-
-
-def train_steps(run: Run, compiled, batch: dict | None, rng, hooks) -> bool:
-  """Runs steps up to `run.end_step`; True when a stop request ended the run early (the
-  current step was saved). A streak of non-finite steps saves and raises NonFiniteError."""
-  stop, guard = StopFlag(), NonFiniteGuard(run.cfg.train.max_consecutive_nonfinite)
-  stop.install()
-  try:
-    while run.step < run.end_step:
-      batch = batch if batch is not None else run.feed.next_train()
+    # Steps, with the periodic work in hooks.
+    guard = NonFiniteGuard(cfg.train.max_consecutive_nonfinite, start.nonfinite_count, start.nonfinite_last)
+    state = Run(cfg, session.path, setup, feed, ckpt, MetricsWriter(session.path), log, start.state,
+                start.step, end_step, start.tokens_seen, session.stop, guard, start_step=start.step)
+    hooks = default_hooks(cfg, files.tokenizer)
+    try:
+      train_steps(state, compiled, first, rng, hooks)
+      # The final checkpoint first, so a stop or a failure in the final eval loses no step.
+      state.save(final=True)
+      final = {}
       for hook in hooks:
-        hook.before_step(run, batch)
-      run.state, run.metrics = compiled(run.state, run.feed.global_batch(batch), rng)
-      batch, run.step = None, run.step + 1
-      diverged = guard.push(run.step, run.metrics["skipped"])
-      row = {}
-      for hook in hooks:
-        if hook.due(run):
-          hook.after_step(run, row)
-      for hook in hooks:
-        hook.end_step(run)
-      if diverged:
-        _stop_nonfinite(run, guard)
-      if stop.agreed(run.step):
-        log(f"[t5x_like] {stop.reason} received: saving step {run.step} and stopping")
-        run.save(force=True)
-        _close(run)
-        log(f"[t5x_like] checkpoint for step {run.step} is complete; rerun the same command to resume")
-        return True
-  finally:
-    stop.uninstall()
-  if guard.flush():
-    _stop_nonfinite(run, guard)
-  return False
+        hook.finish(state, final)
+    except StopRequested:
+      state.close()
+      log(f"[t5x_like] checkpoint for step {state.step} is complete; rerun the same command to "
+          f"{'resume' if state.step < end_step else 'redo the final evaluation'}")
+      return {"preempted": True, "step": state.step}
+    state.close()
+    throughput = next(h for h in hooks if isinstance(h, ThroughputHook)).summary()
+    summary = {"steps": state.step, "final_train_loss": throughput.pop("final_train_loss"), **final,
+               **throughput, "compile_s": compile_s, "wall_s": time.time() - t_start, "params": n_params,
+               "workdir": session.path, "checkpoints": ckpt.directory if ckpt else None,
+               "metrics": os.path.join(session.path, "metrics.jsonl"),
+               "tensorboard": os.path.join(session.path, "tensorboard")}
+    return write_summary(summary, files, log)
 
 
-def _close(run: Run) -> None:
-  if run.ckpt is not None:
-    run.ckpt.close()
-  run.writer.close()
+def train_steps(run: Run, compiled, batch: dict | None, rng, hooks) -> None:
+  """Runs steps up to `run.end_step`. A stop request saves the current step and raises
+  StopRequested; a streak of non-finite steps saves and raises NonFiniteError."""
+  while run.step < run.end_step:
+    batch = batch if batch is not None else run.feed.next_train()
+    for hook in hooks:
+      hook.before_step(run, batch)
+    run.state, run.metrics = compiled(run.state, run.feed.global_batch(batch), rng)
+    batch, run.step = None, run.step + 1
+    diverged = run.guard.push(run.step, run.metrics["skipped"])
+    row = {}
+    for hook in hooks:
+      if hook.due(run):
+        hook.after_step(run, row)
+    for hook in hooks:
+      hook.end_step(run)
+    if diverged:
+      _stop_nonfinite(run)
+    if run.stop.agreed(run.step):
+      log(f"[t5x_like] {run.stop.reason} received: saving step {run.step} and stopping")
+      run.save(force=True)
+      raise StopRequested(run.stop.reason)
+  if run.guard.flush() or run.guard.count:
+    _stop_nonfinite(run)  # a run never ends on a streak of skipped steps
 
 
-def _stop_nonfinite(run: Run, guard: NonFiniteGuard) -> None:
+def _stop_nonfinite(run: Run) -> None:
   run.save(force=True)
-  _close(run)
-  where = (f"saved step {run.step} in {run.ckpt.directory}" if run.ckpt
-           else "checkpointing is off, nothing was saved")
-  raise guard.error(run.step, where, run.cfg.optimizer.learning_rate)
+  run.close()
+  good = run.ckpt.last_healthy_step() if run.ckpt else None
+  where = ("checkpointing is off, nothing was saved" if run.ckpt is None else
+           f"saved step {run.step} in {run.ckpt.directory}, and the newest step saved before the "
+           f"streak is {good if good is not None else 'none (the streak began before the first save)'}")
+  raise run.guard.error(where, good, run.cfg.optimizer.learning_rate)

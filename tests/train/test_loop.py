@@ -96,3 +96,28 @@ def test_roll_encoder_rows_pairs_each_target_with_another_input():
   out = roll_encoder_rows(batch)
   np.testing.assert_array_equal(out["encoder_input_tokens"], [[4, 5], [0, 1], [2, 3]])
   np.testing.assert_array_equal(out["decoder_target_tokens"], batch["decoder_target_tokens"])
+
+
+def test_a_second_trainer_on_the_same_workdir_is_refused(tmp_path, corpus):
+  """Two `t5x-like train` on one workdir: the second exits 2 with one line naming the first
+  (its pid); the first finishes, its config.json and metrics.jsonl are its own alone."""
+  wd = tmp_path / "run"
+  args = [sys.executable, "-m", "t5x_like.cli", "train", "--config", "configs/tiny/gpt.py", "--workdir", str(wd),
+          *[f"--config.{s}.{k}={v}" for s, f in SMALL.items() for k, v in f.items()],
+          f"--config.data.corpus_dir={corpus['corpus_dir']}", "--config.train.steps=12"]
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  first = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  for line in first.stdout:  # wait until the first trainer holds the workdir
+    if "compiled train step" in line:
+      break
+  second = subprocess.run(args[:-1] + ["--config.train.steps=99"], env=env, capture_output=True, text=True,
+                          timeout=300)
+  rest = first.stdout.read()
+  assert first.wait(timeout=300) == 0, rest
+  assert second.returncode == 2, second.stderr
+  err = [line for line in second.stderr.strip().splitlines() if line.startswith("error:")]
+  assert len(err) == 1 and f"pid {first.pid}" in err[0] and "in use by another trainer" in err[0], second.stderr
+  assert "Traceback" not in second.stderr
+  assert json.load(open(wd / "config.json"))["train"]["steps"] == 12  # not the refused run's 99
+  assert sorted(_losses(str(wd))) == list(range(1, 13))
+  assert not (wd / "lock.json").exists()
