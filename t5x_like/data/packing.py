@@ -58,6 +58,16 @@ def _doc_start_flags(docs: tf.RaggedTensor) -> tf.Tensor:
   return tf.scatter_nd(starts[:, None], tf.ones_like(starts, tf.bool), total[None])
 
 
+MAX_SLICE_TOKENS = 1 << 20
+
+
+def _slices(tokens: tf.Tensor, starts: tf.Tensor, is_last) -> tf.data.Dataset:
+  n = (tf.shape(tokens, out_type=tf.int64)[0] + MAX_SLICE_TOKENS - 1) // MAX_SLICE_TOKENS
+  return tf.data.Dataset.range(tf.maximum(n, 1)).map(
+      lambda i: (tokens[i * MAX_SLICE_TOKENS:(i + 1) * MAX_SLICE_TOKENS],
+                 starts[i * MAX_SLICE_TOKENS:(i + 1) * MAX_SLICE_TOKENS], is_last))
+
+
 def pack_blocks(chunks: tf.data.Dataset, seq_len: int) -> tf.data.Dataset:
   """Packs ragged chunks `[n_docs, (tokens)]` of documents (e.g. straight from a batched
   tokenizer) into blocks of whole rows: `{"tokens", "segment_ids", "positions"}`, each
@@ -65,6 +75,9 @@ def pack_blocks(chunks: tf.data.Dataset, seq_len: int) -> tf.data.Dataset:
   turns blocks into batches in one copy."""
   dtype = chunks.element_spec.dtype
   marked = chunks.map(lambda rt: (rt.flat_values, _doc_start_flags(rt), False))
+  # A chunk holding a very long document is packed a slice at a time (the carry joins the
+  # slices), so memory follows MAX_SLICE_TOKENS rather than the document's length.
+  marked = marked.flat_map(_slices)
   # A final marker flushes the carried tokens as a padded row; an infinite input never ends.
   flush = tf.data.Dataset.from_tensors((tf.zeros([0], dtype), tf.zeros([0], tf.bool), True))
   marked = marked.concatenate(flush)

@@ -22,6 +22,13 @@ from t5x_like.data.tokenizer import Tokenizer  # noqa: E402
 from t5x_like.errors import DataError  # noqa: E402
 
 TOKENIZE_BATCH = 256  # documents tokenized per call of the in-graph tokenizer
+# SentencePiece's in-graph op needs about 100 bytes of memory per input byte of one string
+# (5.8 GB for a 50 MB line), so a batch holding a document longer than LONG_DOC_BYTES is
+# tokenized in pieces of about 1,000 characters cut at whitespace (within 200 characters,
+# else mid-word), and each document's pieces are joined again: the ids are those of the
+# whole document (pieces never span whitespace), with the memory of 1,000-character strings.
+LONG_DOC_BYTES = 1 << 16
+_PIECE = r"([^\x00]{1000}(?:\S{0,200}\s)?)"
 
 
 def tokenized_chunks(docs: tf.data.Dataset, tokenizer: Tokenizer, *,
@@ -32,9 +39,19 @@ def tokenized_chunks(docs: tf.data.Dataset, tokenizer: Tokenizer, *,
   sp = tokenizer.tf_tokenizer
   eos = tokenizer.eos_id
 
+  def in_pieces(batch):
+    pieces = tf.strings.split(tf.strings.regex_replace(batch, _PIECE, "\\1\x00"), "\x00")
+    ids = sp.tokenize(pieces.flat_values)
+    return tf.RaggedTensor.from_row_splits(ids, pieces.row_splits, validate=False).merge_dims(1, 2)
+
   def tokenize(batch):
-    ids = sp.tokenize(batch)
-    ids = tf.ragged.boolean_mask(ids, ids.row_lengths() > 0)
+    long = tf.reduce_any(tf.strings.length(batch) > LONG_DOC_BYTES)
+    ids = tf.cond(long, lambda: in_pieces(batch), lambda: sp.tokenize(batch))
+    # Drop empty documents through the row lengths alone: they hold no values, and
+    # tf.ragged.boolean_mask would copy all of them (0.75 GB more for a 50 MB document).
+    lengths = ids.row_lengths()
+    ids = tf.RaggedTensor.from_row_lengths(ids.flat_values, tf.boolean_mask(lengths, lengths > 0),
+                                           validate=False)
     eos_col = tf.fill([ids.nrows(), 1], tf.constant(eos, tf.int32))
     return tf.concat([ids, eos_col], axis=1)
 

@@ -41,6 +41,9 @@ class Feed:
   def __post_init__(self):
     self.per_host_batch = self.cfg.train.batch_size // jax.process_count()
     self.train_iterator = iter(self._dataset(self.files.train, shuffle=True, repeat=True))
+    # The eval input is built (its files found and probed) now, before the first step, not
+    # when the first eval comes; every eval pass then iterates it afresh.
+    self._eval = self._dataset(self.files.eval, shuffle=False, repeat=False) if self.cfg.train.eval_batches else None
 
   def _dataset(self, files: str, *, shuffle: bool, repeat: bool):
     from t5x_like.data import pipeline  # imports TensorFlow
@@ -50,7 +53,7 @@ class Feed:
                                  process_count=jax.process_count(), shuffle=shuffle, repeat=repeat)
 
   def eval_dataset(self):
-    return self._dataset(self.files.eval, shuffle=False, repeat=False)
+    return self._eval if self._eval is not None else self._dataset(self.files.eval, shuffle=False, repeat=False)
 
   def next_train(self) -> dict:
     return next_batch(self.train_iterator)

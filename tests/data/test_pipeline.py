@@ -6,7 +6,10 @@ import collections
 import glob
 import json
 import math
+import os
 import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -183,3 +186,47 @@ def test_errors_are_plain_and_name_the_setting(make_cfg, spm_path, tmp_path):
   with pytest.raises(DataError, match="t5x-like tokenizer train"):
     pipeline.make_dataset(make_cfg(), files=str(tmp_path / "d.txt"),
                           tokenizer_path=str(tmp_path / "none.model"), batch_size=BATCH)
+
+
+def _long_document(n_words, seed=0):
+  rng = random.Random(seed)
+  words = ["count", "the", "fox", "12", "+", "=", "river", "teacher", "sees", "."]
+  return " ".join(rng.choice(words) for _ in range(n_words))
+
+
+def test_a_long_document_is_tokenized_whole_and_continues_across_rows(make_cfg, spm_path, tok, tmp_path):
+  """A document far longer than a row (and than the tokenizer's piece size) gives the ids of
+  SentencePiece on the whole text, continued row after row, then the next document."""
+  long_doc = _long_document(60_000)  # about 300 KB, tokenized in about 300 pieces
+  assert len(long_doc.encode()) > pipeline.LONG_DOC_BYTES
+  docs = ["a short one .", long_doc, "the last one ."]
+  (tmp_path / "d.txt").write_text("\n".join(docs) + "\n")
+  got = documents(take(_make(make_cfg, spm_path, str(tmp_path / "d.txt"), shuffle=False, repeat=False)), tok.eos_id)
+  assert got == [tuple(tok.encode(d) + [tok.eos_id]) for d in docs]
+
+
+@pytest.mark.slow  # about 40 s: 50 MB through the tokenizer on 2 cores
+def test_a_50mb_line_stays_under_2gb(tmp_path, spm_path):
+  """One 50 MB line used to need a dense [256, longest] tensor (22 GB); now the pipeline's
+  peak resident memory, TensorFlow's own included, stays under 2 GB."""
+  path = tmp_path / "big.txt"
+  with open(path, "w") as f:
+    f.write("a short first line .\n")
+    f.write(_long_document(9_000_000, seed=1)[:50_000_000] + "\n")
+    f.write("a short last line .\n")
+  script = f"""
+import resource
+from t5x_like import config as C
+from t5x_like.data import pipeline
+cfg = C.replace(C.Config(), data=dict(source="text", seq_len=256, shuffle_buffer=64)).data
+ds = pipeline.make_dataset(cfg, files={str(path)!r}, tokenizer_path={spm_path!r}, batch_size=8, shuffle=False,
+                           repeat=False)
+rows = sum(int((b["decoder_segment_ids"] > 0).any(axis=1).sum()) for b in ds.as_numpy_iterator())
+print(rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+  out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  assert out.returncode == 0, out.stderr[-2000:]
+  rows, peak_kib = (int(x) for x in out.stdout.split()[-2:])
+  assert rows > 50_000  # ~20M tokens in rows of 256
+  assert peak_kib < 2 * 1024 * 1024, f"peak RSS {peak_kib / 2**20:.2f} GiB"

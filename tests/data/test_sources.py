@@ -5,6 +5,7 @@ file and line, or skipped and counted records with data.skip_bad_lines."""
 
 import collections
 import json
+import time
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from data_streams import documents, expected_documents, lines_of, take  # tests/
 from t5x_like import cli
 from t5x_like.data import pipeline, readers
 from t5x_like.data.build import build_tfds
+from t5x_like.data.readers import checks
 from t5x_like.data.readers import tfds as tfds_reader
 from t5x_like.data.tokenizer import DataError
 
@@ -232,3 +234,79 @@ def get_config():
   err = capsys.readouterr().err.strip()
   assert err == (f"error: {tmp_path / 'e.txt'}: line 6 is not UTF-8; fix or remove it, or set "
                  "data.skip_bad_lines=true to skip and count such records")
+
+
+# ---------------------------------------------------------------- input that cannot work
+
+
+def _corrupt_tfrecords(tmp_path, lines):
+  _write_tfrecords(tmp_path / "good.tfrecord", lines[:20])
+  _write_tfrecords(tmp_path / "mid.tfrecord", lines[20:60])
+  data = bytearray((tmp_path / "mid.tfrecord").read_bytes())
+  data[len(data) // 2:len(data) // 2 + 64] = bytes(range(64))  # garbage in the middle
+  (tmp_path / "mid.tfrecord").write_bytes(bytes(data))
+  _write_tfrecords(tmp_path / "cut.tfrecord", lines[60:80])
+  (tmp_path / "cut.tfrecord").write_bytes((tmp_path / "cut.tfrecord").read_bytes()[:-37])  # truncated tail
+  return len(data)
+
+
+def test_corrupt_tfrecords_are_one_error_or_skipped_and_counted(make_cfg, spm_path, tok, lines, tmp_path, capfd):
+  size = _corrupt_tfrecords(tmp_path, lines)
+  make = dict(tokenizer_path=spm_path, batch_size=BATCH, shuffle=False, repeat=False)
+  for name in ("mid", "cut"):
+    msg = _first_error(pipeline.make_dataset(make_cfg(source="tfrecord"), files=str(tmp_path / f"{name}.tfrecord"),
+                                             **make))
+    assert msg.startswith(f"{tmp_path / f'{name}.tfrecord'}: corrupt or truncated TFRecord data at byte "), msg
+    assert "skip_bad_lines=true" in msg
+  assert f" of {size};" in _first_error(pipeline.make_dataset(make_cfg(source="tfrecord"),
+                                                              files=str(tmp_path / "mid.tfrecord"), **make))
+  ds = pipeline.make_dataset(make_cfg(source="tfrecord", skip_bad_lines=True), files=str(tmp_path / "*.tfrecord"),
+                             **make)
+  got = documents(take(ds), tok.eos_id, complete=False)
+  assert not collections.Counter(got) - expected_documents(tok, lines[:80])  # real documents only
+  assert expected_documents(tok, lines[:20]) <= collections.Counter(got)  # the intact file whole
+  assert 20 < len(got) < 80
+  err = capfd.readouterr().err
+  assert "mid.tfrecord: corrupt or truncated TFRecord data at byte" in err and "skipped the rest of the file" in err
+  assert "cut.tfrecord: corrupt or truncated" in err
+  assert pipeline.skipped_lines()[f"data.eval_files {tmp_path / '*.tfrecord'}"] == 2
+
+
+@pytest.mark.parametrize("kind", ["whitespace", "jsonl_without_field", "jsonl_field_not_string"])
+def test_input_without_documents_fails_at_once_however_large(make_cfg, spm_path, tmp_path, kind):
+  """Such input used to pass a 64 KiB probe and then repeat an empty epoch forever."""
+  line = {"whitespace": " \t ", "jsonl_without_field": '{"body": "no text here"}',
+          "jsonl_field_not_string": '{"text": 12}'}[kind]
+  path = tmp_path / ("a.jsonl" if "jsonl" in kind else "a.txt")
+  path.write_text((line + "\n") * 40_000)  # about 1 MB
+  source = "jsonl" if "jsonl" in kind else "text"
+  for skip in (False, True):
+    t0 = time.time()
+    with pytest.raises(DataError, match=r"contain no document"):
+      pipeline.make_dataset(make_cfg(source=source, skip_bad_lines=skip), files=str(path), tokenizer_path=spm_path,
+                            batch_size=BATCH)
+    assert time.time() - t0 < 20
+
+
+def test_a_host_whose_files_hold_no_document_fails_at_once(make_cfg, spm_path, lines, tmp_path):
+  (tmp_path / "a.txt").write_text("\n".join(lines[:5]) + "\n")
+  (tmp_path / "b.txt").write_text("\n\n   \n")
+  kw = dict(files=str(tmp_path / "*.txt"), tokenizer_path=spm_path, batch_size=BATCH, process_count=2)
+  pipeline.make_dataset(make_cfg(), process_index=0, **kw)  # host 0 reads a.txt
+  with pytest.raises(DataError, match=r"contain no document: only whitespace \(host 1 of 2 reads 1 of the 2 files\)"):
+    pipeline.make_dataset(make_cfg(), process_index=1, **kw)
+
+
+def test_skip_log_names_every_power_of_two():
+  counter = tf.Variable(0, dtype=tf.int64)
+  docs = tf.constant(["x"] * 6)
+  logged = []
+  for n_bad in (1, 2, 2, 3, 1, 5, 6):  # totals 1, 3, 5, 8, 9, 14, 20
+    before = int(counter.numpy())
+    checks.check_block(docs, tf.range(6) < n_bad, locate=None, why="", counter=counter, name="n")
+    total = int(counter.numpy())
+    logged += [p for p in (1, 2, 4, 8, 16) if before < p <= total]
+  assert int(counter.numpy()) == 20
+  assert logged == [1, 2, 4, 8, 16]
+  for x, p in ((1, 1), (2, 2), (3, 2), (4, 4), (5, 4), (1023, 512), (1024, 1024), (2**40 + 5, 2**40)):
+    assert int(checks._highest_bit(tf.constant(x, tf.int64))) == p

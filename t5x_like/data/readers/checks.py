@@ -23,6 +23,11 @@ from t5x_like.errors import DataError  # noqa: E402
 CHECK_BLOCK = 256  # records checked per call: per-call overhead, not the check, dominates
 _ERROR_START, _ERROR_END = "<<t5x_like.DataError: ", " >>"
 
+
+def assert_no_error(failed: tf.Tensor, where: tf.Tensor, fix: str):
+  """An op that stops the stream with the DataError `where + fix` when `failed`."""
+  return tf.debugging.Assert(tf.logical_not(failed), [tf.strings.join([_ERROR_START, where, fix, _ERROR_END])])
+
 # Every code point but the surrogates: RE2 compiles these ranges to exact UTF-8 byte
 # sequences, so the match agrees with Python's strict decoding (overlong forms, encoded
 # surrogates and values above U+10FFFF fail); it is 7x faster than a transcode.
@@ -82,6 +87,13 @@ def skip_counter(name: str) -> tf.Variable:
 # ---------------------------------------------------------------- one block
 
 
+def _highest_bit(x: tf.Tensor) -> tf.Tensor:
+  """The largest power of two <= x (0 for 0), for int64 x >= 0."""
+  for shift in (1, 2, 4, 8, 16, 32):
+    x = tf.bitwise.bitwise_or(x, tf.bitwise.right_shift(x, shift))
+  return x - tf.bitwise.right_shift(x, 1)
+
+
 def check_block(docs, bad, *, locate, why, counter: tf.Variable | None, name: str):
   """Drops the bad records of a block (counting them) or fails naming the first one:
   `locate(i)` says where record i of the block is, `why` what is wrong (per record, or
@@ -108,7 +120,8 @@ def check_block(docs, bad, *, locate, why, counter: tf.Variable | None, name: st
     return tf.constant(0)
 
   before = total - n_bad
-  crossed = (n_bad > 0) & ((before == 0) | (tf.bitwise.right_shift(total, 1) >= before))
+  # The count passed a power of two when the highest one bit of `total` is above `before`.
+  crossed = (n_bad > 0) & (_highest_bit(total) > before)
   tf.cond(crossed, log, lambda: tf.constant(0))
   return tf.boolean_mask(docs, ~bad)
 

@@ -15,7 +15,6 @@ from t5x_like.data.readers.base import FILE_CYCLE, Input, Reader, Share  # noqa:
 from t5x_like.data.tokenizer import list_files  # noqa: E402
 from t5x_like.errors import DataError  # noqa: E402
 
-_TEXT_PROBE_BYTES = 1 << 16  # bytes read per file when checking that the files hold text
 NOT_UTF8 = " is not UTF-8"
 
 
@@ -38,30 +37,65 @@ class FileReader(Reader):
     """(documents, bad, why) of a block of records: why is a string or one per record."""
 
   @abc.abstractmethod
-  def probe(self, paths: list[str], inp: Input) -> None:
-    """Fails early on input that can never yield a document, reading only file heads."""
+  def usable(self, record: bytes) -> bool:
+    """Whether a raw record makes a document (decodable, not blank): what the probe counts."""
+
+  def records_of(self, path: str):
+    """The raw records of one file, in Python, for the probe."""
+    with tf.io.gfile.GFile(path, "rb") as f:
+      yield from f
+
+  def probe(self, paths: list[str], inp: Input, share: Share) -> None:
+    """Fails before the graph on input that yields no document for this host: a stream that
+    repeats an empty epoch would spin forever. Reads until enough documents are found, so
+    it costs a line or two on real data and the whole input only when it has none."""
+    file_level = len(paths) >= share.process_count
+    mine = paths[share.process_index::share.process_count] if file_level else paths
+    need = 1 if file_level else share.process_count  # element-level: every host needs one
+    found = 0
+    for path in mine:
+      for record in self.records_of(path):
+        if self.usable(record):
+          found += 1
+          if found >= need:
+            return
+    where = f"the files matching {inp.files!r} ({inp.key})"
+    if found:
+      raise DataError(f"{where} hold {found} document(s), fewer than the {share.process_count} hosts "
+                      "reading them; add data or use fewer hosts")
+    if not any(tf.io.gfile.stat(p).length for p in mine):
+      raise DataError(f"all {len(mine)} files matching {inp.files!r} ({inp.key}) are empty"
+                      + ("" if len(mine) == len(paths) else f" (the {len(mine)} this host reads)"))
+    raise DataError(f"{where} contain no document{self.missing} (host {share.process_index} of "
+                    f"{share.process_count} reads {len(mine)} of the {len(paths)} files)")
+
+  missing = ": only whitespace"  # how the probe's error describes input without documents
 
   def read(self, inp: Input, share: Share, counter, name: str) -> tf.data.Dataset:
     paths = list_files(inp.files, inp.key)
-    self.probe(paths, inp)
+    self.probe(paths, inp, share)
     return self.read_files(paths, share, counter, name)
 
-  def file_documents(self, path: tf.Tensor, skip: tf.Tensor, take: tf.Tensor, counter,
-                     name: str) -> tf.data.Dataset:
-    """The documents of records skip+1 .. skip+take of one file (take -1: to the end),
-    checked in blocks that know their file and record numbers."""
+  def check_block(self, path, skip, i, block, counter, name) -> tf.Tensor:
+    """The documents of block `i` of a file (records skip + i * CHECK_BLOCK + 1 ...), the bad
+    ones failed on or dropped and counted."""
+    docs, bad, why = self.decode(block)
 
-    def check(i, block):
-      docs, bad, why = self.decode(block)
+    def locate(j):
+      return tf.strings.join([path, f": {self.record_kind} ",
+                              tf.strings.as_string(skip + i * checks.CHECK_BLOCK + j + 1)])
 
-      def locate(j):
-        return tf.strings.join([path, f": {self.record_kind} ",
-                                tf.strings.as_string(skip + i * checks.CHECK_BLOCK + j + 1)])
+    return checks.check_block(docs, bad, locate=locate, why=why, counter=counter, name=name)
 
-      return checks.check_block(docs, bad, locate=locate, why=why, counter=counter, name=name)
+  def check_blocks(self, blocks, path, skip, take, size, counter, name) -> tf.data.Dataset:
+    """Blocks (index, records) of one file -> blocks of checked documents."""
+    return blocks.map(lambda i, block: self.check_block(path, skip, i, block, counter, name))
 
-    records = self.records(path).skip(skip).take(take)
-    return records.batch(checks.CHECK_BLOCK).enumerate().map(check).unbatch()
+  def file_documents(self, path, skip, take, size, counter, name) -> tf.data.Dataset:
+    """The documents of records skip+1 .. skip+take of one file (take -1: to the end) of
+    `size` bytes, checked in blocks that know their file and record numbers."""
+    blocks = self.records(path).skip(skip).take(take).batch(checks.CHECK_BLOCK).enumerate()
+    return self.check_blocks(blocks, path, skip, take, size, counter, name).unbatch()
 
   def read_files(self, paths: list[str], share: Share, counter, name: str,
                  ranges: list[tuple[int, int]] | None = None) -> tf.data.Dataset:
@@ -74,16 +108,17 @@ class FileReader(Reader):
     ranges = ranges or [(0, -1)] * len(paths)
     mine = list(range(p, len(paths), count)) if file_level else range(len(paths))
     files = tf.data.Dataset.from_tensor_slices((
-        [paths[i] for i in mine], [ranges[i][0] for i in mine], [ranges[i][1] for i in mine]))
-    files = files.map(lambda f, s, t: (f, tf.cast(s, tf.int64), tf.cast(t, tf.int64)))
+        [paths[i] for i in mine], [ranges[i][0] for i in mine], [ranges[i][1] for i in mine],
+        [tf.io.gfile.stat(paths[i]).length for i in mine]))
+    files = files.map(lambda f, s, t, n: (f, tf.cast(s, tf.int64), tf.cast(t, tf.int64), tf.cast(n, tf.int64)))
     if share.shuffle:
       # The same seed on every host: element-level sharding needs identical streams to split.
       files = files.shuffle(len(mine), seed=share.seed, reshuffle_each_iteration=True)
     if share.repeat:
       files = files.repeat()
 
-    def read(path, skip, take):
-      return self.file_documents(path, skip, take, counter, name)
+    def read(path, skip, take, size):
+      return self.file_documents(path, skip, take, size, counter, name)
 
     if share.shuffle and len(mine) > 1:
       docs = files.interleave(read, cycle_length=min(FILE_CYCLE, len(mine)), block_length=16)
@@ -92,25 +127,6 @@ class FileReader(Reader):
     if not file_level:
       docs = docs.shard(count, p)
     return docs
-
-  def probe_text(self, paths: list[str], inp: Input, needle: bytes | None, missing: str) -> None:
-    """Fails on files without documents (a repeated empty stream would hang forever): all
-    empty, all blank, or (with `needle`) none holding it. Stops at the first file with text."""
-    sizes = []
-    for path in paths:
-      with tf.io.gfile.GFile(path, "rb") as f:
-        head = f.read(_TEXT_PROBE_BYTES)
-      sizes.append(len(head))
-      if head.strip() and (needle is None or needle in head):
-        return
-      if len(head) == _TEXT_PROBE_BYTES:
-        return  # a big file: trust that text follows rather than read it all now
-    if not any(sizes):
-      raise DataError(f"all {len(paths)} files matching {inp.files!r} ({inp.key}) are empty")
-    if needle is not None:
-      raise DataError(f"no line of the files matching {inp.files!r} ({inp.key}) has {missing}")
-    raise DataError(f"the {len(paths)} files matching {inp.files!r} ({inp.key}) contain only whitespace")
-
 
 class TextReader(FileReader):
   """One document per line (also the built-in corpus, source=synthetic)."""
@@ -121,8 +137,16 @@ class TextReader(FileReader):
   def decode(self, block):
     return block, ~checks.is_utf8(block), NOT_UTF8
 
-  def probe(self, paths, inp):
-    self.probe_text(paths, inp, None, "")
+  def usable(self, record: bytes) -> bool:
+    return bool(record.strip()) and _is_utf8(record)
+
+
+def _is_utf8(raw: bytes) -> bool:
+  try:
+    raw.decode("utf-8")
+  except UnicodeDecodeError:
+    return False
+  return True
 
 
 __all__ = ["FileReader", "NOT_UTF8", "TextReader"]

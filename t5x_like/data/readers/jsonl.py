@@ -8,6 +8,7 @@ Nested objects are not told apart, so the first occurrence of the key wins.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -100,10 +101,20 @@ class JsonlReader(FileReader):
     why = tf.where(valid, f" has no string field \"{field}\" ({self.key_prefix}jsonl.field)", NOT_UTF8)
     return docs, ~blank & ~(found & valid), why
 
-  def probe(self, paths, inp):
+  @property
+  def missing(self) -> str:
     field = self.cfg.jsonl.field
-    self.probe_text(paths, inp, f'"{field}"'.encode(),
-                    f'the field "{field}" ({self.key_prefix}jsonl.field={field!r})')
+    return f': no line has a non-blank string field "{field}" ({self.key_prefix}jsonl.field={field!r})'
+
+  def usable(self, record: bytes) -> bool:
+    if f'"{self.cfg.jsonl.field}"'.encode() not in record:
+      return False
+    try:
+      value = json.loads(record)
+    except ValueError:  # not JSON, or not UTF-8
+      return False
+    return isinstance(value, dict) and isinstance(value.get(self.cfg.jsonl.field), str) \
+        and bool(value[self.cfg.jsonl.field].strip())
 
 
 __all__ = ["JsonlReader", "jsonl_extract"]

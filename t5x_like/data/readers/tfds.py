@@ -83,6 +83,19 @@ class TfdsReader(Reader):
                       f"fewer than the {share.process_count} hosts reading it")
     return None
 
+  def _probe(self, builder, split: str, key: str, inp: Input) -> None:
+    """This host's examples must hold a document (a stream of blank texts repeats forever);
+    reads examples until one does."""
+    for example in builder.as_dataset(split=split, shuffle_files=False):
+      text = example[key].numpy()
+      try:
+        if text.decode("utf-8").strip():
+          return
+      except UnicodeDecodeError:
+        continue
+    raise DataError(f"TFDS dataset {self.cfg.tfds.name!r} [{split}] ({inp.key}) holds no document: every "
+                    f"{key!r} is blank or not UTF-8")
+
   def read(self, inp: Input, share: Share, counter, name: str) -> tf.data.Dataset:
     import tensorflow_datasets as tfds
 
@@ -97,6 +110,7 @@ class TfdsReader(Reader):
     mine = self._share(builder, inp, share)
     if mine is None:
       return tf.data.Dataset.from_tensor_slices(tf.constant([], tf.string))
+    self._probe(builder, mine, key, inp)
     if plain_text_shards(builder, key):
       instructions = builder.info.splits[mine].file_instructions
       shards = TFRecordReader(self.cfg, self.key_prefix, feature=key)
