@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
@@ -104,6 +105,16 @@ def main(argv: list[str] | None = None) -> int:
     # Errors the user can fix are one line; anything else is a bug and keeps its traceback.
     print(f"error: {e}", file=sys.stderr)
     return 2
+  except OSError as e:
+    if e.errno not in _USER_OS_ERRORS:
+      raise
+    print(f"error: {e.filename or 'a file'}: {e.strerror} (free space, fix permissions, or choose another "
+          "path, then rerun the same command)", file=sys.stderr)
+    return 2
+
+
+# A full disk, a read-only or forbidden path: the environment, not a bug.
+_USER_OS_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def _train(args, rest) -> int:

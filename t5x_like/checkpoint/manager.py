@@ -22,7 +22,7 @@ from etils import epath
 
 from t5x_like.checkpoint import integrity, layout
 from t5x_like.checkpoint.params import check_fits
-from t5x_like.checkpoint.quiet import brief, orbax_restore
+from t5x_like.checkpoint.quiet import brief, orbax_restore, quiet_orbax_logs
 from t5x_like.config import CheckpointConfig
 from t5x_like.data.prepare import barrier
 from t5x_like.errors import CheckpointError
@@ -90,14 +90,41 @@ class DataIteratorRestore(ocp.args.CheckpointArgs):
 
 @dataclasses.dataclass
 class KeepLastHealthy:
-  """Orbax preservation policy: the newest step saved while training was healthy (no streak
-  of non-finite steps) is kept as long as any newer step exists, whatever max_to_keep says,
-  so retention never leaves only steps saved during a divergence."""
+  """Orbax preservation policy: the newest healthy step is kept as long as any newer step
+  exists, whatever max_to_keep says, so retention never leaves only steps of a divergence.
+
+  A step is healthy when it was saved outside a streak of non-finite steps and is not the
+  step just before one: the state saved at step k holds update k, which step k + 1 is the
+  first to run on, so a streak starting at step s makes step s - 1 suspect as well."""
 
   directory: str
+  known: dict = dataclasses.field(default_factory=dict)  # step -> healthy
+
+  def __post_init__(self):
+    steps = sorted(int(n) for n in os.listdir(self.directory) if n.isdigit()) if os.path.isdir(self.directory) else []
+    for step in steps:
+      meta = layout.read_meta(os.path.join(self.directory, str(step)))
+      if meta:
+        self.record(step, meta)
+      else:
+        self.known[step] = False  # unreadable: not a step to rely on
+
+  def record(self, step: int, meta: dict) -> None:
+    """Notes a saved step (Orbax asks before the new step's files exist)."""
+    streak = meta.get("nonfinite") or {}
+    count = int(streak.get("count", 0))
+    self.known[step] = count == 0
+    if count:
+      first = int(streak.get("last", step)) - count + 1
+      for k in self.known:
+        if k >= first - 1:
+          self.known[k] = False
+
+  def healthy(self, step: int) -> bool:
+    return self.known.get(step, False)
 
   def should_preserve(self, checkpoints, *, context=None) -> list[bool]:
-    healthy = [is_healthy(layout.read_meta(os.path.join(self.directory, str(c.step)))) for c in checkpoints]
+    healthy = [self.healthy(c.step) for c in checkpoints]
     keep = [False] * len(checkpoints)
     newest = max((i for i, h in enumerate(healthy) if h), default=None)
     if newest is not None:
@@ -158,7 +185,8 @@ class Checkpointer:
     self.directory = os.path.abspath(directory)
     self.cfg = cfg
     self.model_cfg = model_cfg  # the run's model config as a dict, for clearer mismatch errors
-    policies = [ocp.checkpoint_managers.LatestN(cfg.max_to_keep), KeepLastHealthy(self.directory)]
+    self.health = KeepLastHealthy(self.directory)
+    policies = [ocp.checkpoint_managers.LatestN(cfg.max_to_keep), self.health]
     if cfg.keep_period:
       policies.append(ocp.checkpoint_managers.EveryNSteps(cfg.keep_period))
     options = ocp.CheckpointManagerOptions(
@@ -167,6 +195,7 @@ class Checkpointer:
         create=True,
         cleanup_tmp_directories=True,
     )
+    quiet_orbax_logs()
     self.manager = ocp.CheckpointManager(self.directory, options=options)
     self._in_flight: int | None = None  # the step of the last save started
 
@@ -184,7 +213,7 @@ class Checkpointer:
 
   def last_healthy_step(self) -> int | None:
     """The newest step saved outside a streak of non-finite steps."""
-    return max((s for s in self.all_steps() if is_healthy(self.meta(s))), default=None)
+    return max((s for s in self.all_steps() if self.health.healthy(s)), default=None)
 
   # ---------------------------------------------------------------- saving
 
@@ -197,6 +226,7 @@ class Checkpointer:
       return False
     meta = dict(meta or {}, integrity={"algorithm": integrity.ALGORITHM, "arrays": integrity.array_sums(state)})
     meta["digest"] = integrity.meta_digest(meta)
+    self.health.record(step, meta)
     items = {layout.STATE: ocp.args.StandardSave(state), layout.META: ocp.args.JsonSave(meta)}
     if data_iterator is not None:
       items[layout.DATA] = DataIteratorSave(data_iterator)
@@ -266,5 +296,6 @@ class Checkpointer:
     if jax.process_index() == 0:
       os.rename(src, dst)
     barrier(f"t5x_like_set_aside_{step}")
+    self.health.known.pop(step, None)  # a new step of this number may be saved later
     self.manager.reload()
     return dst

@@ -13,6 +13,7 @@ import contextlib
 import gc
 import logging
 import os
+import re
 import sys
 
 
@@ -25,13 +26,32 @@ def first_line(e: BaseException, limit: int) -> str:
 
 def brief(e: BaseException) -> str:
   """One line for a failed save or restore: the error and, when it was raised from another,
-  the root cause (for a corrupt file that names the array and the file)."""
+  the root cause (for a corrupt file that names the array and the file); an operating-system
+  reason (a full disk, say) found anywhere in them comes first."""
   root = e
   while root.__cause__ is not None and root.__cause__ is not root:
     root = root.__cause__
-  if root is e:
-    return first_line(e, 300)
-  return f"{first_line(e, 200)}; caused by {first_line(root, 300)}"
+  text = first_line(e, 300) if root is e else f"{first_line(e, 200)}; caused by {first_line(root, 300)}"
+  reason = os_reason(e)
+  return f"{reason}: {text}" if reason else text
+
+
+_OS_REASONS = re.compile(r"No space left on device|Disk quota exceeded|Read-only file system|Permission denied|"
+                         r"Input/output error|Too many open files")
+
+
+def os_reason(e: BaseException | None) -> str:
+  """The operating-system reason behind an error, from its chain (OSError, or the text
+  TensorStore and TensorFlow put into theirs), e.g. "No space left on device"; "" if none."""
+  seen = 0
+  while e is not None and seen < 8:
+    if isinstance(e, OSError) and e.strerror:
+      return e.strerror
+    found = _OS_REASONS.search(str(e))
+    if found:
+      return found.group(0)
+    e, seen = e.__cause__ or e.__context__, seen + 1
+  return ""
 
 
 def _from_orbax(exc: BaseException | None) -> bool:
@@ -65,7 +85,23 @@ class _DropAbandonedOrbaxReads(logging.Filter):
     return not ("never retrieved" in record.getMessage() and _from_orbax(exc))
 
 
+class _DropOrbaxErrorLogs(logging.Filter):
+  """Orbax logs each failure of a background save, with its traceback, from several of its
+  threads (about 500 lines for one full disk); the error reaches us and is reported once,
+  in one line, so those records are dropped."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not (record.levelno >= logging.ERROR and f"{os.sep}orbax{os.sep}" in record.pathname)
+
+
+def quiet_orbax_logs() -> None:
+  absl = logging.getLogger("absl")
+  if not any(isinstance(f, _DropOrbaxErrorLogs) for f in absl.filters):
+    absl.addFilter(_DropOrbaxErrorLogs())
+
+
 def _install() -> None:
+  quiet_orbax_logs()
   previous = sys.unraisablehook
   if getattr(previous, "_t5x_like_quiet", False):
     return

@@ -96,9 +96,14 @@ def documents(seed: int, stream: str, n: int) -> list[str]:
 
 def _write_lines_atomic(path: str, lines: list[str]) -> None:
   tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w", encoding="ascii") as f:
-    f.writelines(line + "\n" for line in lines)
-  os.replace(tmp, path)
+  try:
+    with open(tmp, "w", encoding="ascii") as f:
+      f.writelines(line + "\n" for line in lines)
+    os.replace(tmp, path)
+  except OSError as e:  # a full disk: name the file, leave no partial one behind
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise OSError(e.errno, e.strerror, path) from None
 
 
 def _is_complete(marker: str, params: dict, out_dir: str) -> bool:

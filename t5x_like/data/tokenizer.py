@@ -191,22 +191,25 @@ def _documents(tokenizer: Tokenizer, pattern: str, max_docs: int):
           return
 
 
-def unigram_loss(tokenizer: Tokenizer, train_glob: str, eval_glob: str,
-                 max_docs: int = 5000) -> float:
-  """Cross-entropy in nats per token (each document's EOS included) of the eval documents
-  under the add-one-smoothed unigram distribution of the train documents: what a model
-  that ignores context reaches, so a trained model must go below it."""
-  counts = np.zeros(tokenizer.vocab_size, np.float64)
+def unigram_log_probs(tokenizer: Tokenizer, train_glob: str, vocab_size: int = 0,
+                      max_docs: int = 5000) -> np.ndarray:
+  """Log-probabilities `[vocab_size]` of the add-one-smoothed unigram distribution of the
+  first `max_docs` train documents (each with its EOS); `vocab_size` may exceed the
+  tokenizer's (sentinels), those ids get the smoothing count alone."""
+  counts = np.zeros(max(vocab_size, tokenizer.vocab_size), np.float64)
   for ids in _documents(tokenizer, train_glob, max_docs):
     np.add.at(counts, ids, 1.0)
-  log_p = np.log(counts + 1.0) - math.log(counts.sum() + tokenizer.vocab_size)
-  nll, n = 0.0, 0
-  for ids in _documents(tokenizer, eval_glob, max_docs):
-    nll -= float(log_p[ids].sum())
-    n += len(ids)
-  if n == 0:
-    raise DataError(f"no documents in {eval_glob!r} to compute the unigram baseline on")
-  return nll / n
+  return np.log(counts + 1.0) - math.log(counts.sum() + counts.size)
+
+
+def unigram_loss(log_probs: np.ndarray, target_counts: np.ndarray) -> float:
+  """Cross-entropy in nats per token of targets (a weighted histogram of ids) under a
+  unigram model: what a model that ignores context reaches on the same tokens, so a
+  trained model's eval loss must go below it."""
+  total = float(target_counts.sum())
+  if total <= 0:
+    raise DataError("no eval tokens to compute the unigram baseline on")
+  return float(-(target_counts * log_probs[:target_counts.size]).sum() / total)
 
 
 __all__ = ["EOS_ID", "PAD_ID", "UNK_ID", "DataError", "Tokenizer", "card_path_for", "list_files",

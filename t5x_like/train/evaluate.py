@@ -10,11 +10,14 @@ import numpy as np
 from t5x_like.train.feed import Feed, next_batch
 
 
-def evaluate(setup, params, feed: Feed, max_batches: int, transform=None, check=None) -> dict:
+def evaluate(setup, params, feed: Feed, max_batches: int, transform=None, check=None,
+             histogram: np.ndarray | None = None) -> dict:
   """Mean loss and accuracy over up to `max_batches` eval batches ({} when there are none).
-  `check()` runs before each batch (the final eval stops there on a stop request)."""
+  `check()` runs before each batch (the final eval stops there on a stop request); the
+  weighted target ids of this host's batches are added to `histogram` when given."""
   if max_batches <= 0:
     return {}  # train.eval_batches=0: no eval, and no eval pipeline to build
+  side = setup.model_class.contract.target_side
   sums = None
   ds = feed.eval_dataset()
   it = iter(ds)
@@ -29,6 +32,10 @@ def evaluate(setup, params, feed: Feed, max_batches: int, transform=None, check=
       batch = {k: np.zeros(v.shape, v.dtype.as_numpy_dtype) for k, v in ds.element_spec.items()}
     if transform is not None:
       batch = transform(batch)
+    if histogram is not None:
+      w = batch[side.loss_weights].reshape(-1)
+      histogram += np.bincount(batch[side.target_tokens].reshape(-1)[w > 0], weights=w[w > 0],
+                               minlength=histogram.size)[:histogram.size]
     aux = jax.device_get(setup.eval_step(params, feed.global_batch(batch)))
     sums = aux if sums is None else {k: sums[k] + aux[k] for k in sums}
   if not sums or sums["weight_sum"] == 0:
@@ -38,9 +45,19 @@ def evaluate(setup, params, feed: Feed, max_batches: int, transform=None, check=
           "eval_tokens": float(sums["weight_sum"])}
 
 
-def final_evaluation(setup, params, feed: Feed, max_batches: int, check=None) -> dict:
-  """The eval metrics plus the family's variants (`eval_variants`), each as its loss."""
-  out = evaluate(setup, params, feed, max_batches, check=check)
+def final_evaluation(setup, params, feed: Feed, max_batches: int, check=None, unigram=None) -> dict:
+  """The eval metrics plus the family's variants (`eval_variants`), each as its loss, and
+  `unigram_loss`: the loss of the unigram log-probabilities `unigram` on the same tokens."""
+  histogram = None if unigram is None else np.zeros(unigram.size, np.float64)
+  out = evaluate(setup, params, feed, max_batches, check=check, histogram=histogram)
+  if out and histogram is not None:
+    if jax.process_count() > 1:  # the eval loss covers every host's batches: so does the baseline
+      from jax.experimental import multihost_utils
+
+      histogram = np.asarray(multihost_utils.process_allgather(histogram)).sum(axis=0)
+    from t5x_like.data.tokenizer import unigram_loss
+
+    out["unigram_loss"] = unigram_loss(unigram, histogram)
   if out:
     for name, transform in setup.model_class.eval_variants().items():
       variant = evaluate(setup, params, feed, max_batches, transform=transform, check=check)

@@ -45,12 +45,21 @@ class Feed:
     # when the first eval comes; every eval pass then iterates it afresh.
     self._eval = self._dataset(self.files.eval, shuffle=False, repeat=False) if self.cfg.train.eval_batches else None
 
-  def _dataset(self, files: str, *, shuffle: bool, repeat: bool):
+  def _dataset(self, files: str, *, shuffle: bool, repeat: bool, skip: int = 0):
     from t5x_like.data import pipeline  # imports TensorFlow
 
     return pipeline.make_dataset(self.cfg.data, files=files, tokenizer_path=self.files.tokenizer,
                                  batch_size=self.per_host_batch, process_index=jax.process_index(),
-                                 process_count=jax.process_count(), shuffle=shuffle, repeat=repeat)
+                                 process_count=jax.process_count(), shuffle=shuffle, repeat=repeat,
+                                 skip_batches=skip)
+
+  def restart_after(self, tokens_seen: float) -> int:
+    """A fresh training stream that skips the batches worth `tokens_seen` tokens at today's
+    batch size and seq_len (a resume whose saved data position cannot be used); returns
+    how many it skips. The skipped batches are built and dropped inside tf.data."""
+    batches = int(tokens_seen // (self.cfg.train.batch_size * self.cfg.data.seq_len))
+    self.train_iterator = iter(self._dataset(self.files.train, shuffle=True, repeat=True, skip=batches))
+    return batches
 
   def eval_dataset(self):
     return self._eval if self._eval is not None else self._dataset(self.files.eval, shuffle=False, repeat=False)

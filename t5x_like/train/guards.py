@@ -94,8 +94,8 @@ class NonFiniteGuard:
     return {"count": count, "last": last}
 
   def error(self, where: str, good_step: int | None, learning_rate: float) -> NonFiniteError:
-    back = (f", or go back to step {good_step} (saved before the streak) with "
-            f"--config.checkpoint.restore_from={good_step}" if good_step is not None else "")
+    back = (f", or go back to step {good_step} with --config.checkpoint.restore_from={good_step}"
+            if good_step is not None else "")
     return NonFiniteError(
         f"training diverged: {self.count} consecutive steps ({self.last - self.count + 1}-{self.last}) had a "
         f"non-finite loss or gradient and were skipped (train.max_consecutive_nonfinite={self.limit}); "

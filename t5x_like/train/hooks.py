@@ -98,7 +98,7 @@ class ThroughputHook(Hook):
     self.fingerprint = None
     self.slots = np.zeros(2, np.int64)  # real and all input slots since the last log
     self.run_slots = np.zeros(2, np.int64)
-    self.tokens_per_s, self.last = [], {}
+    self.tokens_per_s, self.last, self.losses = [], {}, []
 
   def due(self, run: Run) -> bool:
     return super().due(run) or run.step == run.end_step
@@ -116,13 +116,21 @@ class ThroughputHook(Hook):
     self.fingerprint = batch_fingerprint(batch) if logged else None  # only logged steps pay for it
     self.window_steps += 1
 
+  def end_step(self, run: Run) -> None:
+    if self.window_steps < 0:
+      self.window_start, self.window_steps, self.losses = time.time(), 0, []
+    else:
+      self.losses.append(run.metrics["loss"])  # stays on the device until the next log
+
   def after_step(self, run: Run, row: dict) -> None:
-    m = jax.device_get(run.metrics)
+    m, losses = jax.device_get((run.metrics, self.losses))
     dt = time.time() - self.window_start
     tokens = self.cfg.train.batch_size * self.cfg.data.seq_len * self.window_steps
     tok_s = tokens / dt
     run.tokens_seen += tokens
     row.update({k: float(v) for k, v in m.items() if k != "tokens"})
+    # The mean over the window (this step included): one step's loss is noisy.
+    row["train_loss_avg"] = float(np.mean([*losses, m["loss"]]))
     row.update(batch_fingerprint=self.fingerprint, tokens_per_s=tok_s, step_time_s=dt / self.window_steps,
                mfu=self.flops_seq * (tok_s / self.cfg.data.seq_len) / self.peak, tokens_seen=run.tokens_seen)
     if self.slots[1]:
@@ -134,12 +142,8 @@ class ThroughputHook(Hook):
     self.last = row
     self.window_steps = -1  # reset once the row is written (end_step)
 
-  def end_step(self, run: Run) -> None:
-    if self.window_steps < 0:
-      self.window_start, self.window_steps = time.time(), 0
-
   def summary(self) -> dict:
-    return {"final_train_loss": self.last.get("loss"),
+    return {"final_train_loss": self.last.get("train_loss_avg"),
             "tokens_per_s": float(np.median(self.tokens_per_s)) if self.tokens_per_s else self.last.get("tokens_per_s"),
             "mfu": self.last.get("mfu"),
             "packing": self.run_slots[0] / self.run_slots[1] if self.run_slots[1] else None}
@@ -162,8 +166,22 @@ class EvalHook(Hook):
     row.update(evaluate.evaluate(run.setup, run.state["params"], run.feed, run.cfg.train.eval_batches))
 
   def finish(self, run: Run, final: dict) -> None:
-    final.update(evaluate.final_evaluation(run.setup, run.state["params"], run.feed,
-                                           run.cfg.train.eval_batches, check=_stop_check(run)))
+    final.update(evaluate.final_evaluation(run.setup, run.state["params"], run.feed, run.cfg.train.eval_batches,
+                                           check=_stop_check(run), unigram=self._unigram(run)))
+
+  def _unigram(self, run: Run):
+    """The train documents' unigram log-probabilities, the baseline of the final eval (None
+    when the training input is not files, e.g. TFDS or mixtures)."""
+    from t5x_like.data import tokenizer
+
+    if not run.feed.files.train:
+      return None
+    try:
+      return tokenizer.unigram_log_probs(tokenizer.Tokenizer(run.feed.files.tokenizer), run.feed.files.train,
+                                         run.cfg.model.vocab_size)
+    except Exception as e:  # the baseline is informative only
+      run.log(f"[t5x_like] unigram baseline unavailable: {e}")
+      return None
 
 
 class SkillHook(Hook):

@@ -88,7 +88,7 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
                "workdir": session.path, "checkpoints": ckpt.directory if ckpt else None,
                "metrics": os.path.join(session.path, "metrics.jsonl"),
                "tensorboard": os.path.join(session.path, "tensorboard")}
-    return write_summary(summary, files, log)
+    return write_summary(summary, log)
 
 
 def train_steps(run: Run, compiled, batch: dict | None, rng, hooks) -> None:
@@ -119,9 +119,11 @@ def train_steps(run: Run, compiled, batch: dict | None, rng, hooks) -> None:
 
 def _stop_nonfinite(run: Run) -> None:
   run.save(force=True)
-  run.close()
+  if run.ckpt is not None:
+    run.ckpt.wait()  # retention has run for this save: the steps listed below exist
   good = run.ckpt.last_healthy_step() if run.ckpt else None
+  run.close()
   where = ("checkpointing is off, nothing was saved" if run.ckpt is None else
-           f"saved step {run.step} in {run.ckpt.directory}, and the newest step saved before the "
-           f"streak is {good if good is not None else 'none (the streak began before the first save)'}")
+           f"saved step {run.step} in {run.ckpt.directory}; the newest step saved before the update that "
+           f"led into the streak is {good if good is not None else 'none (the streak began before the first save)'}")
   raise run.guard.error(where, good, run.cfg.optimizer.learning_rate)

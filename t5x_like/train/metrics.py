@@ -71,7 +71,7 @@ def progress_line(step: int, total: int, m: dict) -> str:
   if "loss" not in m:  # a row of other metrics only (e.g. an eval between logging steps)
     return " | ".join([f"step {step:>6}/{total}"] + [f"{k} {v:.4f}" for k, v in m.items()
                                                       if isinstance(v, float)])
-  parts = [f"step {step:>6}/{total}", f"loss {m['loss']:.4f}", f"acc {m['accuracy']:.3f}",
+  parts = [f"step {step:>6}/{total}", f"loss {m.get('train_loss_avg', m['loss']):.4f}", f"acc {m['accuracy']:.3f}",
            f"lr {m['learning_rate']:.2e}", f"gnorm {m['grad_norm']:.2f}",
            f"{m['tokens_per_s']:,.0f} tok/s", f"mfu {100 * m['mfu']:.1f}%", f"{m['step_time_s'] * 1e3:.0f} ms/step"]
   if "packing" in m:

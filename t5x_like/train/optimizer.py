@@ -9,7 +9,15 @@ from t5x_like.config import OptimizerConfig
 
 
 def make_schedule(cfg: OptimizerConfig, total_steps: int) -> optax.Schedule:
-  """Linear warmup to the peak, then cosine/linear decay to `end_lr_fraction` of it."""
+  """Linear warmup to the peak, then cosine/linear decay to `end_lr_fraction` of it. The
+  update of step k (counted from 0) uses the rate of point k + 1 of the curve, so the first
+  step trains (at peak / warmup_steps, not 0), step `warmup_steps` reaches the peak and the
+  last step ends the decay."""
+  curve = _curve(cfg, total_steps)
+  return lambda count: curve(count + 1)
+
+
+def _curve(cfg: OptimizerConfig, total_steps: int) -> optax.Schedule:
   peak, end = cfg.learning_rate, cfg.learning_rate * cfg.end_lr_fraction
   warmup = min(cfg.warmup_steps, max(total_steps - 1, 0))
   decay_steps = max(total_steps - warmup, 1)
@@ -25,9 +33,14 @@ def make_schedule(cfg: OptimizerConfig, total_steps: int) -> optax.Schedule:
 
 
 def decay_mask(logical_axes):
-  """Decay weight matrices only: norms, biases and scalars have fewer than two non-layer axes."""
-  return jax.tree.map(lambda axes: sum(a != "layers" for a in axes) >= 2, logical_axes,
-                      is_leaf=lambda x: isinstance(x, tuple))
+  """Decay the weights that read or write the residual stream (an `embed` axis and at least
+  one other, layers aside): embeddings, projections, MLP and head matrices. Norms, biases
+  (attention's `(heads, kv)` ones included), scalars and the relative-position bias table
+  are not decayed."""
+  def decayed(axes):
+    axes = [a for a in axes if a != "layers"]
+    return len(axes) >= 2 and "embed" in axes
+  return jax.tree.map(decayed, logical_axes, is_leaf=lambda x: isinstance(x, tuple))
 
 
 def make_optimizer(cfg: OptimizerConfig, total_steps: int, logical_axes) -> optax.GradientTransformation:

@@ -1,29 +1,21 @@
 """The end of a run: `summary.json` and the console summary, with the unigram baseline
-(what a model that ignores context reaches on the same eval documents) beside the loss."""
+(what a model that ignores context reaches on the same eval tokens) beside the loss."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
 
+from t5x_like.workdir import write_json
 
-def write_summary(summary: dict, files, log) -> dict:
-  """Adds the unigram baseline, writes WORKDIR/summary.json and prints the summary
-  (process 0 only)."""
+
+def write_summary(summary: dict, log) -> dict:
+  """Writes WORKDIR/summary.json and prints the summary (process 0 only)."""
+  summary.setdefault("unigram_loss", None)
   if jax.process_index() != 0:
     return summary
-  from t5x_like.data import tokenizer
-
-  try:
-    summary["unigram_loss"] = tokenizer.unigram_loss(tokenizer.Tokenizer(files.tokenizer),
-                                                     files.train, files.eval)
-  except Exception as e:  # the baseline is informative only
-    summary["unigram_loss"] = None
-    log(f"[t5x_like] unigram baseline unavailable: {e}")
-  with open(os.path.join(summary["workdir"], "summary.json"), "w") as f:
-    json.dump(summary, f, indent=2)
+  write_json(os.path.join(summary["workdir"], "summary.json"), summary)
   log(format_summary(summary))
   return summary
 
