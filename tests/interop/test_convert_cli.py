@@ -36,3 +36,13 @@ def test_convert_round_trip_through_orbax(tmp_path):
   assert {k for k in a if not k.endswith(".attn.bias")} <= set(b) | {"lm_head.weight"}
   # A second conversion into the same place is refused instead of overwriting.
   assert main(["convert", "--from-hf", src, "--output", str(tmp_path / "ckpt")]) == 2
+
+
+def test_convert_to_hf_of_a_step_without_readable_metadata_is_one_line(tmp_path, capsys):
+  step = tmp_path / "ckpt" / "0"
+  (step / "state").mkdir(parents=True)
+  (step / "meta").mkdir()
+  (step / "meta" / "metadata").write_text("{not json")
+  assert main(["convert", "--to-hf", str(step), "--output", str(tmp_path / "out")]) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("error: ") and "no model config in meta/metadata" in err and len(err.splitlines()) == 1
