@@ -5,7 +5,12 @@ import os
 import subprocess
 import sys
 
+import pytest
 
+
+# About 5 minutes on 2 cores: the README's first command as it is. The fast suite runs the
+# same config, shrunk, through tests/train/test_loop.py and test_families_e2e.py.
+@pytest.mark.slow
 def test_tiny_gpt_learns_the_builtin_corpus(tmp_path):
   wd = tmp_path / "tiny_gpt"
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")

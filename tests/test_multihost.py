@@ -70,17 +70,20 @@ def test_two_processes_match_one(tmp_path):
   assert any(n.startswith("process_1_of_2") for n in os.listdir(data_dir))
 
   # The 2-process checkpoint restores in one process and training continues. Iterator
-  # state does not carry across process counts, so the data restarts: the reference is the
-  # one-process run's own step-4 checkpoint without its iterator state, which then takes
-  # the same first batch. Equal step-5 losses mean params and optimizer state came through.
+  # state does not carry across process counts, so the data restarts past the tokens seen:
+  # the reference is the one-process run's own step-4 checkpoint without its iterator state
+  # (which needs reset_data_iterator, or it is a corrupt step), which then takes the same
+  # first batch. Equal step-5 losses mean params and optimizer state came through.
   p = subprocess.run(_cmd(multi, 6, "--cpu-devices", "8"), capture_output=True, text=True, env=env, timeout=300)
   assert p.returncode == 0, p.stderr[-3000:]
-  assert "resumed from step 4" in p.stdout and "data restarts" in p.stdout
+  assert "resumed from step 4" in p.stdout and "saved by 2 process(es)" in p.stdout
+  assert "the data stream restarts" in p.stdout
   assert [s for s, _ in _losses(multi)][-2:] == [5, 6]
   ref = tmp_path / "single_restarted"
   shutil.copytree(single / "checkpoints" / "4", ref / "checkpoints" / "4", ignore=shutil.ignore_patterns("data"))
-  p = subprocess.run(_cmd(ref, 6, "--cpu-devices", "8", "--config.train.stop_at_step=5"), capture_output=True,
-                     text=True, env=env, timeout=300)
+  p = subprocess.run(_cmd(ref, 6, "--cpu-devices", "8", "--config.train.stop_at_step=5",
+                          "--config.checkpoint.reset_data_iterator=true"), capture_output=True, text=True, env=env,
+                     timeout=300)
   assert p.returncode == 0, p.stderr[-3000:]
-  assert "resumed from step 4" in p.stdout and "data restarts" in p.stdout
+  assert "resumed from step 4" in p.stdout and "the data stream restarts" in p.stdout
   assert dict(_losses(multi))[5] == pytest.approx(dict(_losses(ref))[5], rel=1e-6)  # measured: bit-equal

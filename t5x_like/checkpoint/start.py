@@ -27,6 +27,7 @@ from t5x_like.checkpoint.manager import OTHER_COUNT, Checkpointer, Restored, res
 from t5x_like.checkpoint.params import check_fits, find_step_dir, load_params
 from t5x_like.checkpoint.quiet import brief, orbax_restore
 from t5x_like.config import CheckpointConfig, Config, from_dict, to_dict
+from t5x_like.config.loading import flatten
 from t5x_like.errors import CheckpointError, ConfigError
 
 # Data fields that do not change the training stream (eval inputs, pipeline threads).
@@ -42,20 +43,10 @@ class Start:
   nonfinite_last: int = 0
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f"{prefix}{k}."))
-    else:
-      out[prefix + k] = v
-  return out
-
-
 def data_changes(saved: dict, cfg: Config) -> tuple[list[str], list[str]]:
   """(reshaping changes: train.batch_size, data.seq_len; other changes of the training
   stream) between a checkpoint's config and this one, as 'key: old -> new'."""
-  old, new = _flat(saved.get("data", {})), _flat(to_dict(cfg)["data"])
+  old, new = flatten(saved.get("data", {})), flatten(to_dict(cfg)["data"])
   old["train.batch_size"] = saved.get("train", {}).get("batch_size")
   new["train.batch_size"] = cfg.train.batch_size
   diff = {k: (old.get(k), new.get(k)) for k in set(old) | set(new)
@@ -97,7 +88,7 @@ def _restore_data(meta: dict, cfg: Config, what: str, log) -> bool:
 
 
 def _section_diffs(saved: dict, cfg: Config, keys) -> list[tuple[str, object, object]]:
-  old, new = _flat(saved), _flat(to_dict(cfg))
+  old, new = flatten(saved), flatten(to_dict(cfg))
   return [(k, old[k], new[k]) for k in sorted(new) if any(k == p or k.startswith(p + ".") for p in keys)
           and k in old and old[k] != new[k]]
 

@@ -220,6 +220,17 @@ def build_config(path: str, overrides: list[str] | None = None) -> Config:
 # ---------------------------------------------------------------- JSON
 
 
+def flatten(values: dict, prefix: str = "") -> dict:
+  """Nested dicts -> one dict of dotted keys: {"data": {"seq_len": 8}} -> {"data.seq_len": 8}."""
+  out = {}
+  for k, v in values.items():
+    if isinstance(v, dict):
+      out.update(flatten(v, f"{prefix}{k}."))
+    else:
+      out[prefix + k] = v
+  return out
+
+
 def to_dict(cfg) -> dict:
   """Plain dicts and lists; a mixture entry becomes {"weight": w, <dotted fields>...}."""
 

@@ -78,16 +78,6 @@ def check_fields(obj, prefix: str = "") -> None:
 # ---------------------------------------------------------------- mixtures
 
 
-def _flatten(values: dict, prefix: str = "") -> dict:
-  out = {}
-  for k, v in values.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, f"{prefix}{k}."))
-    else:
-      out[prefix + k] = v
-  return out
-
-
 def mixture_entry(i: int, raw) -> MixtureEntry:
   """`data.mixture[i]` as a MixtureEntry: a positive weight and known, non-shared data keys
   (nested sections are flattened to dotted keys; old flat names move to their sections)."""
@@ -99,7 +89,7 @@ def mixture_entry(i: int, raw) -> MixtureEntry:
                       f"got {raw!r}")
   valid = loading.all_keys(DataConfig())
   fields = {}
-  for k, v in _flatten({k: v for k, v in raw.items() if k != "weight"}).items():
+  for k, v in loading.flatten({k: v for k, v in raw.items() if k != "weight"}).items():
     name = loading.RENAMED.get(f"data.{k}", f"data.{k}")[len("data."):]
     if name not in valid:
       raise loading.unknown_key(k, valid + ["weight"], label=f"key '{k}' in {key}")

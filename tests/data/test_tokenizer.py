@@ -8,6 +8,7 @@ import json
 import math
 import os
 
+import numpy as np
 import pytest
 import sentencepiece as spm
 import tensorflow as tf
@@ -113,17 +114,20 @@ def test_unigram_loss_matches_direct_computation(tok, spm_path, corpus):
   sp = spm.SentencePieceProcessor(model_file=spm_path)
   train = [sp.encode(line) + [1] for line in lines_of(corpus["train"])]
   evals = [sp.encode(line) + [1] for line in lines_of(corpus["eval"])]
+  vocab = sp.get_piece_size() + 3  # three ids past the tokenizer (sentinels) get the smoothing count
   counts = collections.Counter(i for doc in train for i in doc)
-  total = sum(counts.values()) + sp.get_piece_size()
+  total = sum(counts.values()) + vocab
   tokens = [i for doc in evals for i in doc]
   expected = -sum(math.log((counts[i] + 1) / total) for i in tokens) / len(tokens)
-  got = tokenizer.unigram_loss(tok, corpus["train"], corpus["eval"])
+  histogram = np.bincount(tokens, minlength=vocab).astype(np.float64)
+  log_p = tokenizer.unigram_log_probs(tok, corpus["train"], vocab)
+  assert log_p.shape == (vocab,) and np.exp(log_p).sum() == pytest.approx(1.0)
+  got = tokenizer.unigram_loss(log_p, histogram)
   assert got == pytest.approx(expected, rel=1e-9)
   assert 1.0 < got < math.log(tok.vocab_size)  # better than uniform, far from zero
-  # max_docs caps both sides: the first 5 train and the first 5 eval documents.
+  # max_docs caps the train side: the first 5 train documents.
   counts5 = collections.Counter(i for doc in train[:5] for i in doc)
-  total5 = sum(counts5.values()) + sp.get_piece_size()
-  tokens5 = [i for doc in evals[:5] for i in doc]
-  expected5 = -sum(math.log((counts5[i] + 1) / total5) for i in tokens5) / len(tokens5)
-  got5 = tokenizer.unigram_loss(tok, corpus["train"], corpus["eval"], max_docs=5)
+  total5 = sum(counts5.values()) + vocab
+  expected5 = -sum(math.log((counts5[i] + 1) / total5) for i in tokens) / len(tokens)
+  got5 = tokenizer.unigram_loss(tokenizer.unigram_log_probs(tok, corpus["train"], vocab, max_docs=5), histogram)
   assert got5 == pytest.approx(expected5, rel=1e-9) and got5 > got

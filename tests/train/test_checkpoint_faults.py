@@ -112,7 +112,7 @@ def _cmd(wd, data, *extra):
           *small_overrides(data), *extra]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [pytest.param(signal.SIGTERM, marks=pytest.mark.slow), signal.SIGINT])
 def test_a_stop_during_the_final_eval_keeps_the_final_step(tmp_path, data, healthy, sig):
   """The last step is saved before the final eval; a signal there ends the process with
   exit 0 and one line (no traceback), and a rerun redoes only the final evaluation."""
