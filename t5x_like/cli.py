@@ -11,6 +11,7 @@ USAGE_EPILOG = """overrides: any config field, e.g. --config.train.steps=200 --c
 examples:
   t5x-like train --config configs/tiny/gpt.py --workdir /tmp/tiny_gpt
   t5x-like train --config configs/tiny/gpt.py --workdir /tmp/tiny_gpt --dry-run
+  t5x-like eval --workdir /tmp/tiny_gpt --all-checkpoints
   t5x-like tokenizer train --input 'data/*.txt' --vocab-size 8000 --output tok/spm.model
 """
 
@@ -28,6 +29,19 @@ def _parser() -> argparse.ArgumentParser:
   tr.add_argument("--workdir", required=True, help="checkpoints, metrics.jsonl, TensorBoard events and config.json go here")
   tr.add_argument("--dry-run", action="store_true", help="print the parameter sharding table and exit without training")
   _add_runtime_flags(tr)
+
+  ev = sub.add_parser("eval", help="evaluate a run's checkpoints (loss, perplexity, token accuracy)",
+                      description="Evaluates the latest checkpoint of --workdir (or --checkpoint PATH, or with "
+                                  "--all-checkpoints every kept step) on a split, and writes one row per step to "
+                                  "WORKDIR/eval/SPLIT/metrics.jsonl and TensorBoard.",
+                      epilog=USAGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+  ev.add_argument("--workdir", required=True, help="the training run's workdir (its checkpoints and data)")
+  ev.add_argument("--config", default="", help="config file; default: the run's own WORKDIR/config.json")
+  ev.add_argument("--checkpoint", default="", help="a step directory (or checkpoints directory) to evaluate")
+  ev.add_argument("--all-checkpoints", action="store_true", help="every kept step, oldest first")
+  ev.add_argument("--split", default="eval", choices=["eval", "train"])
+  ev.add_argument("--batches", type=int, default=0, help="eval batches (default: train.eval_batches)")
+  _add_runtime_flags(ev)
 
   tok = sub.add_parser("tokenizer", help="SentencePiece tokenizer tools")
   toksub = tok.add_subparsers(dest="tok_command", required=True)
@@ -94,11 +108,11 @@ def main(argv: list[str] | None = None) -> int:
   args, rest = _parser().parse_known_args(argv)
   _setup_env(args)
   from t5x_like.errors import ConfigError, UserError
-  commands = {"train": _train, "show": _data_show, "build": _data_build, "tokenizer": _tokenizer,
+  commands = {"train": _train, "eval": _eval, "show": _data_show, "build": _data_build, "tokenizer": _tokenizer,
               "convert": _convert}
   command = args.data_command if args.command == "data" else args.command
   try:
-    if rest and command not in ("train", "show"):
+    if rest and command not in ("train", "eval", "show"):
       raise ConfigError(f"unexpected arguments: {' '.join(rest)}")
     return commands[command](args, rest)
   except (UserError, FileNotFoundError) as e:
@@ -124,6 +138,28 @@ def _train(args, rest) -> int:
   runtime.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
   from t5x_like.train.loop import run
   run(cfg, args.workdir, dry_run=args.dry_run)
+  return 0
+
+
+def _eval(args, rest) -> int:
+  import json
+
+  from t5x_like import config as config_lib
+  from t5x_like import runtime
+  if args.config:
+    cfg = config_lib.build_config(args.config, rest)
+  else:
+    path = os.path.join(args.workdir, "config.json")
+    if not os.path.exists(path):
+      raise config_lib.ConfigError(f"{path} not found; pass the run's --config")
+    cfg = config_lib.from_dict(json.load(open(path)))
+    for key, value in config_lib.parse_overrides(rest):
+      config_lib.apply_override(cfg, key, value)
+    cfg = config_lib.validate(cfg)
+  runtime.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+  from t5x_like.train.eval_run import run_eval
+  run_eval(cfg, args.workdir, checkpoint_path=args.checkpoint, all_checkpoints=args.all_checkpoints,
+           split=args.split, batches=args.batches)
   return 0
 
 

@@ -37,10 +37,11 @@ class Feed:
   cfg: Config
   files: DataFiles
   sharding: object  # the batch NamedSharding
+  train: bool = True  # False: eval only (t5x-like eval), no training stream is built
 
   def __post_init__(self):
     self.per_host_batch = self.cfg.train.batch_size // jax.process_count()
-    self.train_iterator = iter(self._dataset(self.files.train, shuffle=True, repeat=True))
+    self.train_iterator = iter(self._dataset(self.files.train, shuffle=True, repeat=True)) if self.train else None
     # The eval input is built (its files found and probed) now, before the first step, not
     # when the first eval comes; every eval pass then iterates it afresh.
     self._eval = self._dataset(self.files.eval, shuffle=False, repeat=False) if self.cfg.train.eval_batches else None

@@ -1,0 +1,79 @@
+"""`t5x-like eval`: evaluates a run's checkpoints on a split, sharded like training, with the
+same evaluation code as the training loop (train/evaluate.py), and writes one row per
+checkpoint step to WORKDIR/eval/<split>/metrics.jsonl and TensorBoard.
+
+On the training run's own workdir and split this reproduces the loop's final eval loss
+exactly: the same params, the same eval batches, the same compiled eval step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+
+import jax
+
+from t5x_like import checkpoint
+from t5x_like.config import Config, to_dict
+from t5x_like.data.prepare import prepare_data
+from t5x_like.errors import CheckpointError, ConfigError
+from t5x_like.train.evaluate import final_evaluation
+from t5x_like.train.feed import Feed
+from t5x_like.train.metrics import MetricsWriter
+from t5x_like.train.setup import make_setup
+
+
+def _log(msg: str) -> None:
+  if jax.process_index() == 0:
+    print(msg, flush=True)
+
+
+def checkpoints_to_evaluate(workdir: str, path: str, every: bool) -> list[str]:
+  """Step directories: `path` (a step or checkpoints directory), or the run's latest step,
+  or with `every` each kept step of the run, oldest first."""
+  if path:
+    return [checkpoint.find_step_dir(path, "--checkpoint")]
+  directory = os.path.join(workdir, "checkpoints")
+  steps = sorted(int(n) for n in os.listdir(directory) if n.isdigit()) if os.path.isdir(directory) else []
+  if not steps:
+    raise CheckpointError(f"no checkpoint in {directory}; train first, or pass --checkpoint PATH")
+  return [os.path.join(directory, str(s)) for s in (steps if every else steps[-1:])]
+
+
+def run_eval(cfg: Config, workdir: str, *, checkpoint_path: str = "", all_checkpoints: bool = False,
+             split: str = "eval", batches: int = 0) -> list[dict]:
+  """Evaluates each chosen checkpoint; returns (and writes) one row per step."""
+  if split not in ("eval", "train"):
+    raise ConfigError(f"--split {split!r}: use eval (the held-out split) or train")
+  workdir = os.path.abspath(workdir)
+  step_dirs = checkpoints_to_evaluate(workdir, checkpoint_path, all_checkpoints)
+  n = batches or cfg.train.eval_batches
+  if n <= 0:
+    raise ConfigError("nothing to evaluate: train.eval_batches is 0; pass --batches N")
+  setup = make_setup(cfg)
+  files = prepare_data(cfg, workdir, _log)
+  if split == "train":
+    files = dataclasses.replace(files, eval=files.train)
+  feed = Feed(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_batches=n)), files,
+              setup.batch_sharding, train=False)
+  out_dir = os.path.join(workdir, "eval", split)
+  writer = MetricsWriter(out_dir)
+  rows = []
+  try:
+    for step_dir in step_dirs:
+      params = checkpoint.load_params(step_dir, setup.abstract_state["params"], to_dict(cfg)["model"])
+      step = int(checkpoint.read_meta(step_dir).get("step", os.path.basename(step_dir)))
+      row = final_evaluation(setup, params, feed, n)
+      if not row:
+        raise ConfigError(f"the {split} split yielded no tokens to evaluate")
+      row["eval_perplexity"] = math.exp(min(row["eval_loss"], 700.0))
+      writer.write(step, row)
+      rows.append({"step": step, "checkpoint": step_dir, **row})
+      _log(f"[t5x_like] step {step:>7} | {split} loss {row['eval_loss']:.4f} | perplexity "
+           f"{row['eval_perplexity']:.3f} | accuracy {row['eval_accuracy']:.4f} | {row['eval_tokens']:,.0f} tokens "
+           f"({step_dir})")
+  finally:
+    writer.close()
+  _log(f"[t5x_like] {len(rows)} row(s) in {writer.path} (TensorBoard: {os.path.join(out_dir, 'tensorboard')})")
+  return rows
