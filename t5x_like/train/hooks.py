@@ -57,10 +57,11 @@ class Run:
     self.ckpt.save(self.step, self.state, self.feed.train_iterator, meta, force=force)
 
   def close(self) -> None:
-    """Waits for the last save and closes the metric sinks."""
+    """Waits for the last save and closes the metric sinks (once)."""
+    ckpt, self.ckpt = self.ckpt, None
     try:
-      if self.ckpt is not None:
-        self.ckpt.close()
+      if ckpt is not None:
+        ckpt.close()
     finally:
       self.writer.close()
 

@@ -81,6 +81,9 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
       log(f"[t5x_like] checkpoint for step {state.step} is complete; rerun the same command to "
           f"{'resume' if state.step < end_step else 'redo the final evaluation'}")
       return {"preempted": True, "step": state.step}
+    except BaseException:
+      state.close()  # an error mid-run (a bad record, say) still lets a save in flight finish
+      raise
     state.close()
     throughput = next(h for h in hooks if isinstance(h, ThroughputHook)).summary()
     summary = {"steps": state.step, "final_train_loss": throughput.pop("final_train_loss"), **final,
@@ -119,11 +122,12 @@ def train_steps(run: Run, compiled, batch: dict | None, rng, hooks) -> None:
 
 def _stop_nonfinite(run: Run) -> None:
   run.save(force=True)
-  if run.ckpt is not None:
-    run.ckpt.wait()  # retention has run for this save: the steps listed below exist
-  good = run.ckpt.last_healthy_step() if run.ckpt else None
+  ckpt = run.ckpt
+  if ckpt is not None:
+    ckpt.wait()  # retention has run for this save: the steps listed below exist
+  good = ckpt.last_healthy_step() if ckpt else None
   run.close()
-  where = ("checkpointing is off, nothing was saved" if run.ckpt is None else
-           f"saved step {run.step} in {run.ckpt.directory}; the newest step saved before the update that "
+  where = ("checkpointing is off, nothing was saved" if ckpt is None else
+           f"saved step {run.step} in {ckpt.directory}; the newest step saved before the update that "
            f"led into the streak is {good if good is not None else 'none (the streak began before the first save)'}")
   raise run.guard.error(where, good, run.cfg.optimizer.learning_rate)
