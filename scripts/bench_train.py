@@ -7,7 +7,7 @@ figures are the model's and the sharding's alone; bench_data.py measures the pip
   python scripts/bench_train.py --preset bert:bert_tiny --batch 8 --seq 128   # CPU
 
 MFU uses the same FLOP count as the training loop (the family's `flops_per_sequence`) and
-the peak of the device kind (`metrics.peak_flops_per_device`, or --peak-tflops). Batches
+the device's peak (`train/peak.py`: published, or measured on CPU; or --peak-tflops). Batches
 are the family's `fake_batch` (t5x_like/features.py): full rows of random ids.
 """
 
@@ -26,7 +26,7 @@ sys.path.insert(0, ROOT)
 
 from t5x_like import config as C  # noqa: E402
 from t5x_like.models import family_class  # noqa: E402
-from t5x_like.train import metrics  # noqa: E402
+from t5x_like.train.peak import device_peak  # noqa: E402
 from t5x_like.train.setup import init_state, make_setup  # noqa: E402
 from t5x_like.train.state import count_params  # noqa: E402
 
@@ -88,7 +88,8 @@ def main() -> None:
       times.append(time.perf_counter() - t0)
   step_s = float(np.median(times))
   flops = setup.model_class.flops_per_sequence(model, a.seq, dec_len) * a.batch
-  peak = metrics.peak_flops_per_device(a.peak_tflops) * jax.device_count()
+  peak_device = device_peak(a.dtype, a.peak_tflops)
+  peak = peak_device.flops_per_device * jax.device_count()
   tokens = a.batch * (a.seq + dec_len)
   dev = jax.devices()[0]
   mem = dev.memory_stats() or {}
@@ -100,6 +101,7 @@ def main() -> None:
         f"min {1e3 * min(times):.1f}) | {tokens / step_s:,.0f} tokens/s | "
         f"{flops / step_s / 1e12:.1f} TFLOP/s | MFU {100 * flops / step_s / peak:.1f}% | "
         f"loss {float(m['loss']):.3f}")
+  print(f"MFU against {peak_device.describe()}")
   if "peak_bytes_in_use" in mem:
     print(f"device memory: peak {mem['peak_bytes_in_use'] / 2**30:.2f} GiB of "
           f"{mem.get('bytes_limit', 0) / 2**30:.1f} GiB")

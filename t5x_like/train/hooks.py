@@ -24,7 +24,8 @@ from t5x_like.config import Config, to_dict
 from t5x_like.train import evaluate
 from t5x_like.train.feed import Feed, batch_fingerprint
 from t5x_like.train.guards import NonFiniteGuard, StopFlag, StopRequested
-from t5x_like.train.metrics import MetricsWriter, peak_flops_per_device, progress_line
+from t5x_like.train.metrics import MetricsWriter, progress_line
+from t5x_like.train.peak import device_peak
 
 
 @dataclasses.dataclass
@@ -93,7 +94,8 @@ class ThroughputHook(Hook):
   def __init__(self, every: int, cfg: Config):
     super().__init__(every)
     self.cfg = cfg
-    self.peak = peak_flops_per_device(cfg.train.peak_tflops_per_device) * jax.device_count()
+    self.peak_device = device_peak(cfg.model.dtype, cfg.train.peak_tflops_per_device)
+    self.peak = self.peak_device.flops_per_device * jax.device_count()
     self.flops_seq = None  # set from the first batch's lengths
     self.window_start, self.window_steps = time.time(), 0
     self.fingerprint = None
@@ -145,6 +147,7 @@ class ThroughputHook(Hook):
 
   def summary(self) -> dict:
     return {"final_train_loss": self.last.get("train_loss_avg"),
+            "peak_tflops_per_device": self.peak_device.flops_per_device / 1e12, "peak_source": self.peak_device.source,
             "tokens_per_s": float(np.median(self.tokens_per_s)) if self.tokens_per_s else self.last.get("tokens_per_s"),
             "mfu": self.last.get("mfu"),
             "packing": self.run_slots[0] / self.run_slots[1] if self.run_slots[1] else None}

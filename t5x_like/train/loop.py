@@ -69,6 +69,7 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
     state = Run(cfg, session.path, setup, feed, ckpt, MetricsWriter(session.path), log, start.state,
                 start.step, end_step, start.tokens_seen, session.stop, guard, start_step=start.step)
     hooks = default_hooks(cfg, files.tokenizer)
+    log(f"[t5x_like] MFU against {next(h for h in hooks if isinstance(h, ThroughputHook)).peak_device.describe()}")
     try:
       train_steps(state, compiled, first, rng, hooks)
       # The final checkpoint first, so a stop or a failure in the final eval loses no step.

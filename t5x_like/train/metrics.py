@@ -1,5 +1,5 @@
-"""The MFU denominator (peak FLOP/s per device) and the metric sinks: JSONL, TensorBoard,
-console. The numerator, each family's FLOPs per row, is `LanguageModel.flops_per_sequence`."""
+"""The metric sinks: JSONL, TensorBoard and the console progress line. MFU's numerator is
+each family's `flops_per_sequence`, its denominator the device peak of train/peak.py."""
 
 from __future__ import annotations
 
@@ -8,28 +8,6 @@ import os
 import time
 
 import jax
-
-# Dense bf16 peak TFLOP/s per device, from the vendors' published figures. CPU has no
-# published figure: 0.1 TFLOP/s per host is about what a 2-core host sustains on fp32
-# matmuls (measured with numpy), shared by the host's simulated devices.
-_PEAK_TFLOPS = {
-    "tpu v4": 275.0, "tpu v5 lite": 197.0, "tpu v5e": 197.0, "tpu v5p": 459.0, "tpu v5": 459.0,
-    "tpu v6 lite": 918.0, "tpu v6e": 918.0, "h100": 989.0, "h200": 989.0, "a100": 312.0,
-    "l4": 121.0, "a10g": 125.0, "v100": 125.0,
-}
-
-
-def peak_flops_per_device(override_tflops: float = 0.0) -> float:
-  if override_tflops > 0:
-    return override_tflops * 1e12
-  dev = jax.devices()[0]
-  kind = dev.device_kind.lower()
-  for name, tflops in _PEAK_TFLOPS.items():
-    if name in kind:
-      return tflops * 1e12
-  if dev.platform == "cpu":
-    return 0.1e12 / jax.local_device_count()
-  return 100e12  # an unknown accelerator: MFU is then only indicative
 
 
 class MetricsWriter:

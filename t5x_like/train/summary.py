@@ -42,6 +42,7 @@ def format_summary(s: dict) -> str:
   lines += [
       f"throughput {f(s.get('tokens_per_s'), ',.0f')} tokens/s | MFU {f((s.get('mfu') or 0) * 100, '.2f')}% "
       f"| packing {f(None if s.get('packing') is None else 100 * s['packing'], '.1f')}% of input slots hold tokens",
+      f"MFU against {f(s.get('peak_tflops_per_device'), '.3g')} TFLOP/s per device ({s.get('peak_source', 'n/a')})",
       f"checkpoints: {s['checkpoints']}",
       f"metrics: {s['metrics']}  tensorboard: {s['tensorboard']}",
       "=" * 72,
