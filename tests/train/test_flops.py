@@ -38,4 +38,4 @@ def test_flops_match_xla_forward_count(family):
   xla_forward = cost["flops"] / batch
   ours = flops_per_sequence(cfg, seq, tgt if family == "encoder_decoder" else 0)
   # XLA also counts softmax, norms and activations, which the formula leaves out.
-  assert 3 * xla_forward == pytest.approx(ours, rel=0.1), (3 * xla_forward, ours)
+  assert 3 * xla_forward == pytest.approx(ours, rel=0.05), (3 * xla_forward, ours)  # measured: within 1.3%
