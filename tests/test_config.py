@@ -101,3 +101,16 @@ def test_a_config_file_whose_get_config_raises_is_one_config_error(tmp_path):
   p.write_text("from t5x_like.config import DataConfig\ndef get_config():\n  return DataConfig(no_field=1)\n")
   with pytest.raises(C.ConfigError, match=r"get_config\(\) failed: TypeError: .*no_field"):
     C.build_config(str(p))
+
+
+def test_a_model_preset_from_the_command_line_then_overrides_on_top():
+  cfg = C.build_config(TINY, ["--config.model.dropout_rate=0", "--config.model.preset=gpt:gpt2_small",
+                              "--config.model.max_len=512", "--config.data.seq_len=128"])
+  m = cfg.model
+  assert (m.preset, m.num_layers, m.d_model, m.vocab_size, m.position) == ("gpt:gpt2_small", 12, 768, 50_257, "learned")
+  assert m.dropout_rate == 0.0 and m.max_len == 512  # given before the preset, applied after it
+  assert C.model_preset("llama:llama_1b", max_len=2048).num_kv_heads == 8
+  with pytest.raises(C.ConfigError, match=r"no preset module 'gtp'; available: \[.*'gpt'"):
+    C.build_config(TINY, ["--config.model.preset=gtp:gpt2_small"])
+  with pytest.raises(C.ConfigError, match=r"has no preset 'gpt2_tiny'; it has \['gpt2_large'"):
+    C.build_config(TINY, ["--config.model.preset=gpt:gpt2_tiny"])

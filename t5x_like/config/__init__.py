@@ -9,6 +9,7 @@ from t5x_like.config.loading import (
   from_dict,
   load_config_file,
   load_model_preset,
+  model_preset,
   parse_overrides,
   replace,
   save_json,
@@ -42,6 +43,6 @@ __all__ = [
     "DataConfig", "JsonlConfig", "MeshConfig", "MixtureEntry", "MlmConfig", "ModelConfig",
     "OptimizerConfig", "SpanCorruptionConfig", "SyntheticConfig", "TFRecordConfig", "TfdsConfig",
     "TokenizerConfig", "TrainConfig", "apply_override", "build_config", "check_parallelism",
-    "from_dict", "load_config_file", "load_model_preset", "mixture_components", "objectives_for",
+    "from_dict", "load_config_file", "load_model_preset", "mixture_components", "model_preset", "objectives_for",
     "parse_overrides", "replace", "save_json", "to_dict", "validate",
 ]

@@ -64,6 +64,32 @@ def load_model_preset(path: str, name: str) -> ModelConfig:
   return presets[name]()
 
 
+def preset_dirs() -> list[str]:
+  """Where "MODULE:NAME" presets are looked up: $T5X_LIKE_PRESETS, the repository's
+  configs/models (beside the package), ./configs/models."""
+  here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  dirs = [os.environ.get("T5X_LIKE_PRESETS", ""), os.path.join(here, "configs", "models"),
+          os.path.join(os.getcwd(), "configs", "models")]
+  return [d for d in dirs if d and os.path.isdir(d)]
+
+
+def model_preset(spec: str, **overrides) -> ModelConfig:
+  """The ModelConfig of preset "MODULE:NAME" (e.g. "gpt:gpt2_small"), with field overrides;
+  for config files: `cfg.model = model_preset("llama:llama_1b", max_len=2048)`."""
+  module, _, name = spec.partition(":")
+  if not module or not name:
+    raise ConfigError(f"model.preset={spec!r} must be MODULE:NAME, e.g. gpt:gpt2_small")
+  path = next((os.path.join(d, f"{module}.py") for d in preset_dirs()
+               if os.path.isfile(os.path.join(d, f"{module}.py"))), "")
+  if not path:
+    have = sorted({f[:-3] for d in preset_dirs() for f in os.listdir(d) if f.endswith(".py")})
+    raise ConfigError(f"model.preset={spec!r}: no preset module {module!r}; available: {have}")
+  cfg = dataclasses.replace(load_model_preset(path, name), preset=spec)
+  for k, v in overrides.items():
+    set_value(cfg, k, v, parse=False)
+  return cfg
+
+
 def load_config_file(path: str) -> Config:
   """Imports a config file and calls its `get_config()`."""
   module = _import_file(path, "configs/tiny/gpt.py")
@@ -182,7 +208,11 @@ def set_value(cfg, key: str, value: Any, *, parse: bool) -> None:
 
 
 def apply_override(cfg: Config, key: str, text: str) -> None:
-  """Sets `cfg.<key>` from the string `text`, checking the key and the type."""
+  """Sets `cfg.<key>` from the string `text`, checking the key and the type; a model preset
+  replaces the model section."""
+  if key == "model.preset" and text:
+    cfg.model = model_preset(text)
+    return
   set_value(cfg, key, text, parse=True)
 
 
@@ -212,7 +242,9 @@ def build_config(path: str, overrides: list[str] | None = None) -> Config:
   from t5x_like.config.validation import validate  # validation imports this module
 
   cfg = load_config_file(path)
-  for key, value in parse_overrides(list(overrides or [])):
+  # A preset replaces the model section, so it goes first and other overrides land on top.
+  pairs = sorted(parse_overrides(list(overrides or [])), key=lambda kv: kv[0] != "model.preset")
+  for key, value in pairs:
     apply_override(cfg, key, value)
   return validate(cfg)
 

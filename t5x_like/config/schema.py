@@ -26,6 +26,9 @@ def _section(cls) -> Any:
 
 @dataclasses.dataclass
 class ModelConfig:
+  # "MODULE:NAME": PRESETS[NAME] of configs/models/MODULE.py, e.g. "gpt:gpt2_small"; set on
+  # the command line it replaces the model section first, and other model overrides apply on top.
+  preset: str = ""
   family: Family = "decoder"
   vocab_size: int = _f(512, gt=0)  # must cover the tokenizer's pieces (+ sentinels), checked at start
   d_model: int = _f(128, gt=0)  # width of the residual stream
