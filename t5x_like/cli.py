@@ -43,6 +43,31 @@ def _parser() -> argparse.ArgumentParser:
   ev.add_argument("--batches", type=int, default=0, help="eval batches (default: train.eval_batches)")
   _add_runtime_flags(ev)
 
+  la = sub.add_parser("launch", help="start a training run on this machine, a SLURM cluster or a TPU slice",
+                      description="Runs `t5x-like train --config ... --workdir ... [overrides]` where the hardware is; "
+                                  "rerun the same launch to resume. --dry-run prints the commands per host.")
+  la.add_argument("where", choices=["local", "slurm", "tpu"])
+  la.add_argument("--config", required=True)
+  la.add_argument("--workdir", required=True)
+  la.add_argument("--dry-run", action="store_true", help="print the commands and environment, start nothing")
+  _add_launch_flags(la)
+
+  sw = sub.add_parser("sweep", help="expand a sweep file into runs and launch them",
+                      description="A sweep file (configs/sweeps/) names a base config and a grid or list of "
+                                  "overrides; each run gets a readable name and its own workdir. Finished runs "
+                                  "are skipped, unfinished ones resume.")
+  sw.add_argument("file")
+  sw.add_argument("--launcher", default="local", choices=["local", "slurm", "tpu"])
+  sw.add_argument("--parallel", type=int, default=1, help="local: runs at a time")
+  sw.add_argument("--dry-run", action="store_true")
+  _add_launch_flags(sw)
+
+  rn = sub.add_parser("runs", help="a table of every run under a directory, and a loss plot")
+  rn.add_argument("root")
+  rn.add_argument("--sort", default="name", help="a column; prefix - for descending, e.g. --sort=-tokens_per_s")
+  rn.add_argument("--filter", action="append", default=[], help="KEY=VALUE, KEY~TEXT, KEY<NUM or KEY>NUM")
+  rn.add_argument("--plot", default="", help="PNG path: train and eval loss against tokens for every run")
+
   tok = sub.add_parser("tokenizer", help="SentencePiece tokenizer tools")
   toksub = tok.add_subparsers(dest="tok_command", required=True)
   tt = toksub.add_parser("train", help="train a SentencePiece model on text files")
@@ -86,6 +111,22 @@ def _parser() -> argparse.ArgumentParser:
   return p
 
 
+def _add_launch_flags(p: argparse.ArgumentParser) -> None:
+  g = p.add_argument_group("launcher options")
+  g.add_argument("--processes", type=int, default=1, help="local: processes on this machine")
+  g.add_argument("--devices", type=int, default=4, help="local: simulated CPU devices per process")
+  g.add_argument("--nodes", type=int, default=1, help="slurm: nodes (one process each)")
+  g.add_argument("--gpus-per-node", type=int, default=8)
+  g.add_argument("--time", default="24:00:00", help="slurm: time limit")
+  g.add_argument("--partition", default="")
+  g.add_argument("--account", default="")
+  g.add_argument("--setup", default="", help="slurm: a shell line run before training (modules, venv)")
+  g.add_argument("--tpu", default="", help="tpu: the TPU VM slice name")
+  g.add_argument("--zone", default="")
+  g.add_argument("--project", default="")
+  g.add_argument("--install", action="store_true", help="tpu: copy this checkout to every worker and install it first")
+
+
 def _add_runtime_flags(p: argparse.ArgumentParser) -> None:
   g = p.add_argument_group("multi-host and devices")
   g.add_argument("--coordinator", default="", help="HOST:PORT of process 0 (multi-host without auto-detection)")
@@ -109,10 +150,10 @@ def main(argv: list[str] | None = None) -> int:
   _setup_env(args)
   from t5x_like.errors import ConfigError, UserError
   commands = {"train": _train, "eval": _eval, "show": _data_show, "build": _data_build, "tokenizer": _tokenizer,
-              "convert": _convert}
+              "convert": _convert, "launch": _launch, "sweep": _sweep, "runs": _runs}
   command = args.data_command if args.command == "data" else args.command
   try:
-    if rest and command not in ("train", "eval", "show"):
+    if rest and command not in ("train", "eval", "show", "launch"):
       raise ConfigError(f"unexpected arguments: {' '.join(rest)}")
     return commands[command](args, rest)
   except (UserError, FileNotFoundError) as e:
@@ -160,6 +201,40 @@ def _eval(args, rest) -> int:
   from t5x_like.train.eval_run import run_eval
   run_eval(cfg, args.workdir, checkpoint_path=args.checkpoint, all_checkpoints=args.all_checkpoints,
            split=args.split, batches=args.batches)
+  return 0
+
+
+def _launch(args, rest) -> int:
+  from t5x_like import config as config_lib
+  from t5x_like import launch
+  config_lib.build_config(args.config, rest)  # a bad key fails here, before anything starts
+  job = launch.Job(args.config, args.workdir, list(rest), name=os.path.basename(os.path.abspath(args.workdir)))
+  if args.where == "local":
+    return launch.launch_local(job, args.processes, args.devices, dry_run=args.dry_run)
+  if args.where == "slurm":
+    return launch.launch_slurm(job, args.nodes, args.gpus_per_node, dry_run=args.dry_run, time_limit=args.time,
+                               partition=args.partition, account=args.account, setup=args.setup)
+  return launch.launch_tpu(job, args.tpu, args.zone, dry_run=args.dry_run, project=args.project,
+                           install=args.install)
+
+
+def _sweep(args, rest) -> int:
+  from t5x_like import sweep
+  spec = sweep.load_sweep(args.file)
+  runs = sweep.expand(spec)  # every run's config is checked before anything launches
+  if args.launcher == "local":
+    return 1 if sweep.launch_local(spec, runs, args.parallel, dry_run=args.dry_run) else 0
+  if args.launcher == "slurm":
+    return sweep.launch_slurm_array(spec, runs, args.nodes, args.gpus_per_node, dry_run=args.dry_run,
+                                    time_limit=args.time, partition=args.partition, account=args.account,
+                                    setup=args.setup)
+  return sweep.launch_tpu_runs(spec, runs, args.tpu, args.zone, dry_run=args.dry_run, project=args.project,
+                               install=args.install)
+
+
+def _runs(args, rest) -> int:
+  from t5x_like.runs import runs_table
+  runs_table(args.root, sort=args.sort, filters=args.filter, plot_path=args.plot)
   return 0
 
 

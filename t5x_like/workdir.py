@@ -216,10 +216,15 @@ def lock_workdir(workdir: str, log) -> WorkdirLock | None:
   return lock
 
 
+STATUS_NAME = "status.json"
+
+
 class Session:
   """What a training run holds while it lives: its checked workdir, the workdir lock and
   the stop flag (SIGTERM/SIGINT become a request to save and stop, from start-up until the
-  process is done, the final evaluation included)."""
+  process is done, the final evaluation included). It keeps WORKDIR/status.json current:
+  running, then finished, preempted, diverged or failed (with the one-line error), which
+  `t5x-like runs` and sweeps read."""
 
   def __init__(self, workdir: str, log):
     from t5x_like.train.guards import StopFlag
@@ -228,13 +233,31 @@ class Session:
     self.log = log
     self.stop = StopFlag()
     self.lock: WorkdirLock | None = None
+    self.started = time.strftime("%Y-%m-%d %H:%M:%S")
+    self._ended = False
 
   def __enter__(self) -> Session:
     self.lock = lock_workdir(self.path, self.log)
     self.stop.install()
+    self.status("running")
     return self
 
-  def __exit__(self, *exc) -> None:
+  def status(self, status: str, **fields) -> None:
+    if jax.process_index() == 0:
+      try:
+        write_json(os.path.join(self.path, STATUS_NAME), {
+            "status": status, "started": self.started, "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "host": socket.gethostname(), "pid": os.getpid(), **fields})
+      except WorkdirError:
+        pass  # a full disk is reported by whatever write needed the space
+    self._ended = status != "running"
+
+  def __exit__(self, kind, error, tb) -> None:
+    from t5x_like.errors import NonFiniteError
+
+    if not self._ended:
+      state = ("diverged" if isinstance(error, NonFiniteError) else "failed") if error else "finished"
+      self.status(state, **({"error": f"{type(error).__name__}: {error}"} if error else {}))
     self.stop.uninstall()
     if self.lock is not None:
       self.lock.release()

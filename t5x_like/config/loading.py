@@ -44,7 +44,7 @@ _SYNONYMS = {"lr": "learning_rate", "bs": "batch_size", "wd": "weight_decay", "n
 # ---------------------------------------------------------------- config files
 
 
-def _import_file(path: str, example: str):
+def import_file(path: str, example: str):
   if not os.path.isfile(path):
     raise ConfigError(f"config file not found: {path!r}; pass a path such as {example}")
   spec = importlib.util.spec_from_file_location(f"_t5x_like_config_{abs(hash(path))}", path)
@@ -58,7 +58,7 @@ def _import_file(path: str, example: str):
 
 def load_model_preset(path: str, name: str) -> ModelConfig:
   """`PRESETS[name]()` of a preset file such as configs/models/gpt.py."""
-  presets = getattr(_import_file(path, "configs/models/gpt.py"), "PRESETS", {})
+  presets = getattr(import_file(path, "configs/models/gpt.py"), "PRESETS", {})
   if name not in presets:
     raise ConfigError(f"{path} has no preset {name!r}; it has {sorted(presets)}")
   return presets[name]()
@@ -92,7 +92,7 @@ def model_preset(spec: str, **overrides) -> ModelConfig:
 
 def load_config_file(path: str) -> Config:
   """Imports a config file and calls its `get_config()`."""
-  module = _import_file(path, "configs/tiny/gpt.py")
+  module = import_file(path, "configs/tiny/gpt.py")
   if not hasattr(module, "get_config"):
     raise ConfigError(f"config file {path} has no get_config() function")
   try:

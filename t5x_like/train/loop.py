@@ -79,6 +79,7 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
         hook.finish(state, final)
     except StopRequested:
       state.close()
+      session.status("preempted", step=state.step)
       log(f"[t5x_like] checkpoint for step {state.step} is complete; rerun the same command to "
           f"{'resume' if state.step < end_step else 'redo the final evaluation'}")
       return {"preempted": True, "step": state.step}
@@ -86,6 +87,7 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
       state.close()  # an error mid-run (a bad record, say) still lets a save in flight finish
       raise
     state.close()
+    session.status("finished", step=state.step)
     throughput = next(h for h in hooks if isinstance(h, ThroughputHook)).summary()
     summary = {"steps": state.step, "final_train_loss": throughput.pop("final_train_loss"), **final,
                **throughput, "compile_s": compile_s, "wall_s": time.time() - t_start, "params": n_params,

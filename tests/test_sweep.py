@@ -1,0 +1,82 @@
+"""Sweeps: expansion into named runs with every config checked first, and a local sweep of
+4 tiny runs (2 learning rates x 2 widths) to completion, a rerun that trains nothing, and
+the runs table and plot read back against the runs' own files."""
+
+import json
+import os
+
+import pytest
+
+from t5x_like import cli
+from t5x_like.errors import ConfigError
+from t5x_like.runs import find_runs, plot, read_run
+from t5x_like.sweep import Sweep, expand, run_name
+
+TINY = "configs/tiny/gpt.py"
+
+
+def test_expansion_names_runs_and_checks_every_config_first(tmp_path):
+  runs = expand(Sweep(base=TINY, root=str(tmp_path), grid={"optimizer.learning_rate": [1e-3, 3e-3],
+                                                           "model.d_model": [64, 128]}, fixed={"train.steps": 5}))
+  assert [r.name for r in runs] == ["learning_rate=0.001,d_model=64", "learning_rate=0.001,d_model=128",
+                                    "learning_rate=0.003,d_model=64", "learning_rate=0.003,d_model=128"]
+  assert runs[0].overrides == {"train.steps": 5, "optimizer.learning_rate": 1e-3, "model.d_model": 64}
+  assert runs[3].workdir == os.path.join(str(tmp_path), "learning_rate=0.003,d_model=128")
+  assert run_name({"data.train_files": "a/*.txt"}) == "train_files=a__.txt"
+  with pytest.raises(ConfigError, match=r"sweep run learning_rat=0.001: unknown config key 'optimizer.learning_rat'"):
+    expand(Sweep(base=TINY, grid={"optimizer.learning_rat": [1e-3]}))
+  with pytest.raises(ConfigError, match=r"sweep run d_model=65: model.d_model=65 is not divisible"):
+    expand(Sweep(base=TINY, runs=[{"model.d_model": 64}, {"model.d_model": 65}]))
+  with pytest.raises(ConfigError, match=r"grid entries \['model.d_model'\] have no values"):
+    expand(Sweep(base=TINY, grid={"model.d_model": []}))
+  with pytest.raises(ConfigError, match="the sweep has no runs"):
+    expand(Sweep(base=TINY))
+
+
+def test_dry_run_prints_each_unfinished_run_and_the_slurm_array(tmp_path, capsys):
+  (tmp_path / "s.py").write_text(
+      "from t5x_like.sweep import Sweep\n"
+      f"def get_sweep():\n  return Sweep(base={TINY!r}, root={str(tmp_path / 'root')!r},\n"
+      "               grid={'optimizer.learning_rate': [1e-3, 3e-3]}, fixed={'train.steps': 7})\n")
+  done = tmp_path / "root" / "learning_rate=0.001"
+  done.mkdir(parents=True)
+  (done / "status.json").write_text('{"status": "finished"}')
+  assert cli.main(["sweep", str(tmp_path / "s.py"), "--dry-run"]) == 0
+  out = capsys.readouterr().out
+  assert "2 run(s)" in out and "1 finished, 1 to run" in out and "# learning_rate=0.003" in out
+  assert "--config.train.steps=7 --config.optimizer.learning_rate=0.003" in out and "learning_rate=0.001\n" not in out
+  assert cli.main(["sweep", str(tmp_path / "s.py"), "--launcher", "slurm", "--dry-run", "--gpus-per-node", "1"]) == 0
+  out = capsys.readouterr().out
+  assert "#SBATCH --array=0-0" in out and "t5x-like train --config configs/tiny/gpt.py --workdir" in out
+  assert not (tmp_path / "root" / "learning_rate=0.003").exists()  # a dry run starts and writes nothing
+
+
+@pytest.mark.slow  # 4 training processes, about 1-3 minutes on 2 cores
+def test_local_sweep_runs_once_and_the_table_matches_the_runs(tmp_path, corpus, spm_path, capsys):
+  fixed = {"train.steps": 6, "train.batch_size": 8, "train.log_every": 2, "train.eval_every": 3,
+           "train.eval_batches": 1, "train.skill_eval_examples": 0, "data.seq_len": 32, "model.num_layers": 1,
+           "model.num_heads": 2, "model.d_ff": 64, "checkpoint.every_steps": 3, "data.source": "text",
+           "data.train_files": corpus["train"], "data.eval_files": corpus["eval"], "data.tokenizer.path": spm_path}
+  root = tmp_path / "sweep"
+  (tmp_path / "s.py").write_text(
+      "from t5x_like.sweep import Sweep\n"
+      f"def get_sweep():\n  return Sweep(base={TINY!r}, root={str(root)!r}, fixed={fixed!r},\n"
+      "               grid={'optimizer.learning_rate': [1e-3, 3e-3], 'model.d_model': [32, 64]})\n")
+  assert cli.main(["sweep", str(tmp_path / "s.py"), "--parallel", "2"]) == 0
+  out = capsys.readouterr().out
+  assert "4 run(s)" in out and sum(line.endswith(" finished") for line in out.splitlines()) == 4, out
+  stamps = {p: os.path.getmtime(os.path.join(p, "metrics.jsonl")) for p in find_runs(str(root))}
+  assert len(stamps) == 4
+  assert cli.main(["sweep", str(tmp_path / "s.py"), "--parallel", "2"]) == 0  # nothing left to train
+  assert "4 finished, 0 to run" in capsys.readouterr().out
+  assert stamps == {p: os.path.getmtime(os.path.join(p, "metrics.jsonl")) for p in stamps}
+  runs = [read_run(p, str(root)) for p in sorted(stamps)]
+  for r in runs:
+    rows = [json.loads(line) for line in open(os.path.join(r.path, "metrics.jsonl"))]
+    last = [x for x in rows if "train_loss_avg" in x][-1]
+    assert (r.status, r.step, r.tokens_seen, r.train_loss) == ("finished", 6, last["tokens_seen"], last["train_loss_avg"])
+    assert r.best_eval_loss == min(x["eval_loss"] for x in rows if "eval_loss" in x)
+    assert json.load(open(os.path.join(r.path, "config.json")))["optimizer"]["learning_rate"] in (1e-3, 3e-3)
+  labels = plot(runs, str(tmp_path / "loss.png"))
+  assert len(labels) == 8 and sum(label.endswith(" eval") for label in labels) == 4
+  assert os.path.getsize(tmp_path / "loss.png") > 10_000
