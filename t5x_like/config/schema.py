@@ -161,7 +161,8 @@ class DataConfig:
 class OptimizerConfig:
   learning_rate: float = _f(3e-3, gt=0)  # peak learning rate
   warmup_steps: int = _f(100, ge=0)
-  schedule: Literal["cosine", "linear", "constant"] = "cosine"
+  # rsqrt: T5's inverse square root, peak until warmup_steps then peak * sqrt(warmup_steps / step)
+  schedule: Literal["cosine", "linear", "constant", "rsqrt"] = "cosine"
   end_lr_fraction: float = _f(0.1, ge=0, le=1)  # final learning rate as a fraction of the peak
   b1: float = _f(0.9, ge=0, lt=1)
   b2: float = _f(0.95, ge=0, lt=1)

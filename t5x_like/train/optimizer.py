@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from t5x_like.config import OptimizerConfig
@@ -19,6 +20,11 @@ def make_schedule(cfg: OptimizerConfig, total_steps: int) -> optax.Schedule:
 
 def _curve(cfg: OptimizerConfig, total_steps: int) -> optax.Schedule:
   peak, end = cfg.learning_rate, cfg.learning_rate * cfg.end_lr_fraction
+  if cfg.schedule == "rsqrt":
+    # Raffel et al. 2020 (T5), 3.1.2: 1/sqrt(max(n, k)) with k = 10^4 is peak 0.01 held for k
+    # steps, then decaying as 1/sqrt(n); here peak and k are learning_rate and warmup_steps.
+    k = max(cfg.warmup_steps, 1)
+    return lambda n: peak * jnp.sqrt(k / jnp.maximum(n, k))
   warmup = min(cfg.warmup_steps, max(total_steps - 1, 0))
   decay_steps = max(total_steps - warmup, 1)
   if cfg.schedule == "cosine":

@@ -35,6 +35,13 @@ def test_schedule_follows_the_formula_and_the_first_step_trains(schedule):
     assert got[-1] == pytest.approx(peak * end_frac)
 
 
+def test_rsqrt_is_t5s_inverse_square_root():
+  lr = make_schedule(C.OptimizerConfig(learning_rate=0.01, warmup_steps=10_000, schedule="rsqrt"), 524_288)
+  for step in (0, 5_000, 9_998, 9_999, 20_000, 524_287):
+    n = step + 1  # the update of step k uses point k + 1
+    assert float(lr(step)) == pytest.approx(1 / math.sqrt(max(n, 10_000)), rel=1e-6)
+
+
 def test_weight_decay_reaches_weights_not_biases_norms_or_tables():
   model = C.ModelConfig(family="encoder_decoder", vocab_size=64, d_model=16, num_layers=1, num_heads=2, d_ff=32,
                         use_bias=True, position="relative", norm="layernorm")
