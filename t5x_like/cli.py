@@ -27,7 +27,11 @@ def _parser() -> argparse.ArgumentParser:
                       epilog=USAGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
   tr.add_argument("--config", required=True, help="Python config file whose get_config() returns a Config")
   tr.add_argument("--workdir", required=True, help="checkpoints, metrics.jsonl, TensorBoard events and config.json go here")
-  tr.add_argument("--dry-run", action="store_true", help="print the parameter sharding table and exit without training")
+  tr.add_argument("--dry-run", nargs="?", const="plan", default="", choices=["plan", "compile"],
+                  help="print the parameter sharding table and per-device memory and exit; --dry-run=compile also "
+                       "compiles the step and says whether it fits (XLA's memory, FLOPs, collectives)")
+  tr.add_argument("--topology", default="", help="with --dry-run=compile: compile for this TPU slice from any "
+                                                  "machine, e.g. v5p-128, v5e-256, v5p:4x4x4 (needs the [tpu] extra)")
   _add_runtime_flags(tr)
 
   ev = sub.add_parser("eval", help="evaluate a run's checkpoints (loss, perplexity, token accuracy)",
@@ -176,9 +180,15 @@ def _train(args, rest) -> int:
   from t5x_like import config as config_lib
   from t5x_like import runtime
   cfg = config_lib.build_config(args.config, rest)
+  if args.topology and args.dry_run != "compile":
+    raise config_lib.ConfigError("--topology is for the fit check: add --dry-run=compile")
+  if args.dry_run == "compile":
+    from t5x_like.train.fit import fit_check
+    fit_check(cfg, args.topology)
+    return 0
   runtime.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
   from t5x_like.train.loop import run
-  run(cfg, args.workdir, dry_run=args.dry_run)
+  run(cfg, args.workdir, dry_run=bool(args.dry_run))
   return 0
 
 
