@@ -84,14 +84,20 @@ def _parser() -> argparse.ArgumentParser:
   tt.add_argument("--user-symbols", default="", help="comma-separated user-defined special tokens")
   tt.add_argument("--seed", type=int, default=0)
 
-  cv = sub.add_parser("convert", help="import/export Hugging Face GPT-2, BERT and T5 weights (safetensors)",
+  cv = sub.add_parser("convert", help="import/export Hugging Face weights (safetensors): gpt2, bert, t5, "
+                                     "llama, mistral, qwen2",
                       description="--from-hf DIR writes OUTPUT/0 (params + model config, an Orbax checkpoint); "
                                   "--to-hf CKPT writes a HF directory from a checkpoint step dir (OUTPUT).")
   src = cv.add_mutually_exclusive_group(required=True)
   src.add_argument("--from-hf", default="", help="a local HF model directory (config.json + *.safetensors)")
   src.add_argument("--to-hf", default="", help="a checkpoint step directory, e.g. WORKDIR/checkpoints/350")
-  cv.add_argument("--family", default=None, choices=["decoder", "encoder", "encoder_decoder"],
-                  help="our family; inferred from config.json when omitted")
+  cv.add_argument("--family", default=None,
+                  help="HF model type: gpt2, bert, t5, llama, mistral or qwen2. --from-hf: config.json's "
+                       "model_type when omitted; --to-hf: the type the step was imported from, else the one "
+                       "its architecture fits")
+  cv.add_argument("--shard-size", default="",
+                  help="--to-hf: the largest safetensors file, in bytes or with a unit (500MB, 2GB, 1GiB); "
+                       "default 5GB")
   cv.add_argument("--output", required=True)
 
   ds = sub.add_parser("data", help="data tools")
@@ -258,18 +264,52 @@ def _tokenizer(args, rest) -> int:
   return 0
 
 
+_SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def _shard_bytes(text: str) -> int:
+  """`--shard-size`: plain bytes or a number with a unit (decimal KB/MB/GB/TB as HF counts
+  them, binary KiB/MiB/GiB/TiB)."""
+  from t5x_like.errors import ConfigError
+  number = text.strip().lower().rstrip("bkmgtpi")
+  unit = text.strip().lower()[len(number):].strip() or "b"
+  try:
+    size = float(number) * _SIZE_UNITS[unit]
+  except (ValueError, KeyError):
+    size = 0
+  if not size >= 1 or size == float("inf"):
+    raise ConfigError(f"--shard-size {text!r} is not a size; give bytes (2000000000) or a positive number "
+                      "with a unit: KB, MB, GB, TB or KiB, MiB, GiB, TiB (e.g. 2GB)")
+  return int(size)
+
+
 def _convert(args, rest) -> int:
   from t5x_like import checkpoint, interop
   from t5x_like import config as config_lib
+  from t5x_like.checkpoint import layout
+  from t5x_like.errors import ConfigError
+  if args.family is not None and args.family not in interop.HF_TYPES:
+    raise ConfigError(f"--family {args.family!r} is not a supported HF model type; use one of "
+                      f"{', '.join(interop.HF_TYPES)}")
   if args.from_hf:
+    if args.shard_size:
+      raise ConfigError("--shard-size applies to --to-hf only; drop it when importing with --from-hf")
     cfg, params = interop.load_hf(args.from_hf, args.family)
     model = config_lib.to_dict(config_lib.Config(model=cfg))["model"]
-    out = checkpoint.write_params(args.output, params, model, source=args.from_hf)
-    print(f"wrote {out} ({cfg.family}; use it with --config.checkpoint.init_from={out})")
+    hf = interop.source_info(args.from_hf)  # model type and token ids, for --to-hf
+    out = checkpoint.write_params(args.output, params, model, source=args.from_hf, extra={"hf": hf})
+    print(f"wrote {out} ({hf['model_type']} as our {cfg.family}; use it with "
+          f"--config.checkpoint.init_from={out})")
     return 0
+  shard = _shard_bytes(args.shard_size) if args.shard_size else 5 * 10**9
   params, model = checkpoint.read_params(args.to_hf)
-  files = interop.export_hf(params, config_lib.from_dict({"model": model}).model, args.output)
-  print(f"wrote {len(files)} files to {args.output}")
+  hf = layout.read_meta(args.to_hf).get("hf") or {}
+  cfg = config_lib.from_dict({"model": model}).model
+  family = args.family or hf.get("model_type")
+  files = interop.export_hf(params, cfg, args.output, max_shard_bytes=shard, family=family,
+                            token_ids=hf.get("token_ids"))
+  print(f"wrote {len(files)} files to {args.output} ({interop.export_type(cfg, family)}): {', '.join(files)}")
   return 0
 
 

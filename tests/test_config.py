@@ -93,6 +93,23 @@ def test_values_outside_their_range_are_refused():
                         "--config.optimizer.clip_norm=0", "--config.train.eval_every=0"])
 
 
+def test_llama_family_fields_are_checked():
+  cases = {
+      ("model.position=learned", "model.rope_scaling=llama3"): "model.rope_scaling='llama3' rescales RoPE",
+      ("model.rope_scaling=llama3", "model.rope_high_freq_factor=1"): "must exceed model.rope_low_freq_factor",
+      ("model.rope_scaling=yarn",): "expected one of none, llama3",
+      ("model.sliding_window=-1",): "'model.sliding_window' must be >= 0",
+      ("model.family=encoder", "model.sliding_window=8"): "model.sliding_window applies to the decoder family only",
+      ("model.rope_scaling_factor=0",): "'model.rope_scaling_factor' must be positive",
+  }
+  for overrides, message in cases.items():
+    with pytest.raises(C.ConfigError, match=re.escape(message)):
+      C.build_config(TINY, [f"--config.{o}" for o in overrides])
+  cfg = C.build_config(TINY, ["--config.model.rope_scaling=llama3", "--config.model.sliding_window=16",
+                              "--config.model.qkv_bias=true"])
+  assert (cfg.model.rope_scaling, cfg.model.sliding_window, cfg.model.qkv_bias) == ("llama3", 16, True)
+
+
 def test_a_config_file_whose_get_config_raises_is_one_config_error(tmp_path):
   p = tmp_path / "raises.py"
   p.write_text("def get_config():\n  raise KeyError('no such preset')\n")

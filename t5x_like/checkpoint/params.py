@@ -119,13 +119,15 @@ def load_params(path: str, abstract_params: dict, model_cfg: dict | None = None)
   return out["params"]
 
 
-def write_params(directory: str, params: dict, model_cfg: dict, source: str) -> str:
+def write_params(directory: str, params: dict, model_cfg: dict, source: str,
+                 extra: dict | None = None) -> str:
   """Writes `params` as step 0 of a new checkpoints directory (what `convert --from-hf`
-  makes), in the layout training writes; returns the step directory."""
+  makes), in the layout training writes, with `extra` entries in its metadata; returns the
+  step directory."""
   out = os.path.join(os.path.abspath(directory), "0")
   if os.path.exists(out):
     raise CheckpointError(f"{out} already exists; choose another --output")
-  meta = layout.meta_for({"model": model_cfg}, step=0, source=source)
+  meta = dict(layout.meta_for({"model": model_cfg}, step=0, source=source), **(extra or {}))
   with ocp.CheckpointManager(os.path.dirname(out)) as mgr:
     mgr.save(0, args=ocp.args.Composite(**{layout.STATE: ocp.args.StandardSave({"params": params}),
                                            layout.META: ocp.args.JsonSave(meta)}))

@@ -64,6 +64,14 @@ class ModelConfig:
   embed_norm: bool = False  # normalise the summed embeddings before the stack (BERT)
   mlm_head: bool = False  # encoder: dense + gelu + norm, then the projection plus a vocab bias (BERT)
   rescale_decoder_output: bool = True  # encoder_decoder: final states * d_model**-0.5 before the head (T5 v1.0)
+  # Llama-family details (Llama 3, Mistral, Qwen2); see docs/models.md.
+  qkv_bias: bool = False  # biases on the q/k/v projections even when use_bias is false (Qwen2)
+  sliding_window: int = _f(0, ge=0)  # decoder: attend to the last sliding_window tokens, self included (Mistral); 0: all
+  rope_scaling: Literal["none", "llama3"] = "none"  # llama3: Llama 3.1's long-context RoPE frequency rescaling
+  rope_scaling_factor: float = _f(8.0, gt=0)  # llama3: low frequencies are divided by this
+  rope_low_freq_factor: float = _f(1.0, gt=0)  # llama3: wavelengths over original_max_len / this: fully scaled
+  rope_high_freq_factor: float = _f(4.0, gt=0)  # llama3: wavelengths under original_max_len / this: kept
+  rope_original_max_len: int = _f(8192, gt=0)  # llama3: the context length pretraining used
 
 
 # ---------------------------------------------------------------- data: one section per source

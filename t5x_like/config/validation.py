@@ -131,6 +131,15 @@ def _check_model(cfg: Config) -> None:
     raise ConfigError(f"data.seq_len={d.seq_len} exceeds model.max_len={m.max_len} for learned positions")
   if m.position == "rope" and (m.head_dim or m.d_model // m.num_heads) % 2:
     raise ConfigError("RoPE needs an even head dimension; change model.d_model/num_heads or model.head_dim")
+  if m.rope_scaling != "none" and m.position != "rope":
+    raise ConfigError(f"model.rope_scaling={m.rope_scaling!r} rescales RoPE but model.position={m.position!r}; "
+                      "set model.rope_scaling=none or model.position=rope")
+  if m.rope_scaling == "llama3" and m.rope_high_freq_factor <= m.rope_low_freq_factor:
+    raise ConfigError(f"model.rope_high_freq_factor={m.rope_high_freq_factor} must exceed "
+                      f"model.rope_low_freq_factor={m.rope_low_freq_factor} (Llama 3 uses 4 and 1)")
+  if m.sliding_window and m.family != "decoder":
+    raise ConfigError(f"model.sliding_window applies to the decoder family only (model.family={m.family!r}); "
+                      "set model.sliding_window=0")
 
 
 def _check_source(d: DataConfig, key: str, where: str) -> None:

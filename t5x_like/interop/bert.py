@@ -11,6 +11,8 @@ from t5x_like.interop.mapping import Rule, folded, linear, same
 
 MODEL_TYPE = "bert"
 ARCHITECTURE = "BertForMaskedLM"
+# Special token ids this family's config.json and generation_config.json carry.
+TOKEN_ID_KEYS = ("pad_token_id",)
 ARCH_FIELDS = ("family", "vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads",
                "head_dim", "d_ff", "mlp_activation", "gelu_approximate", "norm", "norm_position",
                "norm_eps", "position", "max_len", "type_vocab_size", "embed_norm", "mlm_head",
@@ -53,7 +55,7 @@ def config_to_hf(cfg: ModelConfig) -> dict:
       "max_position_embeddings": cfg.max_len, "type_vocab_size": cfg.type_vocab_size,
       "layer_norm_eps": cfg.norm_eps, "tie_word_embeddings": cfg.tie_embeddings,
       "hidden_dropout_prob": cfg.dropout_rate, "attention_probs_dropout_prob": 0.0,
-      "initializer_range": cfg.init_std, "position_embedding_type": "absolute", "pad_token_id": 0,
+      "initializer_range": cfg.init_std, "position_embedding_type": "absolute",
       "dtype": "float32",
   }
 

@@ -10,6 +10,8 @@ from t5x_like.interop.mapping import Rule, folded, fused, linear, same
 
 MODEL_TYPE = "gpt2"
 ARCHITECTURE = "GPT2LMHeadModel"
+# Special token ids this family's config.json and generation_config.json carry.
+TOKEN_ID_KEYS = ("bos_token_id", "eos_token_id", "pad_token_id")
 # Fields read from config.json; a caller's config must agree on these.
 ARCH_FIELDS = ("family", "vocab_size", "d_model", "num_layers", "num_heads", "num_kv_heads",
                "head_dim", "d_ff", "mlp_activation", "gelu_approximate", "norm", "norm_position",

@@ -60,7 +60,8 @@ class TensorReader:
 
 def write_sharded(out_dir: str, tensors: Iterable[tuple[str, int, Callable[[], np.ndarray]]],
                   max_shard_bytes: int = 5 * 10**9) -> list[str]:
-  """Writes `(name, nbytes, make_array)` entries as safetensors shards; returns the files.
+  """Writes `(name, nbytes, make_array)` entries as safetensors shards; returns the files
+  written: the shards, then their index when there is more than one.
 
   Sizes are known before the arrays are built, so shard boundaries (and file names,
   which carry the shard count) are fixed first and each shard is built, saved and freed.
@@ -87,4 +88,5 @@ def write_sharded(out_dir: str, tensors: Iterable[tuple[str, int, Callable[[], n
     with open(os.path.join(out_dir, INDEX), "w") as f:
       json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2,
                 sort_keys=True)
+    files = files + [INDEX]
   return files

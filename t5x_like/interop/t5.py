@@ -19,6 +19,8 @@ from t5x_like.interop.mapping import Rule, linear, same
 
 MODEL_TYPE = "t5"
 ARCHITECTURE = "T5ForConditionalGeneration"
+# Special token ids this family's config.json and generation_config.json carry.
+TOKEN_ID_KEYS = ("pad_token_id", "eos_token_id", "decoder_start_token_id")
 ARCH_FIELDS = ("family", "vocab_size", "d_model", "num_layers", "num_decoder_layers", "num_heads",
                "num_kv_heads", "head_dim", "d_ff", "mlp_activation", "gelu_approximate", "norm",
                "norm_position", "norm_eps", "position", "relative_buckets", "relative_max_distance",
@@ -74,8 +76,7 @@ def config_to_hf(cfg: ModelConfig) -> dict:
       "num_heads": cfg.num_heads, "relative_attention_num_buckets": cfg.relative_buckets,
       "relative_attention_max_distance": cfg.relative_max_distance,
       "layer_norm_epsilon": cfg.norm_eps, "feed_forward_proj": _feed_forward_proj(cfg),
-      "dropout_rate": cfg.dropout_rate, "is_encoder_decoder": True, "pad_token_id": 0,
-      "eos_token_id": 1, "decoder_start_token_id": 0,
+      "dropout_rate": cfg.dropout_rate, "is_encoder_decoder": True,
       # A tied head without scaling is written as an untied copy (see rules), which every
       # transformers version reads the same way.
       "tie_word_embeddings": cfg.tie_embeddings and cfg.rescale_decoder_output,

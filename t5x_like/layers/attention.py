@@ -11,25 +11,33 @@ import jax.numpy as jnp
 from flax import nnx
 
 from t5x_like.layers.common import param
-from t5x_like.layers.positions import apply_rope
+from t5x_like.layers.positions import RopeScaling, apply_rope
 
 
-def attention_mask(q_segment_bt: jax.Array, k_segment_bs: jax.Array, *, causal: bool) -> jax.Array:
+def attention_mask(q_segment_bt: jax.Array, k_segment_bs: jax.Array, *, causal: bool,
+                   sliding_window: int = 0) -> jax.Array:
   """Boolean [b, 1, t, s] mask: same segment and, if causal, key index <= query index.
 
-  Padding (segment 0) attends to padding only, which keeps every softmax row non-empty.
+  A causal mask with `sliding_window` > 0 also drops keys `sliding_window` or more positions
+  behind the query, so each query sees itself and the `sliding_window - 1` keys before it
+  (Hugging Face Mistral's window). Padding (segment 0) attends to padding only, which keeps
+  every softmax row non-empty.
   """
   mask = q_segment_bt[:, :, None] == k_segment_bs[:, None, :]
   if causal:
     t, s = q_segment_bt.shape[1], k_segment_bs.shape[1]
-    mask = mask & (jnp.arange(t)[:, None] >= jnp.arange(s)[None, :])[None]
+    behind_ts = jnp.arange(t)[:, None] - jnp.arange(s)[None, :]  # how far each key trails the query
+    visible_ts = behind_ts >= 0
+    if sliding_window > 0:
+      visible_ts = visible_ts & (behind_ts < sliding_window)
+    mask = mask & visible_ts[None]
   return mask[:, None]
 
 
 class Attention(nnx.Module):
   def __init__(self, d_model: int, num_heads: int, num_kv_heads: int, head_dim: int, *,
                use_bias: bool, std: float, rngs: nnx.Rngs, scale: float | None = None,
-               implementation: str = "xla"):
+               implementation: str = "xla", qkv_bias: bool = False):
     self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
     self.scale = scale  # None means 1/sqrt(head_dim); T5 uses 1.0 (folded into init)
     self.implementation = None if implementation == "xla" else implementation
@@ -41,28 +49,30 @@ class Attention(nnx.Module):
     self.wv = param(rngs, (d_model, num_kv_heads, head_dim), ("embed", "heads", "kv"), std=std)
     self.wo = param(rngs, (num_heads, head_dim, d_model), ("heads", "kv", "embed"), std=std)
     self.use_bias = use_bias
-    if use_bias:
+    self.qkv_bias = use_bias or qkv_bias  # Qwen2 has q/k/v biases without an output bias
+    if self.qkv_bias:
       self.bq = param(rngs, (num_heads, head_dim), ("heads", "kv"), init="zeros")
       self.bk = param(rngs, (num_kv_heads, head_dim), ("heads", "kv"), init="zeros")
       self.bv = param(rngs, (num_kv_heads, head_dim), ("heads", "kv"), init="zeros")
+    if use_bias:
       self.bo = param(rngs, (d_model,), ("embed",), init="zeros")
 
   def __call__(self, x_btd: jax.Array, kv_bsd: jax.Array | None = None, *,
                mask_b1ts: jax.Array | None = None, bias_bnts: jax.Array | None = None,
                q_positions_bt: jax.Array | None = None, k_positions_bs: jax.Array | None = None,
-               rope_theta: float | None = None) -> jax.Array:
+               rope_theta: float | None = None, rope_scaling: RopeScaling | None = None) -> jax.Array:
     dt = x_btd.dtype
     kv_bsd = x_btd if kv_bsd is None else kv_bsd
     q_btnh = jnp.einsum("btd,dnh->btnh", x_btd, self.wq[...].astype(dt))
     k_bskh = jnp.einsum("bsd,dkh->bskh", kv_bsd, self.wk[...].astype(dt))
     v_bskh = jnp.einsum("bsd,dkh->bskh", kv_bsd, self.wv[...].astype(dt))
-    if self.use_bias:
+    if self.qkv_bias:
       q_btnh = q_btnh + self.bq[...].astype(dt)
       k_bskh = k_bskh + self.bk[...].astype(dt)
       v_bskh = v_bskh + self.bv[...].astype(dt)
     if rope_theta is not None:
-      q_btnh = apply_rope(q_btnh, q_positions_bt, rope_theta)
-      k_bskh = apply_rope(k_bskh, k_positions_bs, rope_theta)
+      q_btnh = apply_rope(q_btnh, q_positions_bt, rope_theta, rope_scaling)
+      k_bskh = apply_rope(k_bskh, k_positions_bs, rope_theta, rope_scaling)
     scale = self.scale if self.scale is not None else self.head_dim ** -0.5
     bias = None if bias_bnts is None else bias_bnts.astype(dt)
     out_btnh = jax.nn.dot_product_attention(

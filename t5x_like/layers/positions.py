@@ -1,23 +1,66 @@
-"""Position encodings: rotary (RoPE), learned absolute, and T5's bucketed relative bias."""
+"""Position encodings: rotary (RoPE, optionally Llama 3 rescaled), learned absolute, and T5's
+bucketed relative bias."""
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from t5x_like.layers.common import param
 
 
-def apply_rope(x_btnh: jax.Array, positions_bt: jax.Array, theta: float = 10_000.0) -> jax.Array:
-  """Rotates pairs (x[i], x[i + h/2]) by angle pos * theta^(-2i/h) (the "half" layout).
+class RopeScaling(NamedTuple):
+  """Llama 3's RoPE frequency rescaling (`model.rope_scaling="llama3"`)."""
+
+  factor: float  # low frequencies are divided by this
+  low_freq_factor: float  # wavelengths above original_max_len / low_freq_factor: fully scaled
+  high_freq_factor: float  # wavelengths below original_max_len / high_freq_factor: unchanged
+  original_max_len: int  # the context length the model was pretrained at
+
+
+def rope_scaling_of(cfg) -> RopeScaling | None:
+  """The rescaling a ModelConfig asks for, or None for plain RoPE."""
+  if cfg.rope_scaling == "none":
+    return None
+  return RopeScaling(cfg.rope_scaling_factor, cfg.rope_low_freq_factor, cfg.rope_high_freq_factor,
+                     cfg.rope_original_max_len)
+
+
+def rope_frequencies(head_dim: int, theta: float, scaling: RopeScaling | None = None) -> np.ndarray:
+  """Angular frequency of each rotated pair, `[head_dim / 2]` float32: theta^(-2i/head_dim).
+
+  With `scaling` (Llama 3.1 onwards; `apply_scaling` in Meta's reference model,
+  github.com/meta-llama/llama-models, models/llama3/model.py), a frequency whose wavelength
+  2*pi/f exceeds original_max_len / low_freq_factor is divided by `factor`, one whose
+  wavelength is below original_max_len / high_freq_factor is kept, and the band between
+  blends the two with weight s = (original_max_len / wavelength - low) / (high - low) on the
+  unscaled frequency. Static numbers, computed once in float64 and rounded to float32.
+  """
+  inv_freq = float(theta) ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+  if scaling is not None:
+    factor, low, high, context = scaling
+    wavelength = 2 * math.pi / inv_freq
+    s = (context / wavelength - low) / (high - low)
+    blended = (1 - s) * inv_freq / factor + s * inv_freq
+    inv_freq = np.where(wavelength < context / high, inv_freq,
+                        np.where(wavelength > context / low, inv_freq / factor, blended))
+  return inv_freq.astype(np.float32)
+
+
+def apply_rope(x_btnh: jax.Array, positions_bt: jax.Array, theta: float = 10_000.0,
+               scaling: RopeScaling | None = None) -> jax.Array:
+  """Rotates pairs (x[i], x[i + h/2]) by angle pos * freq[i] (the "half" layout), with
+  freq from `rope_frequencies`.
 
   Positions come from the batch, so packed documents each start at angle 0.
   """
   h = x_btnh.shape[-1]
-  inv_freq = theta ** (-jnp.arange(0, h, 2, dtype=jnp.float32) / h)  # [h/2]
+  inv_freq = jnp.asarray(rope_frequencies(h, theta, scaling))  # [h/2]
   angles_bth = positions_bt[..., None].astype(jnp.float32) * inv_freq  # [b, t, h/2]
   sin, cos = jnp.sin(angles_bth)[:, :, None, :], jnp.cos(angles_bth)[:, :, None, :]
   x = x_btnh.astype(jnp.float32)

@@ -11,6 +11,7 @@ from t5x_like.layers.attention import Attention
 from t5x_like.layers.common import dropout, split_rng
 from t5x_like.layers.mlp import Mlp
 from t5x_like.layers.norms import Norm
+from t5x_like.layers.positions import rope_scaling_of
 from t5x_like.runtime import shard
 
 ACTIVATION_AXES = ("batch", "length", "embed")
@@ -37,7 +38,7 @@ class Block(nnx.Module):
     if attention_scale is None and cfg.attention_scale:
       attention_scale = cfg.attention_scale
     attn = dict(use_bias=cfg.use_bias, std=cfg.init_std, rngs=rngs, scale=attention_scale,
-                implementation=cfg.attention_impl)
+                implementation=cfg.attention_impl, qkv_bias=cfg.qkv_bias)
     norm = dict(kind=cfg.norm, eps=cfg.norm_eps, rngs=rngs)
     self.self_attn_norm = Norm(cfg.d_model, **norm)
     self.self_attn = Attention(cfg.d_model, n, k, h, **attn)
@@ -59,7 +60,8 @@ class Block(nnx.Module):
     rope = self.cfg.rope_theta if self.cfg.position == "rope" else None
     x_btd = self._residual(x_btd, self.self_attn_norm, lambda y: self.self_attn(
         y, mask_b1ts=ctx["self_mask"], bias_bnts=ctx.get("self_bias"),
-        q_positions_bt=ctx["positions"], k_positions_bs=ctx["positions"], rope_theta=rope), r_attn)
+        q_positions_bt=ctx["positions"], k_positions_bs=ctx["positions"], rope_theta=rope,
+        rope_scaling=rope_scaling_of(self.cfg)), r_attn)
     if self.cross:
       x_btd = self._residual(x_btd, self.cross_attn_norm, lambda y: self.cross_attn(
           y, ctx["encoded"], mask_b1ts=ctx["cross_mask"]), r_cross)

@@ -44,7 +44,7 @@ class DecoderOnly(LanguageModel):
     tokens_bt, segments_bt, positions_bt = side_inputs(batch, F.DECODER)
     r_embed, r_stack = split_rng(rng, 2)
     x_btd = self.embed_inputs(tokens_bt, positions_bt, getattr(self, "pos_embed", None), r_embed)
-    mask = attention_mask(segments_bt, segments_bt, causal=True)
+    mask = attention_mask(segments_bt, segments_bt, causal=True, sliding_window=self.cfg.sliding_window)
     if F.DECODER_CAUSAL_ATTENTION in batch:  # prefix LM: the prefix sees itself bidirectionally
       prefix_bt = batch[F.DECODER_CAUSAL_ATTENTION] > 0
       same = segments_bt[:, :, None] == segments_bt[:, None, :]

@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from t5x_like.config import ConfigError  # noqa: E402
-from t5x_like.interop import config_from_hf, export_hf, import_hf, load_hf  # noqa: E402
+from t5x_like.interop import config_from_hf, export_hf, hf_token_ids, import_hf, load_hf  # noqa: E402
 from t5x_like.interop.safetensors_io import TensorReader  # noqa: E402
 from t5x_like.models import create_model  # noqa: E402
 
@@ -107,7 +107,7 @@ def test_logits_match_transformers(saved):
 def test_export_round_trips_bit_exactly(saved, tmp_path):
   kind, hf_model, path = saved
   cfg, params = load_hf(path)
-  export_hf(params, cfg, str(tmp_path))
+  export_hf(params, cfg, str(tmp_path), token_ids=hf_token_ids(path))
   original, exported = TensorReader(path), TensorReader(str(tmp_path))
   assert exported.keys() == original.keys()
   for name in original.keys():
@@ -117,6 +117,12 @@ def test_export_round_trips_bit_exactly(saved, tmp_path):
   # Our config.json maps back to the same architecture, and transformers reads the export.
   again = config_from_hf(str(tmp_path))
   assert again == cfg
+  # The special token ids survive too (GPT-2's bos/eos, BERT's pad, T5's pad/eos/start).
+  written = transformers.AutoConfig.from_pretrained(str(tmp_path))
+  for key in ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id"):
+    assert getattr(written, key, None) == getattr(hf_model.config, key, None), key
+  generation = transformers.GenerationConfig.from_pretrained(str(tmp_path))
+  assert generation.eos_token_id == hf_model.config.eos_token_id
   reloaded = type(hf_model).from_pretrained(str(tmp_path)).eval()
   torch_batch, _ = _batches(kind, np.random.default_rng(2))
   with torch.no_grad():

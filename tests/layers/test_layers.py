@@ -10,7 +10,12 @@ from flax import nnx
 from t5x_like.layers.attention import Attention, attention_mask
 from t5x_like.layers.mlp import Mlp
 from t5x_like.layers.norms import Norm
-from t5x_like.layers.positions import apply_rope, relative_position_bucket
+from t5x_like.layers.positions import (
+  RopeScaling,
+  apply_rope,
+  relative_position_bucket,
+  rope_frequencies,
+)
 
 
 def test_rmsnorm_and_layernorm_match_numpy():
@@ -49,6 +54,47 @@ def test_rope_matches_formula_and_is_relative():
     rk = apply_rope(jnp.asarray(k), jnp.array([[pk]]), 100.0)
     return float(jnp.sum(rq * rk))
   assert dot(3, 1) == pytest.approx(dot(10, 8), rel=1e-4)
+
+
+def _llama3_frequencies_reference(head_dim, theta, factor, low, high, context):
+  """Llama 3.1's rescaling, one frequency at a time as Meta states it (`apply_scaling` in
+  github.com/meta-llama/llama-models, models/llama3/model.py): short wavelengths kept, long
+  ones divided by the factor, a linear blend in 1/wavelength between the two bands."""
+  out = []
+  for i in range(head_dim // 2):
+    freq = 1.0 / theta ** (2 * i / head_dim)
+    wavelength = 2 * math.pi / freq
+    if wavelength < context / high:
+      out.append(freq)
+    elif wavelength > context / low:
+      out.append(freq / factor)
+    else:
+      smooth = (context / wavelength - low) / (high - low)
+      out.append((1 - smooth) * freq / factor + smooth * freq)
+  return np.array(out)
+
+
+@pytest.mark.parametrize("head_dim,theta,scaling", [
+    (64, 500_000.0, RopeScaling(32.0, 1.0, 4.0, 8192)),  # Llama 3.2 1B
+    (128, 500_000.0, RopeScaling(8.0, 1.0, 4.0, 8192)),  # Llama 3.1 8B
+    (8, 5000.0, RopeScaling(8.0, 1.0, 4.0, 64)),  # the interop test's: one band each
+])
+def test_llama3_rope_frequencies_match_the_published_formula(head_dim, theta, scaling):
+  got = rope_frequencies(head_dim, theta, scaling)
+  want = _llama3_frequencies_reference(head_dim, theta, *scaling)
+  assert got.dtype == np.float32
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  plain = rope_frequencies(head_dim, theta)
+  np.testing.assert_allclose(plain, [theta ** (-2 * i / head_dim) for i in range(head_dim // 2)], rtol=1e-6)
+  assert got[0] == plain[0] and got[-1] == pytest.approx(plain[-1] / scaling.factor, rel=1e-6)
+  blended = (got != plain) & ~np.isclose(got, plain / scaling.factor, rtol=1e-6)
+  assert blended.any()  # every case reaches the blended band
+  # apply_rope uses these frequencies: position p rotates pair i by p * freq[i].
+  x = np.zeros((1, 1, 1, head_dim), np.float32)
+  x[..., 0] = 1.0
+  rotated = np.asarray(apply_rope(jnp.asarray(x), jnp.array([[1000]]), theta, scaling))
+  np.testing.assert_allclose(rotated[0, 0, 0, [0, head_dim // 2]],
+                             [math.cos(1000 * want[0]), math.sin(1000 * want[0])], atol=1e-4)
 
 
 def _bucket_reference(rel, bidirectional, num_buckets, max_distance):
@@ -112,6 +158,28 @@ def test_mask_layout():
   m = np.asarray(attention_mask(seg, seg, causal=True))[0, 0]
   want = np.array([[1, 0, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], bool)
   np.testing.assert_array_equal(m, want)
+
+
+def test_sliding_window_mask_keeps_the_last_window_tokens():
+  seg = jnp.array([[1, 1, 1, 1, 1, 1, 2, 2, 2, 0]])
+  for window in (1, 2, 3, 20):
+    m = np.asarray(attention_mask(seg, seg, causal=True, sliding_window=window))[0, 0]
+    s = np.asarray(seg)[0]
+    want = np.array([[s[q] == s[k] and 0 <= q - k < window for k in range(10)] for q in range(10)])
+    np.testing.assert_array_equal(m, want, err_msg=f"window {window}")
+  np.testing.assert_array_equal(attention_mask(seg, seg, causal=True, sliding_window=0),
+                                attention_mask(seg, seg, causal=True))
+
+
+def test_qkv_bias_without_output_bias():
+  attn = Attention(16, 4, 2, 8, use_bias=False, qkv_bias=True, std=0.3, rngs=nnx.Rngs(0))
+  assert {"bq", "bk", "bv"} <= set(vars(attn)) and not hasattr(attn, "bo")
+  plain = Attention(16, 4, 2, 8, use_bias=False, std=0.3, rngs=nnx.Rngs(0))
+  assert not hasattr(plain, "bq")
+  attn.bv[...] = jnp.ones((2, 8))  # a value bias shifts every output by bias @ wo (softmax rows sum to 1)
+  x = jnp.asarray(np.random.default_rng(4).normal(size=(1, 3, 16)).astype(np.float32))
+  shift = jnp.einsum("nh,nhd->d", jnp.repeat(attn.bv[...], 2, axis=0), attn.wo[...])
+  np.testing.assert_allclose(attn(x) - plain(x), jnp.broadcast_to(shift, (1, 3, 16)), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("act", ["swiglu", "gated_gelu", "gelu", "relu"])

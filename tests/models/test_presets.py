@@ -4,8 +4,9 @@ Counts come from `nnx.eval_shape` (nothing is allocated). Each preset is checked
   1. exactly against the architecture written out as a formula here;
   2. exactly against the reference implementation's count: `num_parameters()` of the HF
      `transformers` 5.23 class built from the released config on the meta device
-     (GPT2LMHeadModel, BertForMaskedLM, T5ForConditionalGeneration, LlamaForCausalLM; for
-     T5 v1.1 plus the vocab x d_model lm_head, which transformers 5 ties on a fresh build);
+     (GPT2LMHeadModel, BertForMaskedLM, T5ForConditionalGeneration, LlamaForCausalLM,
+     MistralForCausalLM, Qwen2ForCausalLM; for T5 v1.1 plus the vocab x d_model lm_head,
+     which transformers 5 ties on a fresh build);
   3. loosely against the rounded figure the authors published (or, for T5 v1.1, whose
      release states no counts, the size class).
 Documented differences from the published figures: BERT's are for BertModel (pooler, no
@@ -60,9 +61,10 @@ def t5_formula(V, d, ff, heads, L, *, gated, tied, kv=64, buckets=32):
   return V * d + (0 if tied else d * V) + 2 * buckets * heads + encoder + decoder
 
 
-def llama_formula(V, d, L, heads, kv_heads, head_dim, ff):
+def llama_formula(V, d, L, heads, kv_heads, head_dim, ff, *, tied=True, qkv_bias=False):
   attn = 2 * d * heads * head_dim + 2 * d * kv_heads * head_dim
-  return V * d + L * (attn + 3 * d * ff + 2 * d) + d
+  bias = (heads + 2 * kv_heads) * head_dim if qkv_bias else 0
+  return V * d * (1 if tied else 2) + L * (attn + bias + 3 * d * ff + 2 * d) + d
 
 
 # preset -> (formula count, HF count, published figure, relative tolerance, source)
@@ -94,6 +96,14 @@ CASES = {
                               737_668_096, 770e6, 0.05, "Raffel et al. 2020: 770M"),
     ("llama", "llama_1b"): (llama_formula(128256, 2048, 16, 32, 8, 64, 8192), 1_235_814_400, 1.23e9,
                             0.01, "meta-llama/Llama-3.2-1B model card: 1.23B"),
+    ("llama", "llama3_8b"): (llama_formula(128256, 4096, 32, 32, 8, 128, 14336, tied=False), 8_030_261_248,
+                             8e9, 0.01, "meta-llama/Llama-3.1-8B model card: 8B"),
+    ("llama", "llama2_7b"): (llama_formula(32000, 4096, 32, 32, 32, 128, 11008, tied=False), 6_738_415_616,
+                             7e9, 0.05, "Touvron et al. 2023 (Llama 2): 7B"),
+    ("mistral", "mistral_7b"): (llama_formula(32000, 4096, 32, 32, 8, 128, 14336, tied=False),
+                                7_241_732_096, 7e9, 0.05, "Jiang et al. 2023: a 7-billion-parameter model"),
+    ("qwen2", "qwen2_0_5b"): (llama_formula(151936, 896, 24, 14, 2, 64, 4864, qkv_bias=True), 494_032_768,
+                              0.49e9, 0.01, "Qwen2.5-0.5B model card: 0.49B"),
 }
 
 
@@ -113,3 +123,15 @@ def test_presets_validate_as_configs():
     cfg.data.seq_len = 512
     cfg.data.objective = C.objectives_for(cfg.model.family)[0]
     C.validate(cfg)
+
+
+@pytest.mark.parametrize("key", [k for k in CASES if k[0] in ("llama", "mistral", "qwen2")],
+                         ids=lambda k: k[1])
+def test_llama_family_presets_are_what_their_config_json_imports_as(key):
+  """Written as the HF type it fits and read back, a preset is unchanged (the type too)."""
+  from t5x_like.interop.hf import FAMILIES, export_type
+  cfg = preset(*key)
+  hf_type = export_type(cfg)
+  assert hf_type == {"llama": "llama", "mistral": "mistral", "qwen2": "qwen2"}[key[0]]
+  mapping = FAMILIES[hf_type]
+  assert mapping.config_from_hf(mapping.config_to_hf(cfg)) == cfg
