@@ -1,0 +1,143 @@
+"""The command line's grammar: every subcommand and flag of `t5x-like` (argparse). The
+handlers are in cli.py."""
+
+from __future__ import annotations
+
+import argparse
+
+USAGE_EPILOG = """overrides: any config field, e.g. --config.train.steps=200 --config.optimizer.learning_rate=1e-3
+examples:
+  t5x-like train --config configs/tiny/gpt.py --workdir /tmp/tiny_gpt
+  t5x-like train --config configs/tiny/gpt.py --workdir /tmp/tiny_gpt --dry-run
+  t5x-like eval --workdir /tmp/tiny_gpt --all-checkpoints
+  t5x-like tokenizer train --input 'data/*.txt' --vocab-size 8000 --output tok/spm.model
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="t5x-like", description="Pretrain and fine-tune transformer LMs with JAX.",
+                              epilog=USAGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = p.add_subparsers(dest="command", required=True)
+
+  tr = sub.add_parser("train", help="train (or resume) a model from a config file",
+                      description="Train a model; rerunning with the same --workdir resumes from the latest checkpoint. "
+                                  "Extra --config.a.b=value arguments override config fields.",
+                      epilog=USAGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+  tr.add_argument("--config", required=True, help="Python config file whose get_config() returns a Config")
+  tr.add_argument("--workdir", required=True, help="checkpoints, metrics.jsonl, TensorBoard events and config.json go here")
+  tr.add_argument("--dry-run", nargs="?", const="plan", default="", choices=["plan", "compile"],
+                  help="print the parameter sharding table and per-device memory and exit; --dry-run=compile also "
+                       "compiles the step and says whether it fits (XLA's memory, FLOPs, collectives)")
+  tr.add_argument("--topology", default="", help="with --dry-run=compile: compile for this TPU slice from any "
+                                                  "machine, e.g. v5p-128, v5e-256, v5p:4x4x4 (needs the [tpu] extra)")
+  _add_runtime_flags(tr)
+
+  ev = sub.add_parser("eval", help="evaluate a run's checkpoints (loss, perplexity, token accuracy)",
+                      description="Evaluates the latest checkpoint of --workdir (or --checkpoint PATH, or with "
+                                  "--all-checkpoints every kept step) on a split, and writes one row per step to "
+                                  "WORKDIR/eval/SPLIT/metrics.jsonl and TensorBoard.",
+                      epilog=USAGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+  ev.add_argument("--workdir", required=True, help="the training run's workdir (its checkpoints and data)")
+  ev.add_argument("--config", default="", help="config file; default: the run's own WORKDIR/config.json")
+  ev.add_argument("--checkpoint", default="", help="a step directory (or checkpoints directory) to evaluate")
+  ev.add_argument("--all-checkpoints", action="store_true", help="every kept step, oldest first")
+  ev.add_argument("--split", default="eval", choices=["eval", "train"])
+  ev.add_argument("--batches", type=int, default=0, help="eval batches (default: train.eval_batches)")
+  _add_runtime_flags(ev)
+
+  la = sub.add_parser("launch", help="start a training run on this machine, a SLURM cluster or a TPU slice",
+                      description="Runs `t5x-like train --config ... --workdir ... [overrides]` where the hardware is; "
+                                  "rerun the same launch to resume. --dry-run prints the commands per host.")
+  la.add_argument("where", choices=["local", "slurm", "tpu"])
+  la.add_argument("--config", required=True)
+  la.add_argument("--workdir", required=True)
+  la.add_argument("--dry-run", action="store_true", help="print the commands and environment, start nothing")
+  _add_launch_flags(la)
+
+  sw = sub.add_parser("sweep", help="expand a sweep file into runs and launch them",
+                      description="A sweep file (configs/sweeps/) names a base config and a grid or list of "
+                                  "overrides; each run gets a readable name and its own workdir. Finished runs "
+                                  "are skipped, unfinished ones resume.")
+  sw.add_argument("file")
+  sw.add_argument("--launcher", default="local", choices=["local", "slurm", "tpu"])
+  sw.add_argument("--parallel", type=int, default=1, help="local: runs at a time")
+  sw.add_argument("--dry-run", action="store_true")
+  _add_launch_flags(sw)
+
+  rn = sub.add_parser("runs", help="a table of every run under a directory, and a loss plot")
+  rn.add_argument("root")
+  rn.add_argument("--sort", default="name", help="a column; prefix - for descending, e.g. --sort=-tokens_per_s")
+  rn.add_argument("--filter", action="append", default=[], help="KEY=VALUE, KEY~TEXT, KEY<NUM or KEY>NUM")
+  rn.add_argument("--plot", default="", help="PNG path: train and eval loss against tokens for every run")
+
+  tok = sub.add_parser("tokenizer", help="SentencePiece tokenizer tools")
+  toksub = tok.add_subparsers(dest="tok_command", required=True)
+  tt = toksub.add_parser("train", help="train a SentencePiece model on text files")
+  tt.add_argument("--input", required=True, help="glob of text files, one document per line")
+  tt.add_argument("--vocab-size", type=int, required=True)
+  tt.add_argument("--output", required=True, help="path of the .model file to write (a .json card goes beside it)")
+  tt.add_argument("--model-type", default="unigram", choices=["unigram", "bpe"])
+  tt.add_argument("--max-bytes", type=int, default=100_000_000, help="bytes of text sampled for training")
+  tt.add_argument("--no-byte-fallback", action="store_true")
+  tt.add_argument("--user-symbols", default="", help="comma-separated user-defined special tokens")
+  tt.add_argument("--seed", type=int, default=0)
+
+  cv = sub.add_parser("convert", help="import/export Hugging Face weights (safetensors): gpt2, bert, t5, "
+                                     "llama, mistral, qwen2",
+                      description="--from-hf DIR writes OUTPUT/0 (params + model config, an Orbax checkpoint); "
+                                  "--to-hf CKPT writes a HF directory from a checkpoint step dir (OUTPUT).")
+  src = cv.add_mutually_exclusive_group(required=True)
+  src.add_argument("--from-hf", default="", help="a local HF model directory (config.json + *.safetensors)")
+  src.add_argument("--to-hf", default="", help="a checkpoint step directory, e.g. WORKDIR/checkpoints/350")
+  cv.add_argument("--family", default=None,
+                  help="HF model type: gpt2, bert, t5, llama, mistral or qwen2. --from-hf: config.json's "
+                       "model_type when omitted; --to-hf: the type the step was imported from, else the one "
+                       "its architecture fits")
+  cv.add_argument("--shard-size", default="",
+                  help="--to-hf: the largest safetensors file, in bytes or with a unit (500MB, 2GB, 1GiB); "
+                       "default 5GB")
+  cv.add_argument("--output", required=True)
+
+  ds = sub.add_parser("data", help="data tools")
+  dsub = ds.add_subparsers(dest="data_command", required=True)
+  show = dsub.add_parser("show", help="print decoded examples as the model will see them")
+  show.add_argument("--config", required=True)
+  show.add_argument("--workdir", default="", help="where the built-in corpus/tokenizer live (default: a temp dir)")
+  show.add_argument("--num", type=int, default=3)
+  build = dsub.add_parser("build", help="turn text or JSONL files into a TFDS dataset with train/validation splits",
+                          description="Writes DATA_DIR/NAME/VERSION (TFRecord shards + TFDS metadata), readable offline "
+                                      "with tfds.load(NAME, data_dir=DATA_DIR) and data.source=tfds.")
+  build.add_argument("--input", required=True, help="glob of text files (one document per line) or JSONL files")
+  build.add_argument("--name", required=True, help="snake_case dataset name, optionally NAME:X.Y.Z (default 1.0.0)")
+  build.add_argument("--data-dir", required=True, help="TFDS data_dir to write into (then data.tfds.data_dir)")
+  build.add_argument("--validation-fraction", type=float, default=0.05, help="documents held out, spread evenly")
+  build.add_argument("--field", default="text", help="JSONL field to read; also the feature name (data.tfds.text_key)")
+  build.add_argument("--format", default="auto", choices=["auto", "text", "jsonl"],
+                     help="auto: jsonl when every file ends in .jsonl or .json")
+  build.add_argument("--skip-bad-lines", action="store_true",
+                     help="skip and count non-UTF-8 lines and JSONL lines without the field instead of stopping")
+  return p
+
+
+def _add_launch_flags(p: argparse.ArgumentParser) -> None:
+  g = p.add_argument_group("launcher options")
+  g.add_argument("--processes", type=int, default=1, help="local: processes on this machine")
+  g.add_argument("--devices", type=int, default=4, help="local: simulated CPU devices per process")
+  g.add_argument("--nodes", type=int, default=1, help="slurm: nodes (one process each)")
+  g.add_argument("--gpus-per-node", type=int, default=8)
+  g.add_argument("--time", default="24:00:00", help="slurm: time limit")
+  g.add_argument("--partition", default="")
+  g.add_argument("--account", default="")
+  g.add_argument("--setup", default="", help="slurm: a shell line run before training (modules, venv)")
+  g.add_argument("--tpu", default="", help="tpu: the TPU VM slice name")
+  g.add_argument("--zone", default="")
+  g.add_argument("--project", default="")
+  g.add_argument("--install", action="store_true", help="tpu: copy this checkout to every worker and install it first")
+
+
+def _add_runtime_flags(p: argparse.ArgumentParser) -> None:
+  g = p.add_argument_group("multi-host and devices")
+  g.add_argument("--coordinator", default="", help="HOST:PORT of process 0 (multi-host without auto-detection)")
+  g.add_argument("--num-processes", type=int, default=0)
+  g.add_argument("--process-id", type=int, default=-1)
+  g.add_argument("--cpu-devices", type=int, default=0, help="simulate N devices per process on the CPU")
