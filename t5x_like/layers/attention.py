@@ -14,15 +14,20 @@ from t5x_like.layers.common import param
 from t5x_like.layers.positions import apply_rope
 
 
-def attention_mask(q_segment_bt: jax.Array, k_segment_bs: jax.Array, *, causal: bool) -> jax.Array:
+def attention_mask(q_segment_bt: jax.Array, k_segment_bs: jax.Array, *, causal: bool,
+                   q_index_bt: jax.Array | None = None, k_index_bs: jax.Array | None = None) -> jax.Array:
   """Boolean [b, 1, t, s] mask: same segment and, if causal, key index <= query index.
 
   Padding (segment 0) attends to padding only, which keeps every softmax row non-empty.
+  The indices are where queries and keys sit in the row: 0..t-1 and 0..s-1 unless given,
+  as when a decoding step's queries sit at each row's own slot of a KV cache.
   """
   mask = q_segment_bt[:, :, None] == k_segment_bs[:, None, :]
   if causal:
     t, s = q_segment_bt.shape[1], k_segment_bs.shape[1]
-    mask = mask & (jnp.arange(t)[:, None] >= jnp.arange(s)[None, :])[None]
+    q_idx = jnp.arange(t)[None, :] if q_index_bt is None else q_index_bt
+    k_idx = jnp.arange(s)[None, :] if k_index_bs is None else k_index_bs
+    mask = mask & (q_idx[:, :, None] >= k_idx[:, None, :])
   return mask[:, None]
 
 
@@ -51,18 +56,39 @@ class Attention(nnx.Module):
                mask_b1ts: jax.Array | None = None, bias_bnts: jax.Array | None = None,
                q_positions_bt: jax.Array | None = None, k_positions_bs: jax.Array | None = None,
                rope_theta: float | None = None) -> jax.Array:
-    dt = x_btd.dtype
     kv_bsd = x_btd if kv_bsd is None else kv_bsd
+    q_btnh = self.queries(x_btd, q_positions_bt, rope_theta)
+    k_bskh, v_bskh = self.keys_values(kv_bsd, k_positions_bs, rope_theta)
+    return self.attend(q_btnh, k_bskh, v_bskh, mask_b1ts=mask_b1ts, bias_bnts=bias_bnts)
+
+  # The three parts of a call, separate so that a decoding step can project the new
+  # token's keys and values into a cache and attend to the whole cache (layers/kv_cache.py).
+
+  def queries(self, x_btd: jax.Array, positions_bt: jax.Array | None = None,
+              rope_theta: float | None = None) -> jax.Array:
+    dt = x_btd.dtype
     q_btnh = jnp.einsum("btd,dnh->btnh", x_btd, self.wq[...].astype(dt))
+    if self.use_bias:
+      q_btnh = q_btnh + self.bq[...].astype(dt)
+    if rope_theta is not None:
+      q_btnh = apply_rope(q_btnh, positions_bt, rope_theta)
+    return q_btnh
+
+  def keys_values(self, kv_bsd: jax.Array, positions_bs: jax.Array | None = None,
+                  rope_theta: float | None = None) -> tuple[jax.Array, jax.Array]:
+    dt = kv_bsd.dtype
     k_bskh = jnp.einsum("bsd,dkh->bskh", kv_bsd, self.wk[...].astype(dt))
     v_bskh = jnp.einsum("bsd,dkh->bskh", kv_bsd, self.wv[...].astype(dt))
     if self.use_bias:
-      q_btnh = q_btnh + self.bq[...].astype(dt)
       k_bskh = k_bskh + self.bk[...].astype(dt)
       v_bskh = v_bskh + self.bv[...].astype(dt)
     if rope_theta is not None:
-      q_btnh = apply_rope(q_btnh, q_positions_bt, rope_theta)
-      k_bskh = apply_rope(k_bskh, k_positions_bs, rope_theta)
+      k_bskh = apply_rope(k_bskh, positions_bs, rope_theta)
+    return k_bskh, v_bskh
+
+  def attend(self, q_btnh: jax.Array, k_bskh: jax.Array, v_bskh: jax.Array, *,
+             mask_b1ts: jax.Array | None = None, bias_bnts: jax.Array | None = None) -> jax.Array:
+    dt = q_btnh.dtype
     scale = self.scale if self.scale is not None else self.head_dim ** -0.5
     bias = None if bias_bnts is None else bias_bnts.astype(dt)
     out_btnh = jax.nn.dot_product_attention(
