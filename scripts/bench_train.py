@@ -14,6 +14,7 @@ are the family's `fake_batch` (t5x_like/features.py): full rows of random ids.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -49,6 +50,7 @@ def main() -> None:
   p.add_argument("--mesh", default="-1,1,1", help="data,fsdp,tensor sizes (-1 takes the rest)")
   p.add_argument("--rules", default="fsdp")
   p.add_argument("--peak-tflops", type=float, default=0.0, help="per-device peak for MFU (0: by device kind)")
+  p.add_argument("--json", default="", help="append the figures as one JSON line to this file")
   a = p.parse_args()
 
   model = preset(a.preset)
@@ -105,6 +107,17 @@ def main() -> None:
   if "peak_bytes_in_use" in mem:
     print(f"device memory: peak {mem['peak_bytes_in_use'] / 2**30:.2f} GiB of "
           f"{mem.get('bytes_limit', 0) / 2**30:.1f} GiB")
+  if a.json:
+    row = {"preset": a.preset, "family": model.family, "params": n_params, "dtype": a.dtype,
+           "attention": a.attention, "remat": a.remat, "batch": a.batch, "seq": a.seq, "targets": dec_len,
+           "device": f"{jax.device_count()} x {dev.device_kind}", "jax": jax.__version__,
+           "compile_s": round(compile_s, 2), "step_ms": round(1e3 * step_s, 2),
+           "step_ms_spread": round(1e3 * (max(times) - min(times)), 2),
+           "tokens_per_s": round(tokens / step_s), "tflops": round(flops / step_s / 1e12, 2),
+           "mfu": round(flops / step_s / peak, 4), "peak": peak_device.describe(),
+           "peak_memory_gib": round(mem.get("peak_bytes_in_use", 0) / 2**30, 2), "loss": float(m["loss"])}
+    with open(a.json, "a") as f:
+      f.write(json.dumps(row) + "\n")
 
 
 if __name__ == "__main__":

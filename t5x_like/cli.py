@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
   _setup_env(args)
   from t5x_like.errors import ConfigError, UserError
   commands = {"train": _train, "eval": _eval, "show": _data_show, "build": _data_build, "tokenizer": _tokenizer,
-              "convert": _convert, "launch": _launch, "sweep": _sweep, "runs": _runs}
+              "convert": _convert, "infer": _infer, "score": _score, "launch": _launch, "sweep": _sweep, "runs": _runs}
   command = args.data_command if args.command == "data" else args.command
   try:
     if rest and command not in ("train", "eval", "show", "launch"):
@@ -176,6 +176,16 @@ def _convert(args, rest) -> int:
                             token_ids=hf.get("token_ids"))
   print(f"wrote {len(files)} files to {args.output} ({interop.export_type(cfg, family)}): {', '.join(files)}")
   return 0
+
+
+def _infer(args, rest) -> int:
+  from t5x_like.decoding.commands import run_infer
+  return run_infer(args)
+
+
+def _score(args, rest) -> int:
+  from t5x_like.decoding.commands import run_score
+  return run_score(args)
 
 
 def _data_show(args, overrides=()) -> int:

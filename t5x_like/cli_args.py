@@ -11,6 +11,8 @@ examples:
   t5x-like train --config configs/tiny/gpt.py --workdir /tmp/tiny_gpt --dry-run
   t5x-like eval --workdir /tmp/tiny_gpt --all-checkpoints
   t5x-like tokenizer train --input 'data/*.txt' --vocab-size 8000 --output tok/spm.model
+  t5x-like infer --checkpoint /tmp/tiny_gpt/checkpoints --prompt "17 + 25 ="
+  t5x-like score --checkpoint /tmp/tiny_gpt/checkpoints --input texts.jsonl
 """
 
 
@@ -98,6 +100,41 @@ def parser() -> argparse.ArgumentParser:
                        "default 5GB")
   cv.add_argument("--output", required=True)
 
+  inf = sub.add_parser("infer", help="generate from a checkpoint: greedy, sampling or beam search",
+                       description="Continues prompts (decoder) or decodes from inputs (encoder-decoder) with a "
+                                   "KV cache. JSONL records hold \"text\" (needs a tokenizer) or \"ids\"; output "
+                                   "records hold the prompt record, the generated \"ids\" and \"text\". "
+                                   "See docs/generation.md.")
+  inf.add_argument("--checkpoint", required=True, help="a step directory (or a checkpoints directory: its latest)")
+  src = inf.add_mutually_exclusive_group(required=True)
+  src.add_argument("--prompt", default=None, help="one prompt as text; prints the generated text")
+  src.add_argument("--input", default="", help="JSONL file of prompt records")
+  inf.add_argument("--output", default="", help="JSONL file to write (default: print the records)")
+  inf.add_argument("--tokenizer", default="", help="SentencePiece .model (default: the training workdir's)")
+  inf.add_argument("--max-new-tokens", type=int, default=32)
+  inf.add_argument("--temperature", type=float, default=0.0, help="0: greedy; > 0: sampling")
+  inf.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0: all)")
+  inf.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
+  inf.add_argument("--beam-size", type=int, default=1, help="> 1: beam search")
+  inf.add_argument("--length-penalty", type=float, default=0.6,
+                   help="beam search: GNMT alpha, scores are log P / ((5 + length) / 6) ** alpha")
+  inf.add_argument("--seed", type=int, default=0, help="sampling seed")
+  inf.add_argument("--batch-size", type=int, default=8, help="rows generated together")
+  _add_token_flags(inf)
+  inf.add_argument("--eos-id", type=int, default=None,
+                   help="stop a row at this id (default: an import's declared EOS, else the tokenizer's, else 1; -1: never)")
+
+  sc = sub.add_parser("score", help="log-likelihood of sequences under a checkpoint",
+                      description="Records hold \"text\" or \"ids\" (decoder), or \"inputs\"/\"input_ids\" and "
+                                  "\"targets\"/\"target_ids\" (encoder-decoder); each gets \"score\" (nats) "
+                                  "and \"tokens\" (how many were scored).")
+  sc.add_argument("--checkpoint", required=True, help="a step directory (or a checkpoints directory: its latest)")
+  sc.add_argument("--input", required=True, help="JSONL file of records")
+  sc.add_argument("--output", default="", help="JSONL file to write (default: print the records)")
+  sc.add_argument("--tokenizer", default="", help="SentencePiece .model (default: the training workdir's)")
+  sc.add_argument("--batch-size", type=int, default=8)
+  _add_token_flags(sc)
+
   ds = sub.add_parser("data", help="data tools")
   dsub = ds.add_subparsers(dest="data_command", required=True)
   show = dsub.add_parser("show", help="print decoded examples as the model will see them")
@@ -117,6 +154,12 @@ def parser() -> argparse.ArgumentParser:
   build.add_argument("--skip-bad-lines", action="store_true",
                      help="skip and count non-UTF-8 lines and JSONL lines without the field instead of stopping")
   return p
+
+
+def _add_token_flags(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--bos-id", default="auto",
+                 help="id read before each sequence: auto (0 for models trained here and T5; nothing for "
+                      "GPT-2 converted from Hugging Face), none, or an id")
 
 
 def _add_launch_flags(p: argparse.ArgumentParser) -> None:

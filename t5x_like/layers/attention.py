@@ -15,22 +15,27 @@ from t5x_like.layers.positions import RopeScaling, apply_rope
 
 
 def attention_mask(q_segment_bt: jax.Array, k_segment_bs: jax.Array, *, causal: bool,
-                   sliding_window: int = 0) -> jax.Array:
+                   sliding_window: int = 0, q_index_bt: jax.Array | None = None,
+                   k_index_bs: jax.Array | None = None) -> jax.Array:
   """Boolean [b, 1, t, s] mask: same segment and, if causal, key index <= query index.
 
   A causal mask with `sliding_window` > 0 also drops keys `sliding_window` or more positions
   behind the query, so each query sees itself and the `sliding_window - 1` keys before it
   (Hugging Face Mistral's window). Padding (segment 0) attends to padding only, which keeps
-  every softmax row non-empty.
+  every softmax row non-empty. The indices are where queries and keys sit in the row:
+  0..t-1 and 0..s-1 unless given, as when a decoding step's queries sit at each row's own
+  slot of a KV cache.
   """
   mask = q_segment_bt[:, :, None] == k_segment_bs[:, None, :]
   if causal:
     t, s = q_segment_bt.shape[1], k_segment_bs.shape[1]
-    behind_ts = jnp.arange(t)[:, None] - jnp.arange(s)[None, :]  # how far each key trails the query
-    visible_ts = behind_ts >= 0
+    q_idx = jnp.arange(t)[None, :] if q_index_bt is None else q_index_bt
+    k_idx = jnp.arange(s)[None, :] if k_index_bs is None else k_index_bs
+    behind_bts = q_idx[:, :, None] - k_idx[:, None, :]  # how far each key trails the query
+    visible_bts = behind_bts >= 0
     if sliding_window > 0:
-      visible_ts = visible_ts & (behind_ts < sliding_window)
-    mask = mask & visible_ts[None]
+      visible_bts = visible_bts & (behind_bts < sliding_window)
+    mask = mask & visible_bts
   return mask[:, None]
 
 
@@ -60,23 +65,50 @@ class Attention(nnx.Module):
   def __call__(self, x_btd: jax.Array, kv_bsd: jax.Array | None = None, *,
                mask_b1ts: jax.Array | None = None, bias_bnts: jax.Array | None = None,
                q_positions_bt: jax.Array | None = None, k_positions_bs: jax.Array | None = None,
-               rope_theta: float | None = None, rope_scaling: RopeScaling | None = None) -> jax.Array:
-    dt = x_btd.dtype
+               rope_theta: float | None = None, rope_scaling: RopeScaling | None = None,
+               is_causal: bool = False) -> jax.Array:
+    """`is_causal` says the mask already hides keys after each query (query i and key i at
+    the same position): the result is the same, and cuDNN skips the hidden blocks."""
     kv_bsd = x_btd if kv_bsd is None else kv_bsd
+    q_btnh = self.queries(x_btd, q_positions_bt, rope_theta, rope_scaling)
+    k_bskh, v_bskh = self.keys_values(kv_bsd, k_positions_bs, rope_theta, rope_scaling)
+    return self.attend(q_btnh, k_bskh, v_bskh, mask_b1ts=mask_b1ts, bias_bnts=bias_bnts,
+                       is_causal=is_causal)
+
+  # The three parts of a call, separate so that a decoding step can project the new
+  # token's keys and values into a cache and attend to the whole cache (layers/kv_cache.py).
+
+  def queries(self, x_btd: jax.Array, positions_bt: jax.Array | None = None,
+              rope_theta: float | None = None, rope_scaling: RopeScaling | None = None) -> jax.Array:
+    dt = x_btd.dtype
     q_btnh = jnp.einsum("btd,dnh->btnh", x_btd, self.wq[...].astype(dt))
+    if self.qkv_bias:
+      q_btnh = q_btnh + self.bq[...].astype(dt)
+    if rope_theta is not None:
+      q_btnh = apply_rope(q_btnh, positions_bt, rope_theta, rope_scaling)
+    return q_btnh
+
+  def keys_values(self, kv_bsd: jax.Array, positions_bs: jax.Array | None = None,
+                  rope_theta: float | None = None,
+                  rope_scaling: RopeScaling | None = None) -> tuple[jax.Array, jax.Array]:
+    dt = kv_bsd.dtype
     k_bskh = jnp.einsum("bsd,dkh->bskh", kv_bsd, self.wk[...].astype(dt))
     v_bskh = jnp.einsum("bsd,dkh->bskh", kv_bsd, self.wv[...].astype(dt))
     if self.qkv_bias:
-      q_btnh = q_btnh + self.bq[...].astype(dt)
       k_bskh = k_bskh + self.bk[...].astype(dt)
       v_bskh = v_bskh + self.bv[...].astype(dt)
     if rope_theta is not None:
-      q_btnh = apply_rope(q_btnh, q_positions_bt, rope_theta, rope_scaling)
-      k_bskh = apply_rope(k_bskh, k_positions_bs, rope_theta, rope_scaling)
+      k_bskh = apply_rope(k_bskh, positions_bs, rope_theta, rope_scaling)
+    return k_bskh, v_bskh
+
+  def attend(self, q_btnh: jax.Array, k_bskh: jax.Array, v_bskh: jax.Array, *,
+             mask_b1ts: jax.Array | None = None, bias_bnts: jax.Array | None = None,
+             is_causal: bool = False) -> jax.Array:
+    dt = q_btnh.dtype
     scale = self.scale if self.scale is not None else self.head_dim ** -0.5
     bias = None if bias_bnts is None else bias_bnts.astype(dt)
     out_btnh = jax.nn.dot_product_attention(
-        q_btnh, k_bskh, v_bskh, bias=bias, mask=mask_b1ts, scale=scale,
+        q_btnh, k_bskh, v_bskh, bias=bias, mask=mask_b1ts, scale=scale, is_causal=is_causal,
         implementation=self.implementation)
     out_btd = jnp.einsum("btnh,nhd->btd", out_btnh, self.wo[...].astype(dt))
     if self.use_bias:

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from t5x_like.config import ModelConfig
+from t5x_like.layers import kv_cache
 from t5x_like.layers.attention import Attention
 from t5x_like.layers.common import dropout, split_rng
 from t5x_like.layers.mlp import Mlp
@@ -61,12 +62,39 @@ class Block(nnx.Module):
     x_btd = self._residual(x_btd, self.self_attn_norm, lambda y: self.self_attn(
         y, mask_b1ts=ctx["self_mask"], bias_bnts=ctx.get("self_bias"),
         q_positions_bt=ctx["positions"], k_positions_bs=ctx["positions"], rope_theta=rope,
-        rope_scaling=rope_scaling_of(self.cfg)), r_attn)
+        rope_scaling=rope_scaling_of(self.cfg), is_causal=self.causal), r_attn)
     if self.cross:
       x_btd = self._residual(x_btd, self.cross_attn_norm, lambda y: self.cross_attn(
           y, ctx["encoded"], mask_b1ts=ctx["cross_mask"]), r_cross)
     x_btd = self._residual(x_btd, self.mlp_norm, self.mlp, r_mlp)
     return shard(x_btd, ACTIVATION_AXES)
+
+  def extend(self, x_btd, ctx: dict, cache: dict):
+    """`__call__` for new tokens against this layer's cache (no dropout): their keys and
+    values go into `cache` at slots [ctx["cache_index"], +t), and the queries attend to the
+    whole cache under ctx["self_mask"]. Cross-attention reads keys and values computed
+    once from the encoder output (`cache["cross_k"]`, `cache["cross_v"]`). Returns the
+    new states and the updated self-attention cache {"k", "v"}."""
+    rope = self.cfg.rope_theta if self.cfg.position == "rope" else None
+    updated = {}
+
+    def self_attention(y_btd):
+      attn, start_b = self.self_attn, ctx["cache_index"]
+      scaling = rope_scaling_of(self.cfg)
+      q_btnh = attn.queries(y_btd, ctx["positions"], rope, scaling)
+      k_btkh, v_btkh = attn.keys_values(y_btd, ctx["positions"], rope, scaling)
+      updated["k"] = kv_cache.write(cache["k"], k_btkh, start_b)
+      updated["v"] = kv_cache.write(cache["v"], v_btkh, start_b)
+      return attn.attend(q_btnh, updated["k"], updated["v"], mask_b1ts=ctx["self_mask"],
+                         bias_bnts=ctx.get("self_bias"))
+
+    x_btd = self._residual(x_btd, self.self_attn_norm, self_attention, None)
+    if self.cross:
+      x_btd = self._residual(x_btd, self.cross_attn_norm, lambda y: self.cross_attn.attend(
+          self.cross_attn.queries(y), cache["cross_k"], cache["cross_v"],
+          mask_b1ts=ctx["cross_mask"]), None)
+    x_btd = self._residual(x_btd, self.mlp_norm, self.mlp, None)
+    return shard(x_btd, ACTIVATION_AXES), updated
 
 
 class Stack(nnx.Module):
@@ -104,3 +132,46 @@ class Stack(nnx.Module):
       for i in range(self.num_layers):
         x_btd, _ = layer(x_btd, (jax.tree.map(lambda a, i=i: a[i], params), idx[i]))
     return x_btd
+
+  # Decoding: the cache of every layer carries the same leading `layers` axis as the
+  # parameters, so one scan (or loop) walks parameters and cache together.
+
+  def _over_layers(self, fn, carry, xs):
+    """`jax.lax.scan(fn, carry, xs)`, or the same unrolled when `scan_layers` is off."""
+    if self.cfg.scan_layers:
+      return jax.lax.scan(fn, carry, xs)
+    ys = []
+    for i in range(self.num_layers):
+      carry, y = fn(carry, jax.tree.map(lambda a, i=i: a[i], xs))
+      ys.append(y)
+    return carry, jax.tree.map(lambda *a: jnp.stack(a), *ys)
+
+  def init_cache(self, batch: int, length: int, dtype) -> dict:
+    """An empty self-attention cache of `length` slots per row (layers/kv_cache.py)."""
+    _, k, h = head_dims(self.cfg)
+    return kv_cache.zeros(self.num_layers, batch, length, k, h, dtype)
+
+  def cross_keys_values(self, encoded_bsd) -> dict:
+    """{"cross_k", "cross_v"}: every layer's cross-attention keys and values of the
+    encoder output, `[layers, b, s, kv_heads, head_dim]`, computed once per sequence."""
+    graphdef, params = nnx.split(self.blocks)
+
+    def layer(carry, p):
+      k_bskh, v_bskh = nnx.merge(graphdef, p).cross_attn.keys_values(encoded_bsd)
+      return carry, {"cross_k": shard(k_bskh, kv_cache.CACHE_AXES),
+                     "cross_v": shard(v_bskh, kv_cache.CACHE_AXES)}
+
+    return self._over_layers(layer, None, params)[1]
+
+  def extend(self, x_btd, ctx: dict, cache: dict):
+    """The stack over new tokens with every layer's cache (`Block.extend`); returns the
+    states and the updated cache. Only the self-attention part is rewritten; the
+    cross-attention keys and values pass through unchanged."""
+    graphdef, params = nnx.split(self.blocks)
+
+    def layer(x, p_and_c):
+      p, c = p_and_c
+      return nnx.merge(graphdef, p).extend(x, ctx, c)
+
+    x_btd, written = self._over_layers(layer, x_btd, (params, cache))
+    return x_btd, {**cache, **written}

@@ -3,6 +3,8 @@ branch on the family:
 
 - `contract`: the batch it reads (`t5x_like/features.py`);
 - `loss`, `score`, `predict`: training loss (token sums), per-row log-likelihood, decoding;
+- `prefill`, `extend` (families that generate): the KV-cached steps that
+  `t5x_like/decoding/` searches with;
 - `flops_per_sequence`: the MFU numerator for its rows;
 - `skill`: its score on the built-in corpus (`models/skill.py`);
 - `eval_variants`: extra eval passes that diagnose the family (batch transforms by name).
@@ -18,6 +20,7 @@ from flax import nnx
 
 from t5x_like import features
 from t5x_like.config import ModelConfig
+from t5x_like.layers.attention import attention_mask
 from t5x_like.layers.common import dropout, dtype_of
 from t5x_like.layers.transformer import ACTIVATION_AXES
 from t5x_like.runtime import shard
@@ -123,8 +126,55 @@ class LanguageModel(nnx.Module):
     tok_bt = jnp.take_along_axis(logp, batch[side.target_tokens][..., None], axis=-1)[..., 0]
     return jnp.sum(tok_bt * batch[side.loss_weights], axis=-1)
 
-  def predict(self, batch: dict, **kwargs) -> jax.Array:
-    raise NotImplementedError
+  def predict(self, batch: dict, *, max_new_tokens: int = 8, eos_id: int = 1) -> jax.Array:
+    """Greedy generation, `[b, max_new_tokens]` (tokens after an EOS are 0), on the cached
+    path of `t5x_like/decoding/`. Decoder-only rows continue left-aligned prompts
+    (`prompt_tokens`, `prompt_lengths`) after the BOS stand-in 0; encoder-decoder rows
+    decode from their encoder input. Families that do not generate override this."""
+    from t5x_like.decoding.generate import DecodeOptions, generate
+    return generate(self, batch, DecodeOptions(max_new_tokens=max_new_tokens, eos_id=eos_id)).tokens
+
+  # ---- generation: a family that generates sets `generates` and implements these two
+
+  generates = False
+  # The decoder's first input for checkpoints converted from Hugging Face, where it may
+  # differ from ours (0): None means the prompt ids are the model's input as given.
+  imported_bos_id: int | None = 0
+
+  def prefill(self, batch: dict, *, max_new_tokens: int, bos_id: int | None = 0,
+              cached: bool = True):
+    """Reads the prompt (or encoder input) of each row and returns (logits `[b, vocab]`
+    of the first new token, a `decoding.state.DecodeState` with room for
+    `max_new_tokens`). `cached=False` gives the uncached reference, whose every step
+    re-runs the model over a fixed buffer."""
+    raise NotImplementedError(f"{type(self).__name__} does not generate")
+
+  def extend(self, state, tokens_b: jax.Array):
+    """Feeds one token per row; returns (logits `[b, vocab]` of the next one, the state)."""
+    raise NotImplementedError(f"{type(self).__name__} does not generate")
+
+  def check_decode_length(self, length: int) -> None:
+    """Learned positions end at `max_len`: a longer generation would read past the table."""
+    if self.cfg.position == "learned" and length > self.cfg.max_len:
+      from t5x_like.errors import ConfigError
+      raise ConfigError(f"decoding needs positions up to {length - 1} but the model's learned position "
+                        f"table has {self.cfg.max_len}; shorten the prompt or max_new_tokens")
+
+  def cache_mask(self, positions_bt: jax.Array, length: int) -> jax.Array:
+    """The self-attention mask of queries at `positions_bt` over a cache of `length`
+    slots (slot j holds position j), from the one mask function training uses."""
+    k_index_bs = jnp.arange(length, dtype=jnp.int32)[None, :]
+    return attention_mask(jnp.ones_like(positions_bt), jnp.ones_like(k_index_bs), causal=True,
+                          sliding_window=self.cfg.sliding_window, q_index_bt=positions_bt,
+                          k_index_bs=k_index_bs)
+
+  def extend_stack(self, stack, x_btd, ctx: dict, rel_bias, final_norm, cache: dict):
+    """`run_stack` for new tokens against `cache` (`Stack.extend`); ctx["positions"] are
+    the new tokens' positions, which are also their cache slots."""
+    if self.cfg.position == "relative":
+      ctx["self_bias"] = rel_bias(ctx["positions"], jnp.arange(cache["k"].shape[2], dtype=jnp.int32)[None])
+    x_btd, cache = stack.extend(x_btd, ctx, cache)
+    return (final_norm(x_btd) if self.cfg.norm_position == "pre" else x_btd), cache
 
   # Steps every family shares; the modules they use (`embed`, `head`, norms, stacks) are
   # the family's own attributes, so parameter names stay as each family defines them.

@@ -21,8 +21,9 @@ from flax import nnx
 
 from t5x_like import features as F
 from t5x_like.config import ModelConfig
+from t5x_like.decoding.state import DecodeState
 from t5x_like.layers.attention import attention_mask
-from t5x_like.layers.common import param, split_rng
+from t5x_like.layers.common import dtype_of, param, split_rng
 from t5x_like.layers.embeddings import Embed
 from t5x_like.layers.norms import Norm
 from t5x_like.layers.positions import LearnedPositions, RelativePositionBias
@@ -46,6 +47,7 @@ def roll_encoder_rows(batch: dict) -> dict:
 class EncoderDecoder(LanguageModel):
   contract = F.ENCODER_DECODER
   skill = staticmethod(skill.encoder_decoder_skill)
+  generates = True
 
   @classmethod
   def flops_per_sequence(cls, cfg: ModelConfig, inputs_len: int, targets_len: int = 0) -> float:
@@ -99,7 +101,6 @@ class EncoderDecoder(LanguageModel):
 
   def decode(self, batch: dict, encoded_bsd: jax.Array, rng: jax.Array | None = None) -> jax.Array:
     """Decoder logits `[b, t, vocab]` given the encoder output."""
-    cfg = self.cfg
     tokens_bt, segments_bt, positions_bt = side_inputs(batch, F.DECODER)
     r_embed, r_stack = split_rng(rng, 2)
     x_btd = self.embed_inputs(tokens_bt, positions_bt, getattr(self, "decoder_pos_embed", None), r_embed)
@@ -108,36 +109,57 @@ class EncoderDecoder(LanguageModel):
            "positions": positions_bt, "encoded": encoded_bsd.astype(x_btd.dtype)}
     x_btd = self.run_stack(self.decoder, x_btd, ctx, getattr(self, "decoder_rel_bias", None),
                            getattr(self, "decoder_norm", None), r_stack)
-    if cfg.rescale_decoder_output:
+    return self._decoder_logits(x_btd)
+
+  def _decoder_logits(self, x_btd):
+    if self.cfg.rescale_decoder_output:
       # Mesh TF T5 reads logits through the (unit-scale) embedding table; this keeps them O(1).
-      x_btd = x_btd * jnp.asarray(cfg.d_model ** -0.5, x_btd.dtype)
+      x_btd = x_btd * jnp.asarray(self.cfg.d_model ** -0.5, x_btd.dtype)
     return self.head_logits(x_btd)
 
   def __call__(self, batch: dict, rng: jax.Array | None = None) -> jax.Array:
     r_enc, r_dec = split_rng(rng, 2)
     return self.decode(batch, self.encode(batch, r_enc), r_dec)
 
-  def predict(self, batch: dict, *, max_new_tokens: int = 8, eos_id: int = 1) -> jax.Array:
-    """Greedy decoding, `[b, max_new_tokens]`; tokens after an EOS are 0.
+  # ---- generation (t5x_like/decoding/): the encoder runs once, cross-attention keys and
+  # values are computed once, and decoder token i sits in self-attention cache slot i.
 
-    The encoder runs once. The decoder re-runs over a static buffer each step: one
-    compile and exact, at O(new_tokens^2) cost, which suits short answers (see decode.py).
-    Each row holds one example (no packing).
-    """
+  def prefill(self, batch: dict, *, max_new_tokens: int, bos_id: int | None = 0,
+              cached: bool = True):
+    """Encodes the rows' encoder inputs and feeds the decoder start token (`bos_id`; T5
+    uses 0, which None also means). Each row holds one example (no packing)."""
     enc = {k: v for k, v in batch.items() if F.ENCODER.owns(k)}
-    encoded_bsd = self.encode(enc)
+    encoded_bsd = self.encode(enc).astype(dtype_of(self.cfg.dtype))
     b = encoded_bsd.shape[0]
-    rows = jnp.arange(b)
+    self.check_decode_length(max_new_tokens)
+    rows = {"index": jnp.zeros((b,), jnp.int32), "encoder_segments": side_inputs(enc, F.ENCODER)[1]}
+    if cached:
+      layers = {"decoder": {**self.decoder.init_cache(b, max_new_tokens, encoded_bsd.dtype),
+                            **self.decoder.cross_keys_values(encoded_bsd)}}
+    else:
+      layers = {}
+      rows.update(encoder=enc, encoded=encoded_bsd,
+                  tokens=jnp.zeros((b, max_new_tokens), jnp.int32))
+    start_b = jnp.full((b,), 0 if bos_id is None else bos_id, jnp.int32)
+    return self.extend(DecodeState(layers, rows), start_b)
 
-    def step(i, carry):
-      out_bn, done_b = carry
-      # Decoder input: the tokens so far, shifted right behind BOS (0).
-      inputs_bn = jnp.pad(out_bn[:, :-1], ((0, 0), (1, 0)))
-      logits_bnv = self.decode({**enc, F.DECODER_INPUT_TOKENS: inputs_bn}, encoded_bsd)
-      next_b = jnp.argmax(logits_bnv[:, i], axis=-1).astype(jnp.int32)
-      next_b = jnp.where(done_b, 0, next_b)
-      return out_bn.at[rows, i].set(next_b), done_b | (next_b == eos_id)
-
-    init = (jnp.zeros((b, max_new_tokens), jnp.int32), jnp.zeros((b,), bool))
-    out_bn, _ = jax.lax.fori_loop(0, max_new_tokens, step, init)
-    return out_bn
+  def extend(self, state: DecodeState, tokens_b: jax.Array):
+    rows = state.rows
+    index_b = rows["index"]
+    if not state.layers:  # the uncached reference: the decoder over the whole buffer again
+      buffer_bl = rows["tokens"].at[jnp.arange(tokens_b.shape[0]), index_b].set(tokens_b)
+      logits_blv = self.decode({**rows["encoder"], F.DECODER_INPUT_TOKENS: buffer_bl}, rows["encoded"])
+      logits_bv = jnp.take_along_axis(logits_blv, index_b[:, None, None], axis=1)[:, 0]
+      return logits_bv, state.replace(rows={**rows, "tokens": buffer_bl, "index": index_b + 1})
+    positions_b1 = index_b[:, None]
+    x_b1d = self.embed_inputs(tokens_b[:, None], positions_b1,
+                              getattr(self, "decoder_pos_embed", None), None)
+    cache = state.layers["decoder"]
+    ctx = {"positions": positions_b1, "cache_index": index_b,
+           "self_mask": self.cache_mask(positions_b1, cache["k"].shape[2]),
+           "cross_mask": attention_mask(jnp.ones_like(positions_b1), rows["encoder_segments"],
+                                        causal=False)}
+    x_b1d, cache = self.extend_stack(self.decoder, x_b1d, ctx, getattr(self, "decoder_rel_bias", None),
+                                     getattr(self, "decoder_norm", None), cache)
+    return self._decoder_logits(x_b1d)[:, 0], DecodeState({"decoder": cache},
+                                                          {**rows, "index": index_b + 1})

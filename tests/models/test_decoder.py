@@ -5,7 +5,6 @@ import pytest
 from flax import nnx
 
 from t5x_like import config as C
-from t5x_like.decode import greedy_continue
 from t5x_like.models import create_model
 from t5x_like.models.base import cross_entropy
 
@@ -74,7 +73,8 @@ def test_greedy_decode_matches_step_by_step_argmax():
   model = create_model(tiny(), nnx.Rngs(3))
   prompts = jnp.asarray([[4, 5, 6, 0], [7, 8, 0, 0]])
   lengths = jnp.asarray([3, 2])
-  out = np.asarray(greedy_continue(model, prompts, lengths, max_new_tokens=4, eos_id=-1))
+  out = np.asarray(model.predict({"prompt_tokens": prompts, "prompt_lengths": lengths},
+                                 max_new_tokens=4, eos_id=-1))
   for row in range(2):
     seq = list(np.asarray(prompts[row, :int(lengths[row])]))
     for _ in range(4):

@@ -1,0 +1,69 @@
+"""The `t5x-like infer` and `t5x-like score` commands behind the argument parsing of
+t5x_like/cli.py: flags to options, records in, records out."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from t5x_like.decoding import records as R
+from t5x_like.errors import ConfigError, DataError
+
+
+def parse_bos(text: str, default: int | None) -> int | None:
+  """--bos-id: "auto" (the checkpoint's convention), "none", or an id."""
+  if text == "auto":
+    return default
+  if text == "none":
+    return None
+  try:
+    return int(text)
+  except ValueError:
+    raise ConfigError(f"--bos-id={text!r}: use auto, none or a token id") from None
+
+
+def _records(path: str) -> list[R.Record]:
+  if not os.path.isfile(path):
+    raise DataError(f"--input {path}: no such file")
+  return R.read_jsonl(path)
+
+
+def _emit(rows: list[dict], output: str) -> None:
+  if output:
+    R.write_jsonl(output, rows)
+    print(f"wrote {len(rows)} records to {output}")
+  else:
+    for r in rows:
+      print(json.dumps(r, ensure_ascii=False))
+
+
+def run_infer(args) -> int:
+  from t5x_like.decoding import infer, loading
+  from t5x_like.decoding.generate import DecodeOptions
+  if args.prompt is not None and args.output:
+    raise ConfigError("--output goes with --input; --prompt prints its continuation")
+  flags = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+               top_p=args.top_p, beam_size=args.beam_size, length_penalty=args.length_penalty)
+  DecodeOptions(**flags).check()  # before anything is read
+  records = [R.Record("--prompt", {R.TEXT: args.prompt})] if args.prompt is not None else _records(args.input)
+  loaded = loading.load(args.checkpoint, args.tokenizer, need_tokenizer=args.prompt is not None)
+  infer.check_generates(loaded)
+  options = DecodeOptions(**flags, eos_id=infer.default_eos(loaded) if args.eos_id is None else args.eos_id,
+                          bos_id=parse_bos(args.bos_id, infer.default_bos(loaded)))
+  rows = infer.infer(loaded, records, options, batch_size=args.batch_size, seed=args.seed)
+  if args.prompt is not None:
+    print(rows[0][R.TEXT])
+  else:
+    _emit(rows, args.output)
+  return 0
+
+
+def run_score(args) -> int:
+  from t5x_like.decoding import infer, loading, score
+  records = _records(args.input)
+  loaded = loading.load(args.checkpoint, args.tokenizer)
+  rows = score.score(loaded, records, bos_id=parse_bos(args.bos_id, infer.default_bos(loaded)),
+                     batch_size=args.batch_size)
+  _emit(rows, args.output)
+  return 0
+

@@ -1,0 +1,143 @@
+"""`t5x-like score` against the model's own loss (a numpy reference from its logits),
+`t5x-like infer` on text with a training workdir's tokenizer, and the commands' one-line
+errors. Checkpoints are written as training and `convert` write them."""
+
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import T5_STYLE, random_params, tiny_cfg, with_params
+
+from t5x_like import config as C
+from t5x_like import features as F
+from t5x_like.checkpoint import write_params
+from t5x_like.cli import main
+
+
+def _checkpoint(directory, cfg, seed=0):
+  """WORKDIR-style `directory/0` holding random params and `cfg`; returns (step, model)."""
+  params = random_params(cfg, seed)
+  model_dict = C.to_dict(C.Config(model=cfg))["model"]
+  return write_params(str(directory), params, model_dict, source=""), with_params(cfg, params)
+
+
+def _jsonl(path, rows):
+  path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  return str(path)
+
+
+def _log_softmax(x):
+  x = np.asarray(x, np.float64)
+  m = x.max(-1, keepdims=True)
+  return x - m - np.log(np.exp(x - m).sum(-1, keepdims=True))
+
+
+@pytest.fixture(scope="module")
+def decoder(tmp_path_factory):
+  return _checkpoint(tmp_path_factory.mktemp("dec") / "checkpoints", tiny_cfg(num_kv_heads=2))
+
+
+@pytest.fixture(scope="module")
+def t5(tmp_path_factory):
+  return _checkpoint(tmp_path_factory.mktemp("t5") / "checkpoints", tiny_cfg("encoder_decoder", **T5_STYLE))
+
+
+SEQS = [[5, 9, 12, 4, 7], [8, 3], [30, 31, 32, 33, 34, 35, 36, 37, 38, 2]]
+
+
+def _scores(step, tmp_path, rows):
+  out = tmp_path / "scores.jsonl"
+  assert main(["score", "--checkpoint", step, "--input", _jsonl(tmp_path / "in.jsonl", rows),
+               "--output", str(out), "--batch-size", "2"]) == 0
+  return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def _padded(rows, width=10):
+  out = np.zeros((len(rows), width), np.int32)
+  for i, r in enumerate(rows):
+    out[i, :len(r)] = r
+  return out
+
+
+def test_decoder_score_is_the_loss(decoder, tmp_path):
+  """Per row, the numpy log-softmax of the model's logits at the targets; over the
+  batch, minus the model's summed loss. Padding at the end changes no earlier logit."""
+  step, model = decoder
+  got = _scores(step, tmp_path, [{"ids": s} for s in SEQS])
+  inputs, targets = _padded([[0] + s[:-1] for s in SEQS]), _padded(SEQS)
+  weights = _padded([[1] * len(s) for s in SEQS]).astype(np.float32)
+  batch = {F.DECODER_INPUT_TOKENS: inputs, F.DECODER_TARGET_TOKENS: targets, F.DECODER_LOSS_WEIGHTS: weights}
+  logits, (_, aux) = jax.jit(lambda b: (model(b), model.loss(b)))(batch)
+  logp = _log_softmax(logits)
+  for i, (seq, row) in enumerate(zip(SEQS, got, strict=True)):
+    assert row["score"] == pytest.approx(logp[i, np.arange(len(seq)), seq].sum(), rel=1e-5)
+    assert row["tokens"] == len(seq) and row["ids"] == seq
+  assert sum(r["score"] for r in got) == pytest.approx(-float(aux["nll_sum"]), rel=1e-5)
+
+
+def test_encoder_decoder_score_is_the_loss(t5, tmp_path):
+  step, model = t5
+  rows = [{"input_ids": s, "target_ids": s[::-1][:3]} for s in SEQS]
+  got = _scores(step, tmp_path, rows)
+  targets = [r["target_ids"] for r in rows]
+  logits = jax.jit(model)({F.ENCODER_INPUT_TOKENS: _padded(SEQS),  # 0 is encoder padding
+                           F.DECODER_INPUT_TOKENS: _padded([[0] + t[:-1] for t in targets])})
+  logp = _log_softmax(logits)
+  for i, (t, row) in enumerate(zip(targets, got, strict=True)):
+    assert row["score"] == pytest.approx(logp[i, np.arange(len(t)), t].sum(), rel=1e-5)
+    assert row["input_ids"] == rows[i]["input_ids"] and row["tokens"] == len(t)
+
+
+def test_infer_reads_text_with_the_workdirs_tokenizer(tmp_path, spm_path, tok, capsys):
+  """A checkpoint under WORKDIR/checkpoints finds WORKDIR/tokenizer/spm.model; --prompt
+  prints the greedy continuation of the prompt's ids."""
+  os.makedirs(tmp_path / "tokenizer")
+  shutil.copy(spm_path, tmp_path / "tokenizer" / "spm.model")
+  step, model = _checkpoint(tmp_path / "checkpoints", tiny_cfg(vocab_size=tok.vocab_size + 8))
+  capsys.readouterr()
+  assert main(["infer", "--checkpoint", step, "--prompt", "17 + 25 =", "--max-new-tokens", "5"]) == 0
+  printed = capsys.readouterr().out.strip()
+  ids = tok.encode("17 + 25 =")
+  want = np.asarray(jax.jit(lambda b: model.predict(b, max_new_tokens=5, eos_id=tok.eos_id))(
+      {F.PROMPT_TOKENS: jnp.asarray([ids]), F.PROMPT_LENGTHS: jnp.asarray([len(ids)])}))[0]
+  assert printed == tok.decode(want.tolist()) and printed
+
+
+
+def _fails(argv, capsys, *needles):
+  capsys.readouterr()
+  assert main(argv) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+  for n in needles:
+    assert n in err, err
+
+
+def test_errors_are_one_line(decoder, tmp_path, capsys):
+  step, _ = decoder
+  infer = ["infer", "--checkpoint", step, "--input"]
+  _fails(["infer", "--checkpoint", str(tmp_path / "nowhere"), "--prompt", "hi"], capsys, "nowhere")
+  _fails(infer + [str(tmp_path / "missing.jsonl")], capsys, "missing.jsonl")
+  bad = _jsonl(tmp_path / "bad.jsonl", [{"ids": [1, 2]}])
+  with open(bad, "a") as f:
+    f.write("{not json\n")
+  _fails(infer + [bad], capsys, "bad.jsonl:2", "JSON")
+  _fails(infer + [_jsonl(tmp_path / "t.jsonl", [{"ids": [3]}, {"text": "hello"}])], capsys,
+         "t.jsonl:2", "--tokenizer")
+  _fails(infer + [_jsonl(tmp_path / "v.jsonl", [{"ids": [3, 999]}])], capsys, "v.jsonl:1", "999")
+  _fails(infer + [_jsonl(tmp_path / "n.jsonl", [{"prompt": "x"}])], capsys, "n.jsonl:1", '"ids"')
+  _fails(["infer", "--checkpoint", step, "--prompt", "hi"], capsys, "tokenizer")
+  _fails(infer + [bad, "--beam-size", "4", "--temperature", "0.7"], capsys, "beam")  # before reading
+  _fails(["score", "--checkpoint", step, "--input", _jsonl(tmp_path / "e.jsonl", [{"ids": []}])],
+         capsys, "e.jsonl:1")
+
+
+def test_an_encoder_only_checkpoint_does_not_generate(tmp_path, capsys):
+  step, _ = _checkpoint(tmp_path / "checkpoints", tiny_cfg("encoder"))
+  rows = _jsonl(tmp_path / "p.jsonl", [{"ids": [3, 4]}])
+  _fails(["infer", "--checkpoint", step, "--input", rows], capsys, "encoder", "does not generate")
+  _fails(["score", "--checkpoint", step, "--input", rows], capsys, "encoder")
