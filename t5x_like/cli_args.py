@@ -17,7 +17,9 @@ examples:
 
 
 def parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="t5x-like", description="Pretrain and fine-tune transformer LMs with JAX.",
+  about = ("Pretrain transformer LMs with JAX, continue from checkpoints or Hugging Face imports, "
+           "evaluate and generate.")
+  p = argparse.ArgumentParser(prog="t5x-like", description=about,
                               epilog=USAGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
   sub = p.add_subparsers(dest="command", required=True)
 
