@@ -62,7 +62,7 @@ class Block(nnx.Module):
     x_btd = self._residual(x_btd, self.self_attn_norm, lambda y: self.self_attn(
         y, mask_b1ts=ctx["self_mask"], bias_bnts=ctx.get("self_bias"),
         q_positions_bt=ctx["positions"], k_positions_bs=ctx["positions"], rope_theta=rope,
-        rope_scaling=rope_scaling_of(self.cfg), is_causal=self.causal), r_attn)
+        rope_scaling=rope_scaling_of(self.cfg), is_causal=ctx.get("mask_is_causal", False)), r_attn)
     if self.cross:
       x_btd = self._residual(x_btd, self.cross_attn_norm, lambda y: self.cross_attn(
           y, ctx["encoded"], mask_b1ts=ctx["cross_mask"]), r_cross)

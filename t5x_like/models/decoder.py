@@ -49,11 +49,14 @@ class DecoderOnly(LanguageModel):
     r_embed, r_stack = split_rng(rng, 2)
     x_btd = self.embed_inputs(tokens_bt, positions_bt, getattr(self, "pos_embed", None), r_embed)
     mask = attention_mask(segments_bt, segments_bt, causal=True, sliding_window=self.cfg.sliding_window)
-    if F.DECODER_CAUSAL_ATTENTION in batch:  # prefix LM: the prefix sees itself bidirectionally
+    prefix_lm = F.DECODER_CAUSAL_ATTENTION in batch
+    if prefix_lm:  # the prefix sees itself bidirectionally
       prefix_bt = batch[F.DECODER_CAUSAL_ATTENTION] > 0
       same = segments_bt[:, :, None] == segments_bt[:, None, :]
       mask = mask | (prefix_bt[:, :, None] & prefix_bt[:, None, :] & same)[:, None]
-    ctx = {"self_mask": mask, "positions": positions_bt}
+    # "mask_is_causal": the mask hides every later key, so attention may say so (cuDNN then
+    # skips those blocks); not for a prefix LM, whose prefix sees keys after it.
+    ctx = {"self_mask": mask, "positions": positions_bt, "mask_is_causal": not prefix_lm}
     x_btd = self.run_stack(self.stack, x_btd, ctx, getattr(self, "rel_bias", None),
                            getattr(self, "final_norm", None), r_stack)
     return self.head_logits(x_btd)

@@ -106,7 +106,7 @@ class EncoderDecoder(LanguageModel):
     x_btd = self.embed_inputs(tokens_bt, positions_bt, getattr(self, "decoder_pos_embed", None), r_embed)
     ctx = {"self_mask": attention_mask(segments_bt, segments_bt, causal=True),
            "cross_mask": attention_mask(segments_bt, side_inputs(batch, F.ENCODER)[1], causal=False),
-           "positions": positions_bt, "encoded": encoded_bsd.astype(x_btd.dtype)}
+           "positions": positions_bt, "encoded": encoded_bsd.astype(x_btd.dtype), "mask_is_causal": True}
     x_btd = self.run_stack(self.decoder, x_btd, ctx, getattr(self, "decoder_rel_bias", None),
                            getattr(self, "decoder_norm", None), r_stack)
     return self._decoder_logits(x_btd)

@@ -127,7 +127,10 @@ def test_a_stop_during_the_final_eval_keeps_the_final_step(tmp_path, data, healt
   proc.send_signal(sig)
   out, err = proc.communicate(timeout=300)
   assert proc.returncode == 0, err[-3000:]
-  assert "received during the final evaluation" in out and "rerun the same command to redo the final evaluation" in out
+  # The signal lands during the final eval, or (on a loaded machine) just before the loop
+  # sees its last step end: either way step 6 is kept and a rerun only redoes the eval.
+  assert "received during the final evaluation" in out or "saving step 6 and stopping" in out, out
+  assert "rerun the same command to redo the final evaluation" in out
   assert "Traceback" not in err and "KeyboardInterrupt" not in err
   assert 6 in _steps(wd)
   assert not (wd / "summary.json").exists() or json.load(open(wd / "summary.json"))["steps"] == 4
