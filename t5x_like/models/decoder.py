@@ -44,7 +44,7 @@ class DecoderOnly(LanguageModel):
     if not cfg.tie_embeddings:
       self.head = param(rngs, (cfg.d_model, cfg.vocab_size), ("embed", "vocab"), std=cfg.init_std)
 
-  def __call__(self, batch: dict, rng: jax.Array | None = None) -> jax.Array:
+  def features(self, batch: dict, rng: jax.Array | None = None) -> jax.Array:
     tokens_bt, segments_bt, positions_bt = side_inputs(batch, F.DECODER)
     r_embed, r_stack = split_rng(rng, 2)
     x_btd = self.embed_inputs(tokens_bt, positions_bt, getattr(self, "pos_embed", None), r_embed)
@@ -54,9 +54,8 @@ class DecoderOnly(LanguageModel):
       same = segments_bt[:, :, None] == segments_bt[:, None, :]
       mask = mask | (prefix_bt[:, :, None] & prefix_bt[:, None, :] & same)[:, None]
     ctx = {"self_mask": mask, "positions": positions_bt}
-    x_btd = self.run_stack(self.stack, x_btd, ctx, getattr(self, "rel_bias", None),
-                           getattr(self, "final_norm", None), r_stack)
-    return self.head_logits(x_btd)
+    return self.run_stack(self.stack, x_btd, ctx, getattr(self, "rel_bias", None),
+                          getattr(self, "final_norm", None), r_stack)
 
   # ---- generation (t5x_like/decoding/): row i's token at position j sits in cache slot j
 
