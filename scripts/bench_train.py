@@ -5,6 +5,8 @@ figures are the model's and the sharding's alone; bench_data.py measures the pip
   python scripts/bench_train.py --preset gpt:gpt2_small --batch 16 --seq 1024 \
       --dtype bfloat16 --attention cudnn          # one GPU
   python scripts/bench_train.py --preset bert:bert_tiny --batch 8 --seq 128   # CPU
+  python scripts/bench_train.py --preset gpt:gpt2_small --config.model.vocab_size=262144 \
+      --batch 8 --seq 256 --loss-chunk 64        # --config.a.b=v overrides the preset
 
 MFU uses the same FLOP count as the training loop (the family's `flops_per_sequence`) and
 the device's peak (`train/peak.py`: published, or measured on CPU; or --peak-tflops). Batches
@@ -50,15 +52,20 @@ def main() -> None:
   p.add_argument("--mesh", default="-1,1,1", help="data,fsdp,tensor sizes (-1 takes the rest)")
   p.add_argument("--rules", default="fsdp")
   p.add_argument("--peak-tflops", type=float, default=0.0, help="per-device peak for MFU (0: by device kind)")
+  p.add_argument("--loss-chunk", type=int, default=0, help="model.loss_chunk (0: whole logits)")
   p.add_argument("--json", default="", help="append the figures as one JSON line to this file")
-  a = p.parse_args()
+  a, overrides = p.parse_known_args()
 
-  model = preset(a.preset)
+  cfg = C.Config(model=preset(a.preset))
+  for key, value in C.parse_overrides(overrides):
+    C.apply_override(cfg, key, value)
+  model = cfg.model
   model.dtype, model.attention_impl, model.remat_policy = a.dtype, a.attention, a.remat
+  model.loss_chunk = a.loss_chunk
   model.max_len = max(model.max_len, a.seq)
   data, fsdp, tensor = (int(x) for x in a.mesh.split(","))
   targets = a.targets or max(a.seq // 4, 8)
-  cfg = C.Config(model=model, mesh=C.MeshConfig(data=data, fsdp=fsdp, tensor=tensor, rules=a.rules))
+  cfg.mesh = C.MeshConfig(data=data, fsdp=fsdp, tensor=tensor, rules=a.rules)
   cfg.data.seq_len, cfg.train.batch_size, cfg.train.steps = a.seq, a.batch, a.steps + 2
   cfg.data.objective = C.objectives_for(model.family)[0]
   contract = family_class(model.family).contract
@@ -79,6 +86,7 @@ def main() -> None:
     t0 = time.perf_counter()
     compiled = step.lower(state, batches[0], key).compile()
     compile_s = time.perf_counter() - t0
+    temp_bytes = compiled.memory_analysis().temp_size_in_bytes
     for i in range(2):  # warm-up
       state, m = compiled(state, batches[i % 2], key)
     jax.block_until_ready(m)
@@ -97,25 +105,27 @@ def main() -> None:
   mem = dev.memory_stats() or {}
   print(f"device: {jax.device_count()} x {dev.device_kind} ({dev.platform}), jax {jax.__version__}")
   print(f"model: {a.preset} {model.family}, {n_params / 1e6:.1f}M params, dtype {a.dtype}, "
-        f"attention {a.attention}, remat {a.remat}; batch {a.batch} x seq {a.seq}"
+        f"attention {a.attention}, remat {a.remat}, loss_chunk {a.loss_chunk}; batch {a.batch} x seq {a.seq}"
         + (f" + targets {dec_len}" if dec_len else "") + f"; mesh {dict(mesh.shape)}")
   print(f"compile {compile_s:.1f} s | step {1e3 * step_s:.1f} ms (median of {a.steps}, "
         f"min {1e3 * min(times):.1f}) | {tokens / step_s:,.0f} tokens/s | "
         f"{flops / step_s / 1e12:.1f} TFLOP/s | MFU {100 * flops / step_s / peak:.1f}% | "
         f"loss {float(m['loss']):.3f}")
   print(f"MFU against {peak_device.describe()}")
+  print(f"compiled step: {temp_bytes / 2**20:,.0f} MiB of temporaries (XLA memory_analysis)")
   if "peak_bytes_in_use" in mem:
     print(f"device memory: peak {mem['peak_bytes_in_use'] / 2**30:.2f} GiB of "
           f"{mem.get('bytes_limit', 0) / 2**30:.1f} GiB")
   if a.json:
     row = {"preset": a.preset, "family": model.family, "params": n_params, "dtype": a.dtype,
-           "attention": a.attention, "remat": a.remat, "batch": a.batch, "seq": a.seq, "targets": dec_len,
+           "attention": a.attention, "remat": a.remat, "loss_chunk": a.loss_chunk, "batch": a.batch, "seq": a.seq, "targets": dec_len,
            "device": f"{jax.device_count()} x {dev.device_kind}", "jax": jax.__version__,
            "compile_s": round(compile_s, 2), "step_ms": round(1e3 * step_s, 2),
            "step_ms_spread": round(1e3 * (max(times) - min(times)), 2),
            "tokens_per_s": round(tokens / step_s), "tflops": round(flops / step_s / 1e12, 2),
            "mfu": round(flops / step_s / peak, 4), "peak": peak_device.describe(),
-           "peak_memory_gib": round(mem.get("peak_bytes_in_use", 0) / 2**30, 2), "loss": float(m["loss"])}
+           "peak_memory_gib": round(mem.get("peak_bytes_in_use", 0) / 2**30, 2),
+           "temp_mib": round(temp_bytes / 2**20, 1), "loss": float(m["loss"])}
     with open(a.json, "a") as f:
       f.write(json.dumps(row) + "\n")
 
