@@ -11,6 +11,7 @@ from flax import nnx
 
 from t5x_like import config as C
 from t5x_like.models import create_model, family_class
+from t5x_like.train.setup import init_state, make_setup
 
 V = 61
 BERT = dict(family="encoder", position="learned", norm="layernorm", norm_position="post",
@@ -81,6 +82,31 @@ def test_chunk_longer_than_the_rows():
   total, *_ = loss_and_grads(cfg, batch)
   np.testing.assert_allclose(loss_and_grads(dataclasses.replace(cfg, loss_chunk=64), batch)[0],
                              total, rtol=1e-5)
+
+
+def train_losses(loss_chunk: int, mesh: tuple[int, int, int], rules: str, steps: int = 3) -> np.ndarray:
+  # 64 so the vocabulary divides over tensor x fsdp (61 would stay replicated).
+  cfg = C.replace(C.Config(), model=dict(vocab_size=64, d_model=32, num_layers=1, num_heads=4, d_ff=64,
+                                         tie_embeddings=False, z_loss=1e-3, loss_chunk=loss_chunk),
+                  data=dict(seq_len=13), train=dict(batch_size=8, steps=10),
+                  optimizer=dict(warmup_steps=0, learning_rate=1e-2),
+                  mesh=dict(data=mesh[0], fsdp=mesh[1], tensor=mesh[2], rules=rules))
+  setup = make_setup(cfg, jax.devices()[:int(np.prod(mesh))])
+  state = init_state(setup, cfg, 0)
+  data = family_class("decoder").contract.fake_batch(8, 13, vocab_size=64, seed=3)
+  batch = {k: jax.device_put(v, setup.batch_sharding) for k, v in data.items()}
+  out = []
+  for _ in range(steps):
+    state, m = setup.train_step(state, batch, jax.random.key(0))
+    out.append(float(m["loss"]))
+  return np.array(out)
+
+
+def test_chunked_train_steps_on_a_mesh_match_one_device():
+  # Chunks keep the batch axis whole, so they stay sharded over data and fsdp; the head's
+  # vocabulary is split over tensor and fsdp under fsdp_tp.
+  ref = train_losses(0, (1, 1, 1), "fsdp")
+  np.testing.assert_allclose(train_losses(5, (2, 2, 2), "fsdp_tp"), ref, rtol=1e-5)
 
 
 def compiled_temp_bytes(loss_chunk: int, vocab: int = 32768, batch: int = 8, length: int = 256) -> int:
