@@ -9,7 +9,7 @@
 #
 # Every benchmark runs in its own process under a time limit, so one failure (or a shape
 # that does not fit) is reported and the others still run. bench.jsonl holds one JSON row
-# per training benchmark (scripts/bench_train.py --json); log.txt holds everything printed.
+# per training benchmark (t5x-like bench --json); log.txt holds everything printed.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_check}
@@ -29,8 +29,8 @@ say() { echo "$@" | tee -a "$LOG"; }
 train() {  # NAME TIMEOUT_S ARGS...
   local name=$1 limit=$2
   shift 2
-  say "== $name: bench_train.py $*"
-  timeout "$limit" $PY scripts/bench_train.py --json "$OUT/bench.jsonl" "$@" 2>&1 | grep -v "^W0000\|^I0000" | tail -n 25 | tee -a "$LOG"
+  say "== $name: t5x-like bench $*"
+  timeout "$limit" $PY -m t5x_like.cli bench --json "$OUT/bench.jsonl" "$@" 2>&1 | grep -v "^W0000\|^I0000" | tail -n 25 | tee -a "$LOG"
   local rc=${PIPESTATUS[0]}
   [ "$rc" = 0 ] || say "!! $name failed (exit $rc$([ "$rc" = 124 ] && echo ', time limit'))"
 }

@@ -25,10 +25,11 @@ def main(argv: list[str] | None = None) -> int:
   _setup_env(args)
   from t5x_like.errors import ConfigError, UserError
   commands = {"train": _train, "eval": _eval, "show": _data_show, "build": _data_build, "tokenizer": _tokenizer,
-              "convert": _convert, "infer": _infer, "score": _score, "launch": _launch, "sweep": _sweep, "runs": _runs}
+              "convert": _convert, "infer": _infer, "score": _score, "launch": _launch, "sweep": _sweep, "runs": _runs,
+              "bench": _bench}
   command = args.data_command if args.command == "data" else args.command
   try:
-    if rest and command not in ("train", "eval", "show", "launch"):
+    if rest and command not in ("train", "eval", "show", "launch", "bench"):
       raise ConfigError(f"unexpected arguments: {' '.join(rest)}")
     return commands[command](args, rest)
   except (UserError, FileNotFoundError) as e:
@@ -111,6 +112,12 @@ def _sweep(args, rest) -> int:
                                     setup=args.setup)
   return sweep.launch_tpu_runs(spec, runs, args.tpu, args.zone, dry_run=args.dry_run, project=args.project,
                                install=args.install)
+
+
+def _bench(args, rest) -> int:
+  from t5x_like.train.bench import bench
+  bench(args, rest)
+  return 0
 
 
 def _runs(args, rest) -> int:

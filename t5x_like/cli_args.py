@@ -13,6 +13,7 @@ examples:
   t5x-like tokenizer train --input 'data/*.txt' --vocab-size 8000 --output tok/spm.model
   t5x-like infer --checkpoint /tmp/tiny_gpt/checkpoints --prompt "17 + 25 ="
   t5x-like score --checkpoint /tmp/tiny_gpt/checkpoints --input texts.jsonl
+  t5x-like bench --preset gpt:gpt2_small --batch 16 --seq 1024 --dtype bfloat16
 """
 
 
@@ -136,6 +137,32 @@ def parser() -> argparse.ArgumentParser:
   sc.add_argument("--tokenizer", default="", help="SentencePiece .model (default: the training workdir's)")
   sc.add_argument("--batch-size", type=int, default=8)
   _add_token_flags(sc)
+
+  be = sub.add_parser("bench", help="time the training step of a preset or config on random batches",
+                      description="Compiles the train step, runs 2 warm-up steps and --steps timed ones on the "
+                                  "family's random full-length rows, and prints compile time, step time, tokens/s, "
+                                  "MFU (with the peak it divides by), memory and params, then one JSON line. "
+                                  "Extra --config.a.b=value arguments override config fields. See docs/benchmarks.md.",
+                      epilog=USAGE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+  src = be.add_mutually_exclusive_group(required=True)
+  src.add_argument("--preset", default="", help="MODULE:NAME from configs/models, e.g. gpt:gpt2_small")
+  src.add_argument("--config", default="", help="a config file: its model, batch, length and mesh")
+  be.add_argument("--batch", type=int, default=0, help="global batch in rows (default: train.batch_size)")
+  be.add_argument("--seq", type=int, default=0, help="input row length (default: data.seq_len)")
+  be.add_argument("--targets", type=int, default=0,
+                  help="encoder-decoder target row length (default: derived from --seq as span corruption does)")
+  be.add_argument("--dtype", default=None, help="model.dtype: float32, bfloat16 (default: the config's)")
+  be.add_argument("--attention", default=None, help="model.attention_impl: xla, cudnn (default: the config's)")
+  be.add_argument("--remat", default=None, help="model.remat_policy: none, full, dots, dots_no_batch")
+  be.add_argument("--loss-chunk", type=int, default=None, help="model.loss_chunk: length positions per "
+                                                                   "chunk of the loss; 0 = whole logits")
+  be.add_argument("--steps", type=int, default=10, help="timed steps, after 2 warm-up steps")
+  be.add_argument("--mesh", default="", help="DATA,FSDP,TENSOR sizes, -1 takes the rest (default: the config's)")
+  be.add_argument("--rules", default="", help="mesh.rules: dp, fsdp, fsdp_tp, tp (default: the config's)")
+  be.add_argument("--peak-tflops", type=float, default=0.0,
+                  help="per-device peak for MFU (default: published by device kind, or measured on CPU)")
+  be.add_argument("--json", default="", help="also append the JSON line to this file")
+  be.add_argument("--cpu-devices", type=int, default=0, help="simulate N devices on the CPU")
 
   ds = sub.add_parser("data", help="data tools")
   dsub = ds.add_subparsers(dest="data_command", required=True)

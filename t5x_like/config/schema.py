@@ -56,6 +56,9 @@ class ModelConfig:
   remat_policy: Literal["none", "full", "dots", "dots_no_batch"] = "none"
   attention_impl: Literal["xla", "cudnn"] = "xla"  # jax.nn.dot_product_attention implementation
   z_loss: float = _f(0.0, ge=0)  # coefficient of log(Z)^2 in the loss
+  # Positions of the length axis per chunk of the loss (head + cross-entropy, each chunk
+  # recomputed in the backward pass); 0 makes the whole [batch, length, vocab] logits at once.
+  loss_chunk: int = _f(0, ge=0)
   init_std: float = _f(0.02, gt=0)
   # Family details needed to reproduce published models (BERT, GPT-2, T5); see docs/models.md.
   gelu_approximate: bool = True  # tanh GELU (GPT-2 "gelu_new", T5 v1.1); false: exact erf GELU (BERT)

@@ -23,30 +23,8 @@ from t5x_like.config import ModelConfig
 from t5x_like.layers.attention import attention_mask
 from t5x_like.layers.common import dropout, dtype_of
 from t5x_like.layers.transformer import ACTIVATION_AXES
+from t5x_like.models.losses import chunked_cross_entropy, cross_entropy
 from t5x_like.runtime import shard
-
-
-def cross_entropy(logits_btv: jax.Array, targets_bt: jax.Array, weights_bt: jax.Array,
-                  z_loss: float = 0.0) -> tuple[jax.Array, dict]:
-  """Summed (not averaged) weighted token cross-entropy in float32, plus counters.
-
-  Sums let gradient accumulation and data parallelism divide once by the total weight,
-  so a step's loss does not depend on how the batch was split.
-  """
-  logits = logits_btv.astype(jnp.float32)
-  log_z_bt = jax.nn.logsumexp(logits, axis=-1)
-  target_logit_bt = jnp.take_along_axis(logits, targets_bt[..., None], axis=-1)[..., 0]
-  nll_bt = log_z_bt - target_logit_bt
-  weights = weights_bt.astype(jnp.float32)
-  z_bt = z_loss * jnp.square(log_z_bt)
-  correct_bt = (jnp.argmax(logits, axis=-1) == targets_bt).astype(jnp.float32)
-  aux = {
-      "nll_sum": jnp.sum(nll_bt * weights),
-      "z_loss_sum": jnp.sum(z_bt * weights),
-      "correct_sum": jnp.sum(correct_bt * weights),
-      "weight_sum": jnp.sum(weights),
-  }
-  return aux["nll_sum"] + aux["z_loss_sum"], aux
 
 
 def default_positions(tokens_bt: jax.Array) -> jax.Array:
@@ -101,7 +79,8 @@ def head_flops(cfg: ModelConfig, n: int) -> float:
 
 
 class LanguageModel(nnx.Module):
-  """Base class; a family sets `contract` and `skill`, and implements `__call__` -> logits."""
+  """Base class; a family sets `contract` and `skill`, and implements `features` (the
+  hidden states its output projection reads); `__call__` -> logits is the two together."""
 
   contract: features.Contract
   # skill(cfg, predict, tokenizer, examples) -> {"skill_accuracy", ...}; see models/skill.py.
@@ -110,13 +89,22 @@ class LanguageModel(nnx.Module):
   def __init__(self, cfg: ModelConfig):
     self.cfg = cfg
 
-  def __call__(self, batch: dict, rng: jax.Array | None = None) -> jax.Array:
+  def features(self, batch: dict, rng: jax.Array | None = None) -> jax.Array:
+    """The target side's final states `[b, t, d]`, ready for `head_logits`."""
     raise NotImplementedError
 
+  def __call__(self, batch: dict, rng: jax.Array | None = None) -> jax.Array:
+    return self.head_logits(self.features(batch, rng))
+
   def loss(self, batch: dict, rng: jax.Array | None = None) -> tuple[jax.Array, dict]:
-    logits = self(batch, rng)
+    """Token sums of the cross-entropy; with `model.loss_chunk` the head runs over chunks
+    of the length axis, so the whole `[b, t, vocab]` logits never exist at once."""
     side = self.contract.target_side
-    return cross_entropy(logits, batch[side.target_tokens], batch[side.loss_weights], self.cfg.z_loss)
+    targets_bt, weights_bt = batch[side.target_tokens], batch[side.loss_weights]
+    if self.cfg.loss_chunk:
+      return chunked_cross_entropy(self.head_logits, self.features(batch, rng), targets_bt,
+                                   weights_bt, self.cfg.z_loss, self.cfg.loss_chunk)
+    return cross_entropy(self(batch, rng), targets_bt, weights_bt, self.cfg.z_loss)
 
   def score(self, batch: dict) -> jax.Array:
     """Log-likelihood of each row's weighted targets, `[batch]` (rows hold one sequence)."""
@@ -197,8 +185,10 @@ class LanguageModel(nnx.Module):
     x_btd = stack(x_btd, ctx, rng)
     return final_norm(x_btd) if self.cfg.norm_position == "pre" else x_btd
 
-  def head_logits(self, x_btd, bias=None) -> jax.Array:
-    """The output projection: the tied embedding table or the untied `head` (+ `bias`)."""
+  def head_logits(self, x_btd) -> jax.Array:
+    """The output projection: the tied embedding table or the untied `head`, plus the
+    family's `output_bias` if it has one (BERT)."""
+    bias = getattr(self, "output_bias", None)
     if self.cfg.tie_embeddings:
       logits_btv = self.embed.attend(x_btd)
     else:

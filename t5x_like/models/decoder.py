@@ -44,7 +44,7 @@ class DecoderOnly(LanguageModel):
     if not cfg.tie_embeddings:
       self.head = param(rngs, (cfg.d_model, cfg.vocab_size), ("embed", "vocab"), std=cfg.init_std)
 
-  def __call__(self, batch: dict, rng: jax.Array | None = None) -> jax.Array:
+  def features(self, batch: dict, rng: jax.Array | None = None) -> jax.Array:
     tokens_bt, segments_bt, positions_bt = side_inputs(batch, F.DECODER)
     r_embed, r_stack = split_rng(rng, 2)
     x_btd = self.embed_inputs(tokens_bt, positions_bt, getattr(self, "pos_embed", None), r_embed)
@@ -57,9 +57,8 @@ class DecoderOnly(LanguageModel):
     # "mask_is_causal": the mask hides every later key, so attention may say so (cuDNN then
     # skips those blocks); not for a prefix LM, whose prefix sees keys after it.
     ctx = {"self_mask": mask, "positions": positions_bt, "mask_is_causal": not prefix_lm}
-    x_btd = self.run_stack(self.stack, x_btd, ctx, getattr(self, "rel_bias", None),
-                           getattr(self, "final_norm", None), r_stack)
-    return self.head_logits(x_btd)
+    return self.run_stack(self.stack, x_btd, ctx, getattr(self, "rel_bias", None),
+                          getattr(self, "final_norm", None), r_stack)
 
   # ---- generation (t5x_like/decoding/): row i's token at position j sits in cache slot j
 

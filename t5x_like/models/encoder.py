@@ -75,7 +75,8 @@ class EncoderOnly(LanguageModel):
     return self.run_stack(self.stack, x_btd, ctx, getattr(self, "rel_bias", None),
                           getattr(self, "final_norm", None), r_stack)
 
-  def __call__(self, batch: dict, rng: jax.Array | None = None) -> jax.Array:
+  def features(self, batch: dict, rng: jax.Array | None = None) -> jax.Array:
+    """The encoder's states, through BERT's MLM transform if the model has one."""
     cfg = self.cfg
     x_btd = self.encode(batch, rng)
     dt = x_btd.dtype
@@ -88,7 +89,7 @@ class EncoderOnly(LanguageModel):
       else:
         h_btd = jax.nn.gelu(h_btd, approximate=cfg.gelu_approximate)
       x_btd = self.mlm_norm(h_btd)
-    return self.head_logits(x_btd, getattr(self, "output_bias", None))
+    return x_btd
 
   def predict(self, batch: dict, **unused) -> jax.Array:
     """The most likely token at every position, `[b, t]` (fills in the masked tokens)."""

@@ -100,7 +100,7 @@ class EncoderDecoder(LanguageModel):
                           getattr(self, "encoder_norm", None), r_stack)
 
   def decode(self, batch: dict, encoded_bsd: jax.Array, rng: jax.Array | None = None) -> jax.Array:
-    """Decoder logits `[b, t, vocab]` given the encoder output."""
+    """Decoder states `[b, t, d]` given the encoder output, ready for `head_logits`."""
     tokens_bt, segments_bt, positions_bt = side_inputs(batch, F.DECODER)
     r_embed, r_stack = split_rng(rng, 2)
     x_btd = self.embed_inputs(tokens_bt, positions_bt, getattr(self, "decoder_pos_embed", None), r_embed)
@@ -109,15 +109,15 @@ class EncoderDecoder(LanguageModel):
            "positions": positions_bt, "encoded": encoded_bsd.astype(x_btd.dtype), "mask_is_causal": True}
     x_btd = self.run_stack(self.decoder, x_btd, ctx, getattr(self, "decoder_rel_bias", None),
                            getattr(self, "decoder_norm", None), r_stack)
-    return self._decoder_logits(x_btd)
+    return self._rescale(x_btd)
 
-  def _decoder_logits(self, x_btd):
+  def _rescale(self, x_btd):
     if self.cfg.rescale_decoder_output:
       # Mesh TF T5 reads logits through the (unit-scale) embedding table; this keeps them O(1).
       x_btd = x_btd * jnp.asarray(self.cfg.d_model ** -0.5, x_btd.dtype)
-    return self.head_logits(x_btd)
+    return x_btd
 
-  def __call__(self, batch: dict, rng: jax.Array | None = None) -> jax.Array:
+  def features(self, batch: dict, rng: jax.Array | None = None) -> jax.Array:
     r_enc, r_dec = split_rng(rng, 2)
     return self.decode(batch, self.encode(batch, r_enc), r_dec)
 
@@ -148,7 +148,8 @@ class EncoderDecoder(LanguageModel):
     index_b = rows["index"]
     if not state.layers:  # the uncached reference: the decoder over the whole buffer again
       buffer_bl = rows["tokens"].at[jnp.arange(tokens_b.shape[0]), index_b].set(tokens_b)
-      logits_blv = self.decode({**rows["encoder"], F.DECODER_INPUT_TOKENS: buffer_bl}, rows["encoded"])
+      logits_blv = self.head_logits(
+          self.decode({**rows["encoder"], F.DECODER_INPUT_TOKENS: buffer_bl}, rows["encoded"]))
       logits_bv = jnp.take_along_axis(logits_blv, index_b[:, None, None], axis=1)[:, 0]
       return logits_bv, state.replace(rows={**rows, "tokens": buffer_bl, "index": index_b + 1})
     positions_b1 = index_b[:, None]
@@ -161,5 +162,5 @@ class EncoderDecoder(LanguageModel):
                                         causal=False)}
     x_b1d, cache = self.extend_stack(self.decoder, x_b1d, ctx, getattr(self, "decoder_rel_bias", None),
                                      getattr(self, "decoder_norm", None), cache)
-    return self._decoder_logits(x_b1d)[:, 0], DecodeState({"decoder": cache},
-                                                          {**rows, "index": index_b + 1})
+    logits_bv = self.head_logits(self._rescale(x_b1d))[:, 0]
+    return logits_bv, DecodeState({"decoder": cache}, {**rows, "index": index_b + 1})

@@ -1,0 +1,151 @@
+"""`t5x-like bench`: the training step of a preset or config alone, on random full-length
+batches (the family's `fake_batch`), so the figures are the model's and the sharding's and
+no input pipeline's (scripts/bench_data.py measures that).
+
+It reports compile time, the step time (median, min, max), tokens/s, MFU with the peak it
+divides by and where that figure comes from (`train/peak.py`), the device's peak memory
+(none on CPU, which keeps no such count), XLA's planned temporaries and the parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import jax
+import numpy as np
+
+from t5x_like import config as C
+from t5x_like.data import spans
+from t5x_like.errors import ConfigError
+from t5x_like.models import family_class
+from t5x_like.train.peak import device_peak
+from t5x_like.train.setup import init_state, make_setup
+from t5x_like.train.state import count_params
+
+WARMUP_STEPS = 2
+
+
+def bench_config(args, overrides: list[str]) -> tuple[C.Config, int]:
+  """The config to time, from `--preset` or `--config` with `--config.a.b=v` overrides and the
+  bench's own flags on top, and the decoder row length (0 where targets share the input row)."""
+  if args.preset:
+    cfg = C.Config(model=C.model_preset(args.preset))
+    cfg.data.objective = C.objectives_for(cfg.model.family)[0]
+  else:
+    cfg = C.load_config_file(args.config)
+  # A preset replaces the model section, so it goes first and other overrides land on top.
+  for key, value in sorted(C.parse_overrides(overrides), key=lambda kv: kv[0] != "model.preset"):
+    C.apply_override(cfg, key, value)
+  flags = {"dtype": args.dtype, "attention_impl": args.attention, "remat_policy": args.remat,
+           "loss_chunk": args.loss_chunk}
+  for name, value in flags.items():
+    if value is not None:
+      C.apply_override(cfg, f"model.{name}", str(value))
+  cfg.train.batch_size = args.batch or cfg.train.batch_size
+  cfg.data.seq_len = args.seq or cfg.data.seq_len
+  if args.targets:
+    cfg.data.span_corruption.targets_len = args.targets
+  if args.mesh:
+    sizes = args.mesh.split(",")
+    if len(sizes) != 3 or not all(s.strip().lstrip("-").isdigit() for s in sizes):
+      raise ConfigError(f"--mesh {args.mesh!r} must be DATA,FSDP,TENSOR sizes, e.g. -1,1,1 or 2,4,1")
+    cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.tensor = (int(s) for s in sizes)
+  if args.rules:
+    cfg.mesh.rules = args.rules
+  cfg.train.steps = args.steps + WARMUP_STEPS
+  contract = family_class(cfg.model.family).contract
+  separate = contract.target_side is not contract.first_side
+  targets = spans.span_targets_len(cfg.data) if separate else 0
+  # Learned positions must cover the rows; the bench may ask for longer rows than the preset.
+  cfg.model.max_len = max(cfg.model.max_len, cfg.data.seq_len, targets)
+  return C.validate(cfg), targets
+
+
+def _time_steps(setup, state, batches, steps: int) -> tuple[float, list[float], dict]:
+  key = jax.random.key(0)
+  with jax.set_mesh(setup.mesh):
+    t0 = time.perf_counter()
+    compiled = setup.train_step.lower(state, batches[0], key).compile()
+    compile_s = time.perf_counter() - t0
+    for i in range(WARMUP_STEPS):
+      state, metrics = compiled(state, batches[i % 2], key)
+    jax.block_until_ready(metrics)
+    times = []
+    for i in range(steps):
+      t0 = time.perf_counter()
+      state, metrics = compiled(state, batches[i % 2], key)
+      jax.block_until_ready(metrics)
+      times.append(time.perf_counter() - t0)
+  metrics["temp_bytes"] = compiled.memory_analysis().temp_size_in_bytes
+  return compile_s, times, metrics
+
+
+def run_bench(cfg: C.Config, targets: int, *, name: str, peak_tflops: float = 0.0) -> dict:
+  """Compiles and times `cfg.train.steps` steps (the first two untimed) and returns the
+  figures as one flat dict (the JSON line)."""
+  model, batch, seq = cfg.model, cfg.train.batch_size, cfg.data.seq_len
+  steps = cfg.train.steps - WARMUP_STEPS
+  setup = make_setup(cfg)
+  contract = setup.model_class.contract
+  batches = [jax.device_put(contract.fake_batch(batch, seq, targets, vocab_size=model.vocab_size, seed=i),
+                            setup.batch_sharding) for i in range(2)]
+  state = init_state(setup, cfg, 0)
+  compile_s, times, metrics = _time_steps(setup, state, batches, steps)
+  step_s = float(np.median(times))
+  flops = setup.model_class.flops_per_sequence(model, seq, targets) * batch
+  peak = device_peak(model.dtype, peak_tflops)
+  dev = jax.devices()[0]
+  mem = dev.memory_stats() or {}
+  peak_bytes = mem.get("peak_bytes_in_use")
+  return {
+      "name": name, "family": model.family, "params": count_params(setup.abstract_params),
+      "dtype": model.dtype, "attention": model.attention_impl, "remat": model.remat_policy,
+      "loss_chunk": model.loss_chunk, "batch": batch, "seq": seq, "targets": targets,
+      "mesh": dict(setup.mesh.shape), "device": f"{jax.device_count()} x {dev.device_kind}",
+      "platform": dev.platform, "jax": jax.__version__, "steps": steps,
+      "compile_s": round(compile_s, 2), "step_ms": round(1e3 * step_s, 2),
+      "step_ms_min": round(1e3 * min(times), 2), "step_ms_max": round(1e3 * max(times), 2),
+      "tokens_per_s": round(batch * (seq + targets) / step_s, 1),
+      "tflops": round(flops / step_s / 1e12, 4), "mfu": round(flops / step_s / (peak.flops_per_device * jax.device_count()), 4),
+      "mfu_peak": peak.describe(),
+      "peak_memory_gib": None if peak_bytes is None else round(peak_bytes / 2**30, 2),
+      "memory_limit_gib": round(mem["bytes_limit"] / 2**30, 1) if "bytes_limit" in mem else None,
+      "temp_mib": round(metrics["temp_bytes"] / 2**20, 1), "loss": float(metrics["loss"]),
+  }
+
+
+def format_table(row: dict) -> str:
+  """The figures as a two-column table for people; the JSON line follows it for scripts."""
+  rows = f"{row['batch']} x {row['seq']}" + (f" + {row['targets']} targets" if row["targets"] else "")
+  memory = "n/a (the CPU keeps no peak count)" if row["peak_memory_gib"] is None else (
+      f"{row['peak_memory_gib']:.2f} GiB peak of {row['memory_limit_gib']} GiB")
+  lines = [
+      ("model", f"{row['name']} ({row['family']}), {row['params']:,} params"),
+      ("shape", f"{rows} rows, {row['dtype']}, attention {row['attention']}, remat {row['remat']}, "
+                f"loss_chunk {row['loss_chunk']}"),
+      ("devices", f"{row['device']} ({row['platform']}), mesh {row['mesh']}, jax {row['jax']}"),
+      ("compile", f"{row['compile_s']:.1f} s"),
+      ("step", f"{row['step_ms']:.1f} ms median of {row['steps']} "
+               f"(min {row['step_ms_min']:.1f}, max {row['step_ms_max']:.1f})"),
+      ("tokens/s", f"{row['tokens_per_s']:,.0f}"),
+      ("MFU", f"{100 * row['mfu']:.1f}% ({row['tflops']:.3g} TFLOP/s) of {row['mfu_peak']}"),
+      ("memory", memory),
+      ("temporaries", f"{row['temp_mib']:,.0f} MiB (XLA's plan for the compiled step)"),
+      ("loss", f"{row['loss']:.4f}"),
+  ]
+  width = max(len(k) for k, _ in lines)
+  return "\n".join(f"{k:<{width}}  {v}" for k, v in lines)
+
+
+def bench(args, overrides: list[str]) -> dict:
+  """`t5x-like bench`: builds the config, runs, prints the table and the JSON line."""
+  cfg, targets = bench_config(args, overrides)
+  row = run_bench(cfg, targets, name=args.preset or args.config, peak_tflops=args.peak_tflops)
+  print(format_table(row))
+  line = json.dumps(row)
+  print(line, flush=True)
+  if args.json:
+    with open(args.json, "a") as f:
+      f.write(line + "\n")
+  return row

@@ -1,0 +1,54 @@
+"""`t5x-like bench` (train/bench.py): a tiny config runs, prints the table and one JSON line
+of positive figures; a mistake in its arguments is one line."""
+
+import json
+import os
+
+from t5x_like.cli import main
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY = os.path.join(ROOT, "configs", "tiny", "gpt.py")
+SMALL = ["--config.model.num_layers=1", "--config.model.d_model=32", "--config.model.d_ff=64"]
+
+
+def test_bench_prints_a_table_and_a_json_line(capsys, tmp_path, monkeypatch):
+  monkeypatch.setenv("T5X_LIKE_CACHE_DIR", str(tmp_path))  # the CPU peak is measured here
+  out_file = tmp_path / "bench.jsonl"
+  rc = main(["bench", "--config", TINY, "--batch", "8", "--seq", "32", "--steps", "2",
+             "--loss-chunk", "8", "--json", str(out_file), *SMALL])
+  assert rc == 0
+  lines = capsys.readouterr().out.strip().splitlines()
+  row = json.loads(lines[-1])
+  assert row["tokens_per_s"] > 0 and row["step_ms"] > 0 and row["params"] > 0
+  assert row["step_ms_min"] <= row["step_ms"] <= row["step_ms_max"]
+  assert (row["seq"], row["batch"], row["loss_chunk"], row["steps"]) == (32, 8, 8, 2)
+  assert "measured: 2048x2048 float32 matmul" in row["mfu_peak"] and 0 < row["mfu"]
+  assert row["peak_memory_gib"] is None  # the CPU keeps no peak count
+  assert any(line.startswith("memory") and "n/a" in line for line in lines)
+  assert any(line.startswith("MFU") and row["mfu_peak"] in line for line in lines)
+  assert json.loads(out_file.read_text()) == row
+
+
+def test_bench_encoder_decoder_preset_counts_both_rows(capsys, tmp_path, monkeypatch):
+  monkeypatch.setenv("T5X_LIKE_CACHE_DIR", str(tmp_path))
+  rc = main(["bench", "--preset", "t5:t5_v1_1_small", "--batch", "8", "--seq", "32", "--targets", "8",
+             "--steps", "1", "--config.model.num_layers=1", "--config.model.num_heads=2",
+             "--config.model.num_decoder_layers=1", "--config.model.d_model=32", "--config.model.d_ff=64",
+             "--config.model.head_dim=16"])
+  assert rc == 0
+  row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+  assert (row["family"], row["targets"]) == ("encoder_decoder", 8)
+
+
+def test_bench_errors_are_one_line(capsys):
+  cases = {
+      ("--preset", "gpt:nope"): "has no preset 'nope'",
+      ("--preset", "gpt"): "must be MODULE:NAME",
+      ("--config", TINY, "--batch", "8", "--mesh", "3,1,1"): "but 8 are available",
+      ("--config", TINY, "--mesh", "2x4"): "must be DATA,FSDP,TENSOR",
+      ("--config", TINY, "--dtype", "fp8"): "model.dtype",
+  }
+  for args, message in cases.items():
+    assert main(["bench", *args, "--steps", "1"]) == 2, args
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, (args, err)
