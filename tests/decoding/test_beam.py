@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import model_for, prompts, run
+from decoding_helpers import model_for, prompts, run
 from flax import nnx
 
 from t5x_like.decoding import beam, sampling

@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import T5_STYLE, random_params, tiny_cfg, with_params
+from decoding_helpers import T5_STYLE, random_params, tiny_cfg, with_params
 
 from t5x_like import config as C
 from t5x_like import features as F

@@ -6,7 +6,7 @@ tests/models: `model.predict` runs the cached path.)"""
 import jax
 import numpy as np
 import pytest
-from conftest import encoder_inputs, model_for, prompts, run
+from decoding_helpers import encoder_inputs, model_for, prompts, run
 from flax import nnx
 
 from t5x_like.decoding.generate import DecodeOptions, generate

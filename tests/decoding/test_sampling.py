@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import model_for, prompts, run
+from decoding_helpers import model_for, prompts, run
 
 from t5x_like.decoding.generate import DecodeOptions
 from t5x_like.decoding.sampling import select_tokens

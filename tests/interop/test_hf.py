@@ -142,6 +142,7 @@ def test_import_rejects_a_config_that_does_not_fit(saved):
   jax.tree.map(np.testing.assert_array_equal, import_hf(path, cfg=cfg), reference)
 
 
+@pytest.mark.slow  # tests/decoding/test_hf_generate.py checks T5 infer against generate in 8 s
 def test_t5_greedy_predict_matches_generate(tmp_path):
   model = _hf_model("t5_v1_1")
   model.save_pretrained(str(tmp_path), safe_serialization=True)

@@ -56,7 +56,12 @@ def loss_and_grads(cfg: C.ModelConfig, batch: dict):
   return total, aux, grads
 
 
-@pytest.mark.parametrize("name", list(CASES))
+# One case per family in the fast suite (each covers z_loss or a head bias); the other
+# head variants run with the slow tests.
+FAST = ("decoder_tied_zloss", "bert_mlm_head_bias", "t5_v1_1_untied_zloss")
+
+
+@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=pytest.mark.slow) for n in CASES])
 def test_chunked_equals_whole(name):
   cfg = tiny(**CASES[name])
   batch = batch_for(cfg, length=13)  # 13 = 3 chunks of 5 with 2 padded positions

@@ -98,6 +98,7 @@ def test_roll_encoder_rows_pairs_each_target_with_another_input():
   np.testing.assert_array_equal(out["decoder_target_tokens"], batch["decoder_target_tokens"])
 
 
+@pytest.mark.slow  # 57 s end to end; tests/test_workdir.py checks the lock itself
 def test_a_second_trainer_on_the_same_workdir_is_refused(tmp_path, corpus):
   """Two `t5x-like train` on one workdir: the second exits 2 with one line naming the first
   (its pid); the first finishes, its config.json and metrics.jsonl are its own alone."""

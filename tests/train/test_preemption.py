@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 SMALL = ["--config.model.d_model=64", "--config.model.num_layers=2", "--config.model.d_ff=128",
          "--config.data.seq_len=64", "--config.data.synthetic_train_docs=2000", "--config.data.synthetic_eval_docs=200",
          "--config.train.batch_size=8", "--config.train.log_every=1", "--config.train.eval_every=0",
@@ -23,6 +25,7 @@ def _losses(wd):
   return {r["step"]: r["loss"] for r in rows if "loss" in r}
 
 
+@pytest.mark.slow  # 100 s; the SIGINT final-eval stop and the SIGKILL resume tests stay fast
 def test_sigterm_saves_and_resume_matches(tmp_path):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
   straight, stopped = tmp_path / "straight", tmp_path / "stopped"

@@ -1,4 +1,5 @@
-"""Tiny models and a jitted `generate` shared by the decoding tests."""
+"""Tiny models and a jitted `generate` shared by the decoding tests (a plain module, not a
+conftest: test directories share the name `conftest` on sys.path)."""
 
 import jax
 import jax.numpy as jnp
