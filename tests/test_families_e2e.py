@@ -29,7 +29,8 @@ def _losses(workdir):
   return {r["step"]: r["loss"] for r in rows if "loss" in r}
 
 
-@pytest.mark.parametrize("config", ["configs/tiny/bert.py", "configs/tiny/t5.py"])
+@pytest.mark.parametrize("config", ["configs/tiny/bert.py",
+                                    pytest.param("configs/tiny/t5.py", marks=pytest.mark.slow)])  # 66 s
 def test_family_trains_and_scores(tmp_path, config):
   """A short CLI run: the loss falls, eval runs, and the summary carries the family's skill."""
   out = _train(config, tmp_path, *FAST, "--config.train.steps=8", "--config.train.batch_size=8",
@@ -44,7 +45,8 @@ def test_family_trains_and_scores(tmp_path, config):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", ["configs/tiny/bert.py", "configs/tiny/t5.py"])
+@pytest.mark.parametrize("config", ["configs/tiny/bert.py",
+                                    pytest.param("configs/tiny/t5.py", marks=pytest.mark.slow)])  # 66 s
 def test_family_resumes_exactly(tmp_path, config):
   """6 steps straight vs. 3 steps, then the same command again: identical losses."""
   small = FAST + ["--config.train.steps=6", "--config.train.batch_size=8"]

@@ -107,6 +107,7 @@ def train_losses(loss_chunk: int, mesh: tuple[int, int, int], rules: str, steps:
   return np.array(out)
 
 
+@pytest.mark.slow  # 24 s; the unsharded equality tests stay fast
 def test_chunked_train_steps_on_a_mesh_match_one_device():
   # Chunks keep the batch axis whole, so they stay sharded over data and fsdp; the head's
   # vocabulary is split over tensor and fsdp under fsdp_tp.

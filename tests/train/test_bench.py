@@ -4,6 +4,8 @@ of positive figures; a mistake in its arguments is one line."""
 import json
 import os
 
+import pytest
+
 from t5x_like.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -29,6 +31,7 @@ def test_bench_prints_a_table_and_a_json_line(capsys, tmp_path, monkeypatch):
   assert json.loads(out_file.read_text()) == row
 
 
+@pytest.mark.slow  # 20 s; the tiny decoder bench test stays fast
 def test_bench_encoder_decoder_preset_counts_both_rows(capsys, tmp_path, monkeypatch):
   monkeypatch.setenv("T5X_LIKE_CACHE_DIR", str(tmp_path))
   rc = main(["bench", "--preset", "t5:t5_v1_1_small", "--batch", "8", "--seq", "32", "--targets", "8",

@@ -65,6 +65,7 @@ def test_divergence_never_costs_the_last_healthy_step(tmp_path, data, healthy):
   assert run(ok, str(wd))["steps"] == 10
 
 
+@pytest.mark.slow  # 34 s; tests/checkpoint/test_integrity.py covers corrupt steps
 def test_a_missing_data_iterator_file_is_a_corrupt_step(tmp_path, data, healthy, capsys):
   wd = tmp_path / "run"
   shutil.copytree(healthy, wd)

@@ -56,6 +56,7 @@ def test_train_writes_metrics_tensorboard_checkpoint_and_summary(tmp_path, corpu
   assert all(r["packing"] > 0.95 for r in step_rows) and summary["packing"] > 0.95
 
 
+@pytest.mark.slow  # 70 s; test_checkpoint_kill's SIGKILL resume checks exactness in the fast suite
 def test_resume_continues_exactly(tmp_path, corpus):
   """Train 10 straight vs stop at 5 then rerun to 10 in the same workdir: same losses bit
   for bit (same schedule, restored optimizer state and data iterator)."""
