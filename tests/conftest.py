@@ -13,19 +13,6 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_platforms", "cpu")
 
-# The end-to-end tests run the CLI in subprocesses that compile the same tiny programs
-# again and again; a compilation cache shared by the session's subprocesses compiles each
-# once. Set after `import jax`, so this process itself keeps compiling (its tests inspect
-# executables: cost and memory analyses).
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-  import atexit  # noqa: E402
-  import shutil  # noqa: E402
-  import tempfile  # noqa: E402
-
-  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="t5x_like_tests_jax_cache_")
-  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
-  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], True)
-
 NUM_TRAIN_DOCS, NUM_EVAL_DOCS, NUM_SHARDS = 1200, 150, 4
 
 
