@@ -1,7 +1,7 @@
 """The encoder (MLM) and encoder-decoder (span corruption) tiny configs end to end through
-the CLI: they train, resume exactly, and report a skill score. The resume checks and the
-full runs, which must reach the asserted figures, are marked slow (minutes each on 2 cores);
-the decoder's resume is checked in the fast set by tests/train/test_loop.py."""
+the CLI: they train, resume exactly, and report a skill score. All of them are marked slow
+(45 s to minutes each on 2 cores); the families' steps, losses and packing are checked in
+the fast set by tests/models/, and the decoder's resume by tests/train/test_checkpoint_kill.py."""
 
 import json
 import os
@@ -29,8 +29,8 @@ def _losses(workdir):
   return {r["step"]: r["loss"] for r in rows if "loss" in r}
 
 
-@pytest.mark.parametrize("config", ["configs/tiny/bert.py",
-                                    pytest.param("configs/tiny/t5.py", marks=pytest.mark.slow)])  # 66 s
+@pytest.mark.slow  # 45-66 s each: whole training runs; the families' steps are tested in tests/models
+@pytest.mark.parametrize("config", ["configs/tiny/bert.py", "configs/tiny/t5.py"])
 def test_family_trains_and_scores(tmp_path, config):
   """A short CLI run: the loss falls, eval runs, and the summary carries the family's skill."""
   out = _train(config, tmp_path, *FAST, "--config.train.steps=8", "--config.train.batch_size=8",
@@ -45,8 +45,8 @@ def test_family_trains_and_scores(tmp_path, config):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config", ["configs/tiny/bert.py",
-                                    pytest.param("configs/tiny/t5.py", marks=pytest.mark.slow)])  # 66 s
+@pytest.mark.slow  # 45-66 s each: whole training runs; the families' steps are tested in tests/models
+@pytest.mark.parametrize("config", ["configs/tiny/bert.py", "configs/tiny/t5.py"])
 def test_family_resumes_exactly(tmp_path, config):
   """6 steps straight vs. 3 steps, then the same command again: identical losses."""
   small = FAST + ["--config.train.steps=6", "--config.train.batch_size=8"]

@@ -43,6 +43,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.slow  # 141 s: three training processes; run with -m slow before touching runtime, feed or checkpoint code
 def test_two_processes_match_one(tmp_path):
   single, multi = tmp_path / "single", tmp_path / "multi"
   env = _env(tmp_path / "jax_cache")
