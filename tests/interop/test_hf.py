@@ -17,6 +17,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
+from hf_random import randomise  # noqa: E402
 
 from t5x_like.config import ConfigError  # noqa: E402
 from t5x_like.interop import config_from_hf, export_hf, hf_token_ids, import_hf, load_hf  # noqa: E402
@@ -26,37 +27,27 @@ from t5x_like.models import create_model  # noqa: E402
 V = 101  # vocabulary; odd on purpose (no divisibility luck)
 
 
-def _randomise(model, std):
-  """HF's 0.02 init makes every logit near zero, which would hide mapping mistakes."""
-  gen = torch.Generator().manual_seed(0)
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      noise = torch.randn(p.shape, generator=gen) * std
-      p.copy_(1.0 + noise if p.ndim == 1 and name.endswith("weight") else noise)  # norm scales near 1
-  return model.eval()
-
-
 def _hf_model(kind):
   T = transformers
   if kind == "gpt2":
     cfg = T.GPT2Config(vocab_size=V, n_positions=24, n_embd=32, n_layer=2, n_head=4,
                        bos_token_id=0, eos_token_id=0)
-    return _randomise(T.GPT2LMHeadModel(cfg), 0.2)
+    return randomise(T.GPT2LMHeadModel(cfg), 0.2)
   if kind == "bert":
     cfg = T.BertConfig(vocab_size=V, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                        intermediate_size=64, max_position_embeddings=24)
-    return _randomise(T.BertForMaskedLM(cfg), 0.2)
+    return randomise(T.BertForMaskedLM(cfg), 0.2)
   # Few buckets and a short max distance so 20 tokens reach the log-spaced and clipped buckets.
   t5 = dict(vocab_size=V, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=3,
             num_heads=4, relative_attention_num_buckets=8, relative_attention_max_distance=12,
             decoder_start_token_id=0)
   if kind == "t5_v1_0":
-    return _randomise(T.T5ForConditionalGeneration(T.T5Config(feed_forward_proj="relu", **t5)), 0.2)
+    return randomise(T.T5ForConditionalGeneration(T.T5Config(feed_forward_proj="relu", **t5)), 0.2)
   model = T.T5ForConditionalGeneration(
       T.T5Config(feed_forward_proj="gated-gelu", tie_word_embeddings=False, **t5))
   # transformers 5 ties every fresh T5 head; real v1.1 checkpoints store their own lm_head.
   model.lm_head.weight = torch.nn.Parameter(torch.empty(V, 32))
-  return _randomise(model, 0.2)
+  return randomise(model, 0.2)
 
 
 def _batches(kind, rng):

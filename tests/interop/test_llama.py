@@ -22,6 +22,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
+from hf_random import randomise  # noqa: E402
 
 from t5x_like.interop import config_from_hf, export_hf, hf_token_ids, load_hf  # noqa: E402
 from t5x_like.interop.safetensors_io import TensorReader  # noqa: E402
@@ -35,16 +36,6 @@ SHAPE = dict(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_laye
 # original context of 64 (bands at 16 and 64) that is one kept, one blended, two scaled.
 LLAMA3 = dict(rope_type="llama3", rope_theta=5000.0, factor=8.0, low_freq_factor=1.0,
               high_freq_factor=4.0, original_max_position_embeddings=64)
-
-
-def _randomise(model, std=0.2):
-  """HF's 0.02 init makes every logit near zero, which would hide mapping mistakes."""
-  gen = torch.Generator().manual_seed(0)
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      noise = torch.randn(p.shape, generator=gen) * std
-      p.copy_(1.0 + noise if p.ndim == 1 and name.endswith("weight") else noise)  # norm scales near 1
-  return model.eval()
 
 
 def _hf_model(kind):
@@ -81,7 +72,7 @@ KINDS = ["llama", "llama3", "qwen2", "mistral"]
 @pytest.fixture(scope="module", params=KINDS)
 def saved(request, tmp_path_factory):
   torch.manual_seed(0)
-  model = _randomise(_hf_model(request.param))
+  model = randomise(_hf_model(request.param))
   path = str(tmp_path_factory.mktemp(request.param))
   model.save_pretrained(path, safe_serialization=True)
   return request.param, model, path
