@@ -21,6 +21,9 @@ ENCODER_SEGMENT_IDS = "encoder_segment_ids"
 ENCODER_POSITIONS = "encoder_positions"
 ENCODER_LOSS_WEIGHTS = "encoder_loss_weights"
 ENCODER_TOKEN_TYPE_IDS = "encoder_token_type_ids"  # BERT sentence A/B; optional
+# One class id per row, `[batch, 1]`: sequence (pair) classification and next-sentence
+# prediction (0: B continues A, 1: B is from another document, as BERT numbers them).
+ENCODER_CLASS_LABELS = "encoder_class_labels"
 DECODER_INPUT_TOKENS = "decoder_input_tokens"
 DECODER_TARGET_TOKENS = "decoder_target_tokens"
 DECODER_SEGMENT_IDS = "decoder_segment_ids"
@@ -57,8 +60,8 @@ DECODER = Side("decoder", DECODER_INPUT_TOKENS, DECODER_TARGET_TOKENS, DECODER_S
 class Feature:
   name: str
   dtype: str  # numpy dtype name
-  length: str  # "inputs" (data.seq_len) or "targets" (the decoder rows of an encoder-decoder)
-  role: str  # inputs | targets | segments | positions | weights | attention | types
+  length: str  # "inputs" (data.seq_len), "targets" (the decoder rows of an encoder-decoder) or "row" (1)
+  role: str  # inputs | targets | segments | positions | weights | attention | types | labels
   required: bool = True
 
 
@@ -92,7 +95,7 @@ class Contract:
     return tuple(f.name for f in self.features if f.required)
 
   def side_of(self, feature: str) -> Side:
-    return ENCODER if ENCODER.owns(feature) or feature == ENCODER_TOKEN_TYPE_IDS else DECODER
+    return ENCODER if ENCODER.owns(feature) or feature.startswith("encoder_") else DECODER
 
   def lengths(self, batch: dict) -> tuple[int, int]:
     """(inputs length, targets length) of a batch; targets is 0 when the family has no
@@ -129,7 +132,7 @@ class Contract:
     return out
 
   def _length(self, side: Side) -> str:
-    lengths = {f.length for f in self.features if self.side_of(f.name) is side}
+    lengths = {f.length for f in self.features if self.side_of(f.name) is side and f.length != "row"}
     return lengths.pop() if lengths else "inputs"
 
 
@@ -141,7 +144,8 @@ DECODER_ONLY = Contract(
 ENCODER_ONLY = Contract(
     "encoder",
     _side_features(ENCODER, "inputs", targets=True)
-    + (Feature(ENCODER_TOKEN_TYPE_IDS, "int32", "inputs", "types", required=False),),
+    + (Feature(ENCODER_TOKEN_TYPE_IDS, "int32", "inputs", "types", required=False),
+       Feature(ENCODER_CLASS_LABELS, "int32", "row", "labels", required=False)),
     target_side=ENCODER, first_side=ENCODER)
 ENCODER_DECODER = Contract(
     "encoder_decoder",

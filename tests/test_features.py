@@ -12,16 +12,23 @@ from t5x_like.models import create_model, family_class
 
 
 @pytest.mark.parametrize("objective", list(C.OBJECTIVE_FAMILY))
-def test_objectives_yield_their_family_contract(objective, corpus, spm_path):
+def test_objectives_yield_their_family_contract(objective, corpus, spm_path, tmp_path):
   family = C.OBJECTIVE_FAMILY[objective]
   contract = family_class(family).contract
-  data = C.replace(C.Config(), data=dict(source="text", seq_len=32, objective=objective, shuffle_buffer=8,
+  files, source, task = corpus["train"], "text", {}
+  if objective in C.TASK_OBJECTIVES:  # labelled examples: the built-in task's JSON lines
+    from t5x_like.data import builtin_tasks
+
+    name = builtin_tasks.DEFAULT_TASK[objective]
+    files = builtin_tasks.write_task(str(tmp_path), name, num_train=16, num_eval=4)["train"]
+    source, task = "jsonl", {"task.labels": builtin_tasks.LABELS.get(name, [])}
+  data = C.replace(C.Config(), data=dict(source=source, seq_len=32, objective=objective, shuffle_buffer=8, **task,
                                          **({"tokenizer.extra_ids": 8} if objective in C.SENTINEL_OBJECTIVES else {}))).data
-  ds = pipeline.make_dataset(data, files=corpus["train"], tokenizer_path=spm_path, batch_size=4)
+  ds = pipeline.make_dataset(data, files=files, tokenizer_path=spm_path, batch_size=4)
   spec = ds.element_spec
   assert set(contract.required) <= set(spec) <= set(contract.names), (sorted(spec), contract.names)
   batch = {k: v.numpy() for k, v in next(iter(ds)).items()}
-  lengths = {"inputs": 32, "targets": contract.lengths(batch)[1] or 32}
+  lengths = {"inputs": 32, "targets": contract.lengths(batch)[1] or 32, "row": 1}
   for f in contract.features:
     if f.name in spec:
       assert spec[f.name].dtype.name == f.dtype and batch[f.name].shape == (4, lengths[f.length]), f

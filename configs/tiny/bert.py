@@ -16,7 +16,7 @@ def get_config() -> Config:
   cfg.model = ModelConfig(
       family="encoder", vocab_size=512, d_model=128, num_layers=3, num_heads=4, d_ff=512,
       mlp_activation="gelu", norm="layernorm", position="learned", max_len=128, use_bias=True,
-      mlm_head=True)
+      mlm_head=True, type_vocab_size=2)
   cfg.data.seq_len, cfg.data.objective = 128, "mlm"
   cfg.data.tokenizer.extra_ids = 1  # the last id of the vocabulary is the mask token
   cfg.optimizer.learning_rate, cfg.optimizer.weight_decay, cfg.optimizer.b2 = 2e-3, 0.01, 0.98

@@ -43,17 +43,36 @@ def _listing(items: list[str], limit: int = 12) -> str:
   return "; ".join(items[:limit]) + more
 
 
-def param_differences(step_dir: str, abstract_params: dict, model_cfg: dict | None = None) -> list[str]:
-  """Why the params stored in `step_dir` do not fit `abstract_params`, one line per kind
-  (missing, unexpected, shape mismatches, model config fields that differ from the ones
-  saved with the step); empty when they fit. Reads only the checkpoint's metadata."""
+# Parameters a fine-tuning model adds to a pretrained body (models/heads.py): a warm start
+# initialises them afresh when the checkpoint lacks them.
+TASK_HEADS = ("task_head", "nsp_head")
+# The pretrained LM head's parameters, which a task head (model.head != lm) leaves unread.
+LM_HEAD = ("mlm_dense", "mlm_dense_bias", "mlm_norm", "output_bias", "head", "nsp_head")
+
+
+def _compare(step_dir: str, abstract_params: dict) -> tuple[dict, dict]:
   state_dir = os.path.join(step_dir, layout.STATE)
   tree = ocp.PyTreeCheckpointHandler().metadata(epath.Path(state_dir)).tree
   if not isinstance(tree, dict) or not isinstance(tree.get("params"), dict):
-    return [f"{state_dir} holds no 'params'"]
-  found, want = _flat(tree["params"]), _flat(abstract_params)
+    raise CheckpointError(f"{state_dir} holds no 'params'")
+  return _flat(tree["params"]), _flat(abstract_params)
+
+
+def param_differences(step_dir: str, abstract_params: dict, model_cfg: dict | None = None, *,
+                      new_heads: bool = False) -> list[str]:
+  """Why the params stored in `step_dir` do not fit `abstract_params`, one line per kind
+  (missing, unexpected, shape mismatches, model config fields that differ from the ones
+  saved with the step); empty when they fit. Reads only the checkpoint's metadata.
+  `new_heads`: a warm start, where task heads may be missing and LM heads left unread."""
+  try:
+    found, want = _compare(step_dir, abstract_params)
+  except CheckpointError as e:
+    return [str(e)]
   missing = sorted(set(want) - set(found))
   unexpected = sorted(set(found) - set(want))
+  if new_heads:
+    missing = [k for k in missing if k.split("/")[0] not in TASK_HEADS]
+    unexpected = [k for k in unexpected if k.split("/")[0] not in LM_HEAD]
   shapes = [f"{k} expected {tuple(want[k].shape)} found {tuple(found[k].shape)}"
             for k in sorted(set(want) & set(found)) if tuple(want[k].shape) != tuple(found[k].shape)]
   if not (missing or unexpected or shapes):
@@ -65,11 +84,24 @@ def param_differences(step_dir: str, abstract_params: dict, model_cfg: dict | No
     parts.append(f"shape mismatches: {_listing(shapes)}")
   theirs = layout.saved_model_config(layout.read_meta(step_dir))
   if theirs and model_cfg:
+    ignore = {"head", "num_labels", "pooling", "nsp", "contrastive_temperature"} if new_heads else set()
     diff = [f"model.{k}={model_cfg[k]!r} (checkpoint: {theirs[k]!r})" for k in sorted(model_cfg)
-            if k in theirs and theirs[k] != model_cfg[k]]
+            if k in theirs and theirs[k] != model_cfg[k] and k not in ignore]
     if diff:
       parts.append(f"config fields that differ from the checkpoint's: {_listing(diff)}")
   return parts
+
+
+def _subtree(tree: dict, keep) -> dict:
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, dict):
+      sub = _subtree(v, lambda path, k=k: keep(f"{k}/{path}"))
+      if sub:
+        out[k] = sub
+    elif keep(k):
+      out[k] = v
+  return out
 
 
 def _model_summary(abstract_params: dict) -> str:
@@ -90,18 +122,22 @@ def check_fits(step_dir: str, abstract_state: dict, model_cfg: dict | None, what
                                    "--workdir, or go back to the model config it was saved with", *diffs]))
 
 
-def load_params(path: str, abstract_params: dict, model_cfg: dict | None = None) -> dict:
-  """`checkpoint.init_from=PATH`: only the params subtree of a step directory, restored into
-  the shardings of `abstract_params`. Names and shapes must match exactly."""
+def load_params(path: str, abstract_params: dict, model_cfg: dict | None = None) -> tuple[dict, list[str]]:
+  """`checkpoint.init_from=PATH`: the params subtree of a step directory, restored into the
+  shardings of `abstract_params`, and the names of the task-head params the checkpoint
+  lacks (to initialise afresh). Every other name and shape must match; the checkpoint's
+  LM head may go unread when the model has a task head."""
   step_dir = find_step_dir(path, "checkpoint.init_from")
   try:
-    diffs = param_differences(step_dir, abstract_params, model_cfg)
+    diffs = param_differences(step_dir, abstract_params, model_cfg, new_heads=True)
+    found, want = _compare(step_dir, abstract_params)
   except Exception as e:
     raise CheckpointError(f"checkpoint.init_from={step_dir}: cannot read its state/ ({brief(e)})") from e
   if diffs:
     raise ConfigError("\n  ".join([f"checkpoint.init_from={step_dir} does not fit this model "
                                    f"({_model_summary(abstract_params)})", *diffs]))
-  target = {"params": abstract_params}
+  fresh = sorted(set(want) - set(found))
+  target = {"params": _subtree(abstract_params, lambda k: k in found)}
   try:
     with orbax_restore():
       out = ocp.PyTreeCheckpointer().restore(
@@ -112,11 +148,18 @@ def load_params(path: str, abstract_params: dict, model_cfg: dict | None = None)
     raise CheckpointError(f"checkpoint.init_from={step_dir}: params cannot be restored ({brief(e)})") from e
   expected = (layout.read_meta(step_dir).get("integrity") or {}).get("arrays")
   if expected is not None:
-    bad = integrity.mismatches(out, {k: v for k, v in expected.items() if k.startswith("['params']")})
+    read = {"['params']" + "".join(f"['{p}']" for p in k.split("/")) for k in want if k in found}
+    bad = integrity.mismatches(out, {k: v for k, v in expected.items() if k in read})
     if bad:
       raise CheckpointError(f"checkpoint.init_from={step_dir}: {len(bad)} array(s) differ from the checksums "
                             f"written at save time ({', '.join(bad[:4])}); the checkpoint is corrupt")
-  return out["params"]
+  return out["params"], fresh
+
+
+def merge_params(base: dict, override: dict) -> dict:
+  """`base` with every leaf that `override` has replaced by override's."""
+  return {k: (merge_params(v, override[k]) if isinstance(v, dict) else override[k]) if k in override else v
+          for k, v in base.items()}
 
 
 def write_params(directory: str, params: dict, model_cfg: dict, source: str,

@@ -24,7 +24,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from t5x_like.checkpoint.manager import OTHER_COUNT, Checkpointer, Restored, restore_items
-from t5x_like.checkpoint.params import check_fits, find_step_dir, load_params
+from t5x_like.checkpoint.params import check_fits, find_step_dir, load_params, merge_params
 from t5x_like.checkpoint.quiet import brief, orbax_restore
 from t5x_like.config import CheckpointConfig, Config, from_dict, to_dict
 from t5x_like.config.loading import flatten
@@ -184,7 +184,11 @@ def start(cfg: Config, workdir: str, setup, feed, log) -> tuple[Checkpointer | N
     streak = restored.meta.get("nonfinite") or {}
     return ckpt, Start(restored.state, step, tokens, int(streak.get("count", 0)), int(streak.get("last", 0)))
   if c.init_from:
-    params = load_params(c.init_from, setup.abstract_state["params"], model_dict)
-    log(f"[t5x_like] warm start: params from {c.init_from}, new optimizer state, step 0")
+    params, fresh = load_params(c.init_from, setup.abstract_state["params"], model_dict)
+    note = ""
+    if fresh:  # a task head the pretrained model lacks starts from a fresh initialisation
+      params = merge_params(init_state(setup, cfg, cfg.train.seed)["params"], params)
+      note = f"; new: {', '.join(fresh)}"
+    log(f"[t5x_like] warm start: params from {c.init_from}, new optimizer state, step 0{note}")
     return ckpt, Start(state_from_params(setup, params))
   return ckpt, Start(init_state(setup, cfg, cfg.train.seed))

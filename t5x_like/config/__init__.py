@@ -17,7 +17,9 @@ from t5x_like.config.loading import (
 )
 from t5x_like.config.schema import (
   OBJECTIVE_FAMILY,
+  OBJECTIVE_HEAD,
   SENTINEL_OBJECTIVES,
+  TASK_OBJECTIVES,
   CheckpointConfig,
   Config,
   DataConfig,
@@ -29,6 +31,7 @@ from t5x_like.config.schema import (
   OptimizerConfig,
   SpanCorruptionConfig,
   SyntheticConfig,
+  TaskConfig,
   TfdsConfig,
   TFRecordConfig,
   TokenizerConfig,
@@ -39,7 +42,7 @@ from t5x_like.config.validation import check_parallelism, mixture_components, va
 from t5x_like.errors import ConfigError
 
 __all__ = [
-    "OBJECTIVE_FAMILY", "RENAMED", "SENTINEL_OBJECTIVES", "CheckpointConfig", "Config", "ConfigError",
+    "OBJECTIVE_FAMILY", "OBJECTIVE_HEAD", "RENAMED", "SENTINEL_OBJECTIVES", "TASK_OBJECTIVES", "TaskConfig", "CheckpointConfig", "Config", "ConfigError",
     "DataConfig", "JsonlConfig", "MeshConfig", "MixtureEntry", "MlmConfig", "ModelConfig",
     "OptimizerConfig", "SpanCorruptionConfig", "SyntheticConfig", "TFRecordConfig", "TfdsConfig",
     "TokenizerConfig", "TrainConfig", "apply_override", "build_config", "check_parallelism",

@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 Family = Literal["decoder", "encoder", "encoder_decoder"]
 Source = Literal["synthetic", "text", "jsonl", "tfrecord", "tfds"]
-Objective = Literal["causal_lm", "prefix_lm", "mlm", "span_corruption"]
+Objective = Literal["causal_lm", "prefix_lm", "mlm", "span_corruption", "mlm_nsp", "contrastive",
+                    "classification", "tagging", "seq2seq", "completion", "pairs"]
 
 
 def _f(default: Any, **bounds: float) -> Any:
@@ -75,6 +76,14 @@ class ModelConfig:
   rope_low_freq_factor: float = _f(1.0, gt=0)  # llama3: wavelengths over original_max_len / this: fully scaled
   rope_high_freq_factor: float = _f(4.0, gt=0)  # llama3: wavelengths under original_max_len / this: kept
   rope_original_max_len: int = _f(8192, gt=0)  # llama3: the context length pretraining used
+  # Task heads (encoder family; see docs/finetuning.md). lm: the family's language-model head;
+  # classify: pooled states -> pooler -> num_labels; tag: a num_labels projection per token;
+  # embed: pooled, L2-normalised states trained by InfoNCE (data.objective=contrastive|pairs).
+  head: Literal["lm", "classify", "tag", "embed"] = "lm"
+  num_labels: int = _f(0, ge=0)  # classes of the classify/tag head
+  pooling: Literal["mean", "first"] = "mean"  # classify/embed/nsp: mean of the row's (segment's) states, or its first
+  nsp: bool = False  # encoder: a next-sentence head beside the MLM head (data.objective=mlm_nsp)
+  contrastive_temperature: float = _f(0.05, gt=0)  # InfoNCE: cosine similarities are divided by this
 
 
 # ---------------------------------------------------------------- data: one section per source
@@ -104,6 +113,13 @@ class SyntheticConfig:
   corpus_dir: str = ""  # where the built-in corpus is written; empty means WORKDIR/corpus
   train_docs: int = _f(20_000, gt=0)
   eval_docs: int = _f(1_000, gt=0)
+  # Built-in fine-tuning task for the task objectives (t5x_like/data/builtin_tasks.py); ""
+  # picks the objective's default: classification grammar_check, tagging grammar_tags,
+  # seq2seq/completion arith_qa, pairs paraphrase.
+  task: Literal["", "grammar_check", "grammar_tags", "arith_check", "arith_pair", "error_tags", "arith_qa",
+                "paraphrase"] = ""
+  task_train_examples: int = _f(2_000, gt=0)
+  task_eval_examples: int = _f(500, gt=0)
 
 
 @dataclasses.dataclass
@@ -134,6 +150,28 @@ class SpanCorruptionConfig:
 
 
 @dataclasses.dataclass
+class TaskConfig:
+  """Fine-tuning data: JSON lines with named fields (data.source=jsonl, or built-in tasks)."""
+
+  text_field: str = "text"  # classification and pairs: the (first) text
+  pair_field: str = "text_pair"  # classification: optional second text (a sentence pair); pairs: the positive
+  label_field: str = "label"  # classification: a label name from `labels`, or its index
+  labels: list = dataclasses.field(default_factory=list)  # label (tag) names, index = class id
+  tokens_field: str = "tokens"  # tagging: a list of words
+  tags_field: str = "tags"  # tagging: one tag per word (BIO spans: B-X, I-X, O)
+  input_field: str = "input"  # seq2seq: encoder text
+  target_field: str = "target"  # seq2seq: decoder text
+  prompt_field: str = "prompt"  # completion: the context (no loss on it)
+  completion_field: str = "completion"  # completion: the scored continuation
+  targets_len: int = _f(0, ge=0)  # seq2seq: decoder row length; 0 means data.seq_len
+
+
+@dataclasses.dataclass
+class NspConfig:
+  probability_random: float = _f(0.5, gt=0, lt=1)  # share of pairs whose second part is another document's
+
+
+@dataclasses.dataclass
 class MixtureEntry:
   """One component of `data.mixture`: a weight and the data fields it sets, as dotted keys
   (`{"source": "jsonl", "jsonl.field": "body"}`); the others come from `data`. Config files
@@ -157,6 +195,8 @@ class DataConfig:
   objective: Objective = "causal_lm"  # must feed model.family; its options are in its section
   mlm: MlmConfig = _section(MlmConfig)
   span_corruption: SpanCorruptionConfig = _section(SpanCorruptionConfig)
+  nsp: NspConfig = _section(NspConfig)
+  task: TaskConfig = _section(TaskConfig)
   shuffle_buffer: int = _f(10_000, ge=0)  # documents in the seeded shuffle buffer
   seed: int = 0
   num_parallel_calls: int = _f(-1, ge=-1)  # -1 means tf.data.AUTOTUNE
@@ -180,6 +220,13 @@ class OptimizerConfig:
   eps: float = _f(1e-8, gt=0)
   weight_decay: float = _f(0.1, ge=0)  # decoupled; not applied to norms, biases or scalars
   clip_norm: float = _f(1.0, ge=0)  # global-norm clipping; 0 disables
+  # Fine-tuning (docs/finetuning.md). The body is every parameter but the task head.
+  body_lr_scale: float = _f(1.0, ge=0)  # the body's updates times this (a smaller learning rate than the head's)
+  freeze_embeddings: bool = False  # no updates to token, position and type embeddings
+  freeze_layers: int = _f(0, ge=0)  # no updates to the first N layers of each stack
+  # Gradual unfreezing (ULMFiT): the head trains from step 0, then one more layer from the top
+  # every unfreeze_every steps, the embeddings last; 0 disables.
+  unfreeze_every: int = _f(0, ge=0)
 
 
 @dataclasses.dataclass
@@ -241,9 +288,16 @@ class Config:
 
 # The model family each data objective feeds.
 OBJECTIVE_FAMILY = {"causal_lm": "decoder", "prefix_lm": "decoder", "mlm": "encoder",
-                    "span_corruption": "encoder_decoder"}
+                    "span_corruption": "encoder_decoder", "mlm_nsp": "encoder", "contrastive": "encoder",
+                    "classification": "encoder", "tagging": "encoder", "seq2seq": "encoder_decoder",
+                    "completion": "decoder", "pairs": "encoder"}
+# Objectives that read labelled examples (JSON lines with named fields), one example per row.
+TASK_OBJECTIVES = ("classification", "tagging", "seq2seq", "completion", "pairs")
+# The encoder head each encoder objective trains.
+OBJECTIVE_HEAD = {"mlm": "lm", "mlm_nsp": "lm", "contrastive": "embed", "pairs": "embed",
+                  "classification": "classify", "tagging": "tag"}
 # Objectives whose ids include sentinels beyond the tokenizer's vocabulary.
-SENTINEL_OBJECTIVES = ("mlm", "span_corruption")
+SENTINEL_OBJECTIVES = ("mlm", "span_corruption", "mlm_nsp")
 # Data fields every mixture component shares: one tokenizer and vocabulary, one seed, one
 # way of splitting rows across hosts, one built-in corpus.
 MIXTURE_SHARED = ("mixture", "tokenizer", "seed", "host_split", "synthetic")

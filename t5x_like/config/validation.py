@@ -16,7 +16,9 @@ from t5x_like.config import loading
 from t5x_like.config.schema import (
   MIXTURE_SHARED,
   OBJECTIVE_FAMILY,
+  OBJECTIVE_HEAD,
   SENTINEL_OBJECTIVES,
+  TASK_OBJECTIVES,
   Config,
   DataConfig,
   MixtureEntry,
@@ -137,6 +139,16 @@ def _check_model(cfg: Config) -> None:
   if m.rope_scaling == "llama3" and m.rope_high_freq_factor <= m.rope_low_freq_factor:
     raise ConfigError(f"model.rope_high_freq_factor={m.rope_high_freq_factor} must exceed "
                       f"model.rope_low_freq_factor={m.rope_low_freq_factor} (Llama 3 uses 4 and 1)")
+  if m.head != "lm" and m.family != "encoder":
+    raise ConfigError(f"model.head={m.head!r} is an encoder head but model.family={m.family!r}; the decoder and "
+                      "encoder-decoder families fine-tune through their LM head (data.objective=completion "
+                      "or seq2seq), so set model.head=lm")
+  if m.head in ("classify", "tag") and m.num_labels < 2:
+    raise ConfigError(f"model.head={m.head!r} needs model.num_labels >= 2 (got {m.num_labels}); set it to the "
+                      "number of classes, e.g. len(data.task.labels)")
+  if m.nsp and (m.family != "encoder" or m.head != "lm"):
+    raise ConfigError("model.nsp adds a next-sentence head beside the MLM head: it needs model.family=encoder "
+                      "and model.head=lm")
   if m.sliding_window and m.family != "decoder":
     raise ConfigError(f"model.sliding_window applies to the decoder family only (model.family={m.family!r}); "
                       "set model.sliding_window=0")
@@ -164,7 +176,7 @@ def check_objective(d: DataConfig, family: str | None, key: str = "data") -> Non
     fits = objectives_for(family)
     raise ConfigError(f"data.objective={d.objective!r} feeds the {OBJECTIVE_FAMILY[d.objective]} family but "
                       f"model.family={family!r}; use data.objective={' or '.join(map(repr, fits))}")
-  if d.objective == "mlm":
+  if d.objective in ("mlm", "mlm_nsp"):
     m = d.mlm
     rates = (m.probability, m.mask_rate, m.random_rate)
     if not (0 < m.probability < 1 and min(rates) >= 0 and m.mask_rate + m.random_rate <= 1):
@@ -199,6 +211,7 @@ def _check_data(cfg: Config) -> None:
     raise ConfigError(f"data.source={d.source!r} needs data.tokenizer.path (train one with "
                       "`t5x-like tokenizer train`)")
   check_objective(d, m.family)
+  _check_task(cfg)
   if m.position == "learned" and d.objective == "span_corruption":
     from t5x_like.data import spans
 
@@ -208,6 +221,38 @@ def _check_data(cfg: Config) -> None:
                         f"targets_len={d.span_corruption.targets_len}, 0 = derived from seq_len and "
                         f"noise_density) but model.max_len={m.max_len} learned positions; set "
                         f"--config.model.max_len={targets} or a smaller data.span_corruption.targets_len")
+
+
+def _check_task(cfg: Config) -> None:
+  """The model's head is the one the objective trains, and the task's labels fit it."""
+  d, m = cfg.data, cfg.model
+  want = OBJECTIVE_HEAD.get(d.objective, "lm")
+  if m.head != want:
+    raise ConfigError(f"data.objective={d.objective!r} trains the {want!r} head but model.head={m.head!r}; "
+                      f"set --config.model.head={want}")
+  if (d.objective == "mlm_nsp") != m.nsp:
+    raise ConfigError("data.objective=mlm_nsp and model.nsp=true go together (the NSP head reads the pair "
+                      f"labels only that objective makes); got objective={d.objective!r}, nsp={m.nsp}")
+  if d.objective == "mlm_nsp" and m.type_vocab_size < 2:
+    raise ConfigError("data.objective=mlm_nsp marks sentence A and B with token types: set "
+                      f"--config.model.type_vocab_size=2 (got {m.type_vocab_size})")
+  if d.objective == "contrastive" and m.dropout_rate <= 0:
+    raise ConfigError("data.objective=contrastive makes each positive from the same text under another "
+                      "dropout mask (SimCSE), which needs model.dropout_rate > 0 (0.1 is usual); for given "
+                      "pairs use data.objective=pairs")
+  if d.objective in TASK_OBJECTIVES and d.mixture:
+    raise ConfigError(f"data.objective={d.objective!r} reads labelled examples and cannot be mixed; unset "
+                      "data.mixture")
+  if d.objective in TASK_OBJECTIVES and d.source not in ("jsonl", "synthetic"):
+    raise ConfigError(f"data.objective={d.objective!r} reads JSON lines with named fields: set "
+                      "data.source=jsonl (or synthetic for the built-in task)")
+  labels = d.task.labels
+  if m.head in ("classify", "tag") and labels and len(labels) != m.num_labels:
+    raise ConfigError(f"data.task.labels has {len(labels)} names but model.num_labels={m.num_labels}; "
+                      f"set --config.model.num_labels={len(labels)}")
+  if d.objective == "tagging" and not labels and d.source != "synthetic":
+    raise ConfigError("data.objective=tagging needs data.task.labels, the tag names (e.g. [\"O\", \"B-PER\", "
+                      "\"I-PER\"]) in class-id order")
 
 
 def validate(cfg: Config) -> Config:

@@ -286,7 +286,16 @@ def prefix_lm(chunks: tf.data.Dataset, cfg: DataConfig, *, tokenizer: Tokenizer,
 OBJECTIVES = {"causal_lm": causal_lm, "prefix_lm": prefix_lm, "mlm": mlm,
               "span_corruption": span_corruption}
 
-__all__ = ["OBJECTIVES", "SENTINEL_OBJECTIVES", "causal_lm", "causal_lm_features",
+
+def objective(name: str):
+  """The preprocessor of `data.objective=name` (the sentence-pair ones live in their own file)."""
+  if name in OBJECTIVES:
+    return OBJECTIVES[name]
+  from t5x_like.data import sentence_pairs
+
+  return {"mlm_nsp": sentence_pairs.mlm_nsp, "contrastive": sentence_pairs.contrastive}[name]
+
+__all__ = ["OBJECTIVES", "objective", "SENTINEL_OBJECTIVES", "causal_lm", "causal_lm_features",
            "encdec_features", "mask_id", "mlm", "mlm_features", "noise_mask", "piece_types",
            "prefix_lm", "prefix_lm_features", "random_replacement_ids", "sentinel_base",
            "span_corrupt_example", "span_corruption", "special_ids", "vocab_needed"]

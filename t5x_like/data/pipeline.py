@@ -14,9 +14,9 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
-from t5x_like.config import DataConfig, mixture_components  # noqa: E402
+from t5x_like.config import TASK_OBJECTIVES, DataConfig, mixture_components  # noqa: E402
 from t5x_like.config.validation import check_objective  # noqa: E402
-from t5x_like.data.objectives import OBJECTIVES  # noqa: E402
+from t5x_like.data.objectives import OBJECTIVES, objective  # noqa: E402
 from t5x_like.data.readers import Share, needs_external_state, reader_for, skipped_lines  # noqa: E402
 from t5x_like.data.tokenizer import Tokenizer  # noqa: E402
 from t5x_like.errors import DataError  # noqa: E402
@@ -75,7 +75,7 @@ def _role(cfg: DataConfig, files: str, repeat: bool, split: str) -> str:
 def _blocks(cfg: DataConfig, docs: tf.data.Dataset, tokenizer: Tokenizer, seed: int) -> tf.data.Dataset:
   """Blocks of feature rows `{feature: [n, ...]}` of one stream of documents."""
   chunks = tokenized_chunks(docs, tokenizer, num_parallel_calls=cfg.num_parallel_calls)
-  return OBJECTIVES[cfg.objective](chunks, cfg, tokenizer=tokenizer, seed=seed)
+  return objective(cfg.objective)(chunks, cfg, tokenizer=tokenizer, seed=seed)
 
 
 def _row_spec(blocks: tf.data.Dataset) -> dict:
@@ -123,7 +123,7 @@ def _pad_batch(batch: dict, batch_size: int) -> dict:
 def make_dataset(data_cfg: DataConfig, *, files: str, tokenizer_path: str, batch_size: int,
                  process_index: int = 0, process_count: int = 1, shuffle: bool = True,
                  repeat: bool = True, seed: int | None = None, split: str = "",
-                 skip_batches: int = 0) -> tf.data.Dataset:
+                 skip_batches: int = 0, num_labels: int = 0) -> tf.data.Dataset:
   """Batches `{feature: [batch_size, seq_len]}` for this host; `batch_size` is per host.
 
   Training (`repeat=True`) streams forever. Evaluation (`repeat=False`) reads each of this
@@ -135,6 +135,7 @@ def make_dataset(data_cfg: DataConfig, *, files: str, tokenizer_path: str, batch
   train split and evaluation the eval split. File sources read `files` (any glob).
   Batches leave through `readers.data_errors()` to turn a bad record into its DataError.
   `skip_batches` drops that many batches first (a resume past tokens already seen).
+  Task objectives (labelled JSON lines, `data/tasks.py`) check labels against `num_labels`.
   """
   cfg = data_cfg
   seed = cfg.seed if seed is None else seed
@@ -143,6 +144,13 @@ def make_dataset(data_cfg: DataConfig, *, files: str, tokenizer_path: str, batch
   if split not in ("", "train", "eval"):
     raise ValueError(f"split={split!r} must be 'train' or 'eval'")
   role = _role(cfg, files, repeat, split)
+  if cfg.objective in TASK_OBJECTIVES:
+    from t5x_like.data import tasks
+
+    return tasks.make_task_dataset(cfg, files=files, tokenizer_path=tokenizer_path, batch_size=batch_size,
+                                   num_labels=num_labels, process_index=process_index,
+                                   process_count=process_count, shuffle=shuffle, repeat=repeat, seed=seed,
+                                   key=f"data.{role}_files", skip_batches=skip_batches)
   if not cfg.mixture:
     check_objective(cfg, None)
   tokenizer = Tokenizer(tokenizer_path)

@@ -10,7 +10,7 @@ import os
 
 import jax
 
-from t5x_like.config import SENTINEL_OBJECTIVES, Config
+from t5x_like.config import SENTINEL_OBJECTIVES, TASK_OBJECTIVES, Config
 from t5x_like.errors import ConfigError
 
 
@@ -29,6 +29,40 @@ def barrier(name: str) -> None:
     multihost_utils.sync_global_devices(name)
 
 
+def warm_start_tokenizer(init_from: str) -> str:
+  """The tokenizer a pretraining run on the built-in corpus left beside its checkpoints
+  (WORKDIR/tokenizer/spm.model for init_from=WORKDIR/checkpoints[/STEP]), or ""."""
+  path = os.path.abspath(init_from)
+  for _ in range(3):
+    candidate = os.path.join(path, "tokenizer", "spm.model")
+    if os.path.isfile(candidate):
+      return candidate
+    path = os.path.dirname(path)
+  return ""
+
+
+def _builtin_task(cfg: Config, corpus_dir: str, log) -> tuple[str, str]:
+  """Writes the built-in task's JSON lines (process 0) and fills in its label names."""
+  from t5x_like.data import builtin_tasks
+
+  d = cfg.data
+  task = d.synthetic.task or builtin_tasks.DEFAULT_TASK[d.objective]
+  names = builtin_tasks.LABELS.get(task, [])
+  if names and not d.task.labels:
+    d.task.labels = list(names)
+  if names and cfg.model.head in ("classify", "tag") and cfg.model.num_labels != len(names):
+    raise ConfigError(f"the built-in task {task} has {len(names)} labels {names} but model.num_labels="
+                      f"{cfg.model.num_labels}; set --config.model.num_labels={len(names)}")
+  paths = {"train": os.path.join(corpus_dir, f"task-{task}-train.jsonl"),
+           "eval": os.path.join(corpus_dir, f"task-{task}-eval.jsonl")}
+  if jax.process_index() == 0:
+    paths = builtin_tasks.write_task(corpus_dir, task, num_train=d.synthetic.task_train_examples,
+                                     num_eval=d.synthetic.task_eval_examples, seed=d.seed)
+    log(f"[t5x_like] built-in task {task}: {paths['train']}, {paths['eval']}")
+  barrier("builtin_task")
+  return paths["train"], paths["eval"]
+
+
 def prepare_data(cfg: Config, workdir: str, log=print) -> DataFiles:
   """Resolves the inputs and the tokenizer; builds the synthetic corpus and trains a
   tokenizer on it when the config asks for the built-in data."""
@@ -38,6 +72,10 @@ def prepare_data(cfg: Config, workdir: str, log=print) -> DataFiles:
   train, evals, tok_path = d.train_files, d.eval_files, d.tokenizer.path
   if d.source == "synthetic":
     corpus_dir = d.synthetic.corpus_dir or os.path.join(workdir, "corpus")
+    if not tok_path and cfg.checkpoint.init_from:
+      tok_path = warm_start_tokenizer(cfg.checkpoint.init_from)
+      if tok_path:
+        log(f"[t5x_like] tokenizer of the warm start: {tok_path}")
     tok_path = tok_path or os.path.join(workdir, "tokenizer", "spm.model")
     if jax.process_index() == 0:
       files = synthetic.write_corpus(corpus_dir, num_train_docs=d.synthetic.train_docs,
@@ -51,6 +89,8 @@ def prepare_data(cfg: Config, workdir: str, log=print) -> DataFiles:
                                       hard_vocab_limit=False)
     barrier("prepare_data")
     train, evals = os.path.join(corpus_dir, "train-*.txt"), os.path.join(corpus_dir, "eval-*.txt")
+    if d.objective in TASK_OBJECTIVES:
+      train, evals = _builtin_task(cfg, corpus_dir, log)
   tok = tokenizer.Tokenizer(tok_path)
   needed = objectives.vocab_needed(tok, d)
   if needed > cfg.model.vocab_size:

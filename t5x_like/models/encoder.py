@@ -15,13 +15,14 @@ from flax import nnx
 from t5x_like import features as F
 from t5x_like.config import ModelConfig
 from t5x_like.layers.attention import attention_mask
-from t5x_like.layers.common import dtype_of, param, split_rng
+from t5x_like.layers.common import dropout, dtype_of, param, split_rng
 from t5x_like.layers.embeddings import Embed
 from t5x_like.layers.norms import Norm
 from t5x_like.layers.positions import LearnedPositions, RelativePositionBias
 from t5x_like.layers.transformer import Stack
-from t5x_like.models import skill
+from t5x_like.models import heads, skill
 from t5x_like.models.base import LanguageModel, side_inputs
+from t5x_like.models.losses import cross_entropy
 
 
 class EncoderOnly(LanguageModel):
@@ -47,14 +48,22 @@ class EncoderOnly(LanguageModel):
     self.stack = Stack(cfg, cfg.num_layers, causal=False, cross=False, rngs=rngs)
     if cfg.norm_position == "pre":
       self.final_norm = Norm(d, **norm)
-    if cfg.mlm_head:
+    lm = cfg.head == "lm"
+    if cfg.head == "classify":
+      self.task_head = heads.ClassifierHead(d, cfg.num_labels, std=std, rngs=rngs)
+    elif cfg.head == "tag":
+      self.task_head = heads.TagHead(d, cfg.num_labels, std=std, rngs=rngs)
+    if cfg.nsp:
+      self.nsp_head = heads.ClassifierHead(d, 2, std=std, rngs=rngs)
+    # A task head replaces the MLM head: a warm start leaves the checkpoint's MLM weights unread.
+    if cfg.mlm_head and lm:
       # BERT re-projects the final states before the vocabulary projection; the hidden
       # side of this d x d dense is sharded like an MLP's.
       self.mlm_dense = param(rngs, (d, d), ("embed", "mlp"), std=std)
       self.mlm_dense_bias = param(rngs, (d,), ("mlp",), init="zeros")
       self.mlm_norm = Norm(d, **norm)
       self.output_bias = param(rngs, (cfg.vocab_size,), ("vocab",), init="zeros")
-    if not cfg.tie_embeddings:
+    if not cfg.tie_embeddings and lm:
       self.head = param(rngs, (d, cfg.vocab_size), ("embed", "vocab"), std=std)
 
   def encode(self, batch: dict, rng: jax.Array | None = None) -> jax.Array:
@@ -77,8 +86,10 @@ class EncoderOnly(LanguageModel):
 
   def features(self, batch: dict, rng: jax.Array | None = None) -> jax.Array:
     """The encoder's states, through BERT's MLM transform if the model has one."""
+    return self._mlm_transform(self.encode(batch, rng))
+
+  def _mlm_transform(self, x_btd: jax.Array) -> jax.Array:
     cfg = self.cfg
-    x_btd = self.encode(batch, rng)
     dt = x_btd.dtype
     if cfg.mlm_head:
       h_btd = jnp.einsum("btd,de->bte", x_btd, self.mlm_dense[...].astype(dt))
@@ -91,6 +102,61 @@ class EncoderOnly(LanguageModel):
       x_btd = self.mlm_norm(h_btd)
     return x_btd
 
+  # ---- task heads (models/heads.py)
+
+  def task_outputs(self, batch: dict, rng: jax.Array | None = None) -> jax.Array:
+    """The head's output: classify `[b, num_labels]` logits, tag `[b, t, num_labels]`
+    logits, embed `[b, 2, d]` pooled states of segments 1 and 2 (not normalised)."""
+    cfg = self.cfg
+    r_enc, r_head = split_rng(rng, 2)
+    x_btd = self.encode(batch, r_enc)
+    _, segments_bt, _ = side_inputs(batch, F.ENCODER)
+    if cfg.head == "classify":
+      pooled_bd = heads.pool(x_btd, segments_bt, 1, cfg.pooling).astype(x_btd.dtype)
+      return self.task_head(dropout(pooled_bd, cfg.dropout_rate, r_head))
+    if cfg.head == "tag":
+      return self.task_head(dropout(x_btd, cfg.dropout_rate, r_head)).astype(jnp.float32)
+    if cfg.head == "embed":
+      return jnp.stack([heads.pool(x_btd, segments_bt, s, cfg.pooling) for s in (1, 2)], axis=1)
+    raise ValueError(f"model.head={cfg.head!r} has no task outputs")
+
+  def loss(self, batch: dict, rng: jax.Array | None = None) -> tuple[jax.Array, dict]:
+    cfg = self.cfg
+    if cfg.head == "lm" and not cfg.nsp:
+      return super().loss(batch, rng)
+    _, segments_bt, _ = side_inputs(batch, F.ENCODER)
+    valid_b = heads.row_valid(segments_bt)
+    if cfg.head == "classify":
+      aux = heads.classification_loss(self.task_outputs(batch, rng), batch[F.ENCODER_CLASS_LABELS][:, 0], valid_b)
+      return aux["nll_sum"], heads.with_zero_z(aux)
+    if cfg.head == "tag":
+      return cross_entropy(self.task_outputs(batch, rng), batch[F.ENCODER_TARGET_TOKENS],
+                           batch[F.ENCODER_LOSS_WEIGHTS])
+    if cfg.head == "embed":
+      pooled = self.task_outputs(batch, rng)
+      aux = heads.info_nce(pooled[:, 0], pooled[:, 1], valid_b, cfg.contrastive_temperature)
+      return aux["nll_sum"], heads.with_zero_z(aux)
+    # MLM + NSP (BERT): the loss is mean MLM + mean NSP; `loss` reports the MLM part and
+    # nsp_loss / nsp_accuracy the other.
+    r_enc, r_head = split_rng(rng, 2)
+    x_btd = self.encode(batch, r_enc)
+    total, aux = cross_entropy(self.head_logits(self._mlm_transform(x_btd)), batch[F.ENCODER_TARGET_TOKENS],
+                               batch[F.ENCODER_LOSS_WEIGHTS], cfg.z_loss)
+    pooled_bd = heads.pool(x_btd, segments_bt, 1, cfg.pooling).astype(x_btd.dtype)
+    nsp = heads.classification_loss(self.nsp_head(dropout(pooled_bd, cfg.dropout_rate, r_head)),
+                                    batch[F.ENCODER_CLASS_LABELS][:, 0], valid_b)
+    scale = jax.lax.stop_gradient(aux["weight_sum"] / jnp.maximum(nsp["weight_sum"], 1.0))
+    aux["extra"] = {"nsp_loss": jnp.stack([nsp["nll_sum"], nsp["weight_sum"]]),
+                    "nsp_accuracy": jnp.stack([nsp["correct_sum"], nsp["weight_sum"]])}
+    return total + scale * nsp["nll_sum"], aux
+
   def predict(self, batch: dict, **unused) -> jax.Array:
-    """The most likely token at every position, `[b, t]` (fills in the masked tokens)."""
-    return jnp.argmax(self(batch), axis=-1).astype(jnp.int32)
+    """The LM head: the most likely token at every position, `[b, t]` (fills in the
+    masked tokens). Task heads: the class `[b]`, the tag of every token `[b, t]`, or the
+    L2-normalised embeddings `[b, 2, d]` of segments 1 and 2."""
+    if self.cfg.head == "lm":
+      return jnp.argmax(self(batch), axis=-1).astype(jnp.int32)
+    out = self.task_outputs(batch)
+    if self.cfg.head == "embed":
+      return out / jnp.maximum(jnp.linalg.norm(out, axis=-1, keepdims=True), 1e-6)
+    return jnp.argmax(out, axis=-1).astype(jnp.int32)

@@ -62,7 +62,10 @@ def run_eval(cfg: Config, workdir: str, *, checkpoint_path: str = "", all_checkp
   rows = []
   try:
     for step_dir in step_dirs:
-      params = checkpoint.load_params(step_dir, setup.abstract_state["params"], to_dict(cfg)["model"])
+      params, fresh = checkpoint.load_params(step_dir, setup.abstract_state["params"], to_dict(cfg)["model"])
+      if fresh:
+        raise ConfigError(f"{step_dir} has no {', '.join(fresh)}: it was not trained with model.head="
+                          f"{cfg.model.head}; evaluate it with the model config it was trained with")
       step = int(checkpoint.read_meta(step_dir).get("step", os.path.basename(step_dir)))
       row = final_evaluation(setup, params, feed, n)
       if not row:

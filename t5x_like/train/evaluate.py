@@ -7,6 +7,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from t5x_like.config import TASK_OBJECTIVES
 from t5x_like.train.feed import Feed, next_batch
 
 
@@ -37,12 +38,13 @@ def evaluate(setup, params, feed: Feed, max_batches: int, transform=None, check=
       histogram += np.bincount(batch[side.target_tokens].reshape(-1)[w > 0], weights=w[w > 0],
                                minlength=histogram.size)[:histogram.size]
     aux = jax.device_get(setup.eval_step(params, feed.global_batch(batch)))
-    sums = aux if sums is None else {k: sums[k] + aux[k] for k in sums}
+    sums = aux if sums is None else jax.tree.map(np.add, sums, aux)
   if not sums or sums["weight_sum"] == 0:
     return {}
+  extra = {f"eval_{name}": float(v[0] / max(v[1], 1.0)) for name, v in sums.get("extra", {}).items()}
   return {"eval_loss": float(sums["nll_sum"] / sums["weight_sum"]),
           "eval_accuracy": float(sums["correct_sum"] / sums["weight_sum"]),
-          "eval_tokens": float(sums["weight_sum"])}
+          "eval_tokens": float(sums["weight_sum"]), **extra}
 
 
 def final_evaluation(setup, params, feed: Feed, max_batches: int, check=None, unigram=None) -> dict:
@@ -68,9 +70,10 @@ def final_evaluation(setup, params, feed: Feed, max_batches: int, check=None, un
 
 def skill_score(cfg, setup, params, tokenizer_path: str) -> dict:
   """The family's skill score on `train.skill_eval_examples` held-out problems ({} when
-  disabled, or when the data is not the built-in corpus)."""
+  disabled, or when the data is not the built-in corpus: fine-tuning tasks report their
+  own metrics, `train/task_eval.py`)."""
   n = cfg.train.skill_eval_examples
-  if n <= 0 or cfg.data.source != "synthetic":
+  if n <= 0 or cfg.data.source != "synthetic" or cfg.data.objective in TASK_OBJECTIVES or cfg.model.head != "lm":
     return {}
   from flax import nnx
 

@@ -52,7 +52,7 @@ class Feed:
     return pipeline.make_dataset(self.cfg.data, files=files, tokenizer_path=self.files.tokenizer,
                                  batch_size=self.per_host_batch, process_index=jax.process_index(),
                                  process_count=jax.process_count(), shuffle=shuffle, repeat=repeat,
-                                 skip_batches=skip)
+                                 skip_batches=skip, num_labels=self.cfg.model.num_labels)
 
   def restart_after(self, tokens_seen: float) -> int:
     """A fresh training stream that skips the batches worth `tokens_seen` tokens at today's

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from t5x_like.checkpoint import Checkpointer, meta_for
-from t5x_like.config import Config, to_dict
+from t5x_like.config import TASK_OBJECTIVES, Config, to_dict
 from t5x_like.train import evaluate
 from t5x_like.train.feed import Feed, batch_fingerprint
 from t5x_like.train.guards import NonFiniteGuard, StopFlag, StopRequested
@@ -178,8 +178,8 @@ class EvalHook(Hook):
     when the training input is not files, e.g. TFDS or mixtures)."""
     from t5x_like.data import tokenizer
 
-    if not run.feed.files.train:
-      return None
+    if not run.feed.files.train or run.cfg.data.objective in TASK_OBJECTIVES or run.cfg.model.head != "lm":
+      return None  # labelled examples: no document text to count
     try:
       return tokenizer.unigram_log_probs(tokenizer.Tokenizer(run.feed.files.tokenizer), run.feed.files.train,
                                          run.cfg.model.vocab_size)
@@ -262,7 +262,9 @@ class ProfileHook(Hook):
 
 def default_hooks(cfg: Config, tokenizer_path: str) -> list[Hook]:
   """The hooks of a training run, in the order they run at a step."""
+  from t5x_like.train.task_eval import TaskEvalHook
+
   t = cfg.train
   return [ThroughputHook(t.log_every, cfg), EvalHook(t.eval_every), SkillHook(0, tokenizer_path),
-          WriteHook(), CheckpointHook(cfg.checkpoint.every_steps),
+          TaskEvalHook(t.eval_every, tokenizer_path), WriteHook(), CheckpointHook(cfg.checkpoint.every_steps),
           ProfileHook(t.profile_from_step, t.profile_steps)]

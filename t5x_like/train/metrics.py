@@ -56,4 +56,7 @@ def progress_line(step: int, total: int, m: dict) -> str:
     parts.insert(6, f"pack {100 * m['packing']:.0f}%")
   if "eval_loss" in m:
     parts.append(f"eval_loss {m['eval_loss']:.4f}")
+  # Fine-tuning: the task's metrics and NSP's, as they are computed.
+  parts += [f"{k} {m[k]:.3f}" for k in sorted(m) if (k.startswith("task_") and k != "task_examples"
+                                                      and not k.startswith("task_gold")) or "nsp_" in k]
   return " | ".join(parts)

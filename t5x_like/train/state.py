@@ -67,7 +67,7 @@ def build_setup(cfg: Config, mesh: Mesh, rules) -> TrainSetup:
                              is_leaf=_is_axes)
   param_shardings = jax.tree.map(lambda s: NamedSharding(mesh, s), param_specs,
                                  is_leaf=lambda x: isinstance(x, PartitionSpec))
-  tx = make_optimizer(cfg.optimizer, cfg.train.steps, logical)
+  tx = make_optimizer(cfg.optimizer, cfg.train.steps, logical, abs_params)
   abs_opt = jax.eval_shape(tx.init, abs_params)
   # Optimizer moments mirror the parameter they belong to; scalars (count) are replicated.
   opt_shardings = _opt_shardings(abs_opt, abs_params, param_shardings, mesh)

@@ -30,6 +30,11 @@ def _microbatches(batch: dict, n: int) -> dict:
   return jax.tree.map(split, batch)
 
 
+def extra_metrics(aux: dict) -> dict:
+  """A model's extra metrics (`aux["extra"]`: {name: [numerator, denominator]}), divided."""
+  return {name: v[0] / jnp.maximum(v[1], 1.0) for name, v in aux.get("extra", {}).items()}
+
+
 def make_train_step(setup: TrainSetup, cfg: Config):
   """Returns `train_step(state, batch, rng) -> (state, metrics)`, jitted and donating state."""
   graphdef, tx = setup.graphdef, setup.tx
@@ -61,8 +66,10 @@ def make_train_step(setup: TrainSetup, cfg: Config):
           g, a = grad_fn(params, mb, jax.random.fold_in(rng, i))
           return jax.tree.map(jnp.add, carry, (g, a)), None
 
+        first = jax.tree.map(lambda x: x[0], micro)
+        aux_shape = jax.eval_shape(lambda p, b, r: grad_fn(p, b, r)[1], params, first, rng)
         zeros = (jax.tree.map(jnp.zeros_like, params),
-                 {k: jnp.zeros((), jnp.float32) for k in ("nll_sum", "z_loss_sum", "correct_sum", "weight_sum")})
+                 jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), aux_shape))
         (grads, aux), _ = jax.lax.scan(body, zeros, (micro, jnp.arange(accum)))
       # Losses are sums over tokens: divide once by the batch's total weight.
       denom = jnp.maximum(aux["weight_sum"], 1.0)
@@ -84,6 +91,7 @@ def make_train_step(setup: TrainSetup, cfg: Config):
           "learning_rate": schedule(state["step"]),
           "tokens": aux["weight_sum"],
           "skipped": 1.0 - finite.astype(jnp.float32),
+          **extra_metrics(aux),
       }
     return new_state, metrics
 

@@ -36,6 +36,10 @@ def format_summary(s: dict) -> str:
   if "skill_accuracy" in s:
     lines.append(f"{s.get('skill_name', 'skill')}: {100 * s['skill_accuracy']:.1f}% "
                  f"of {int(s['skill_examples'])}")
+  task = [f"{k[5:]} {s[k]:.4f}" for k in sorted(s) if k.startswith("task_") and isinstance(s[k], float)]
+  task += [f"{k[5:]} {s[k]:.4f}" for k in sorted(s) if k.startswith("eval_nsp_")]
+  if task:
+    lines.append("held-out task metrics: " + " | ".join(task))
   if "arithmetic_fill_accuracy" in s:
     lines.append(f"arithmetic answer as a noise span (greedy): "
                  f"{100 * s['arithmetic_fill_accuracy']:.1f}% of {int(s['skill_examples'])}")

@@ -205,7 +205,8 @@ def test_init_from_loads_params_of_both_layouts(tmp_path, data, base):
                                         meta=ocp.args.JsonSave({"model": {}, "source": "test"})))
   abstract = _abstract_params(data)
   for path in (step_dir, str(out / "0")):
-    got = ckpt_lib.load_params(path, abstract)
+    got, fresh = ckpt_lib.load_params(path, abstract)
+    assert fresh == []
     for (k, a), b in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want), strict=True):
       assert a.sharding == ckpt_lib.params._flat(abstract)["/".join(p.key for p in k)].sharding
       np.testing.assert_array_equal(a, b)

@@ -1,0 +1,174 @@
+"""Fine-tuning tasks built from the project's own corpus (`synthetic.py`), so the tests and
+the tiny runs need no downloads. Each is written as JSON lines in the field layout users
+give their own data (`data.task`), and read by the same code.
+
+- grammar_check (classification): a templated sentence is `correct`, or `wrong` with one
+  word put in a slot of another category ("the red fox greets a big sees ."). The words
+  misplaced in the eval split are never misplaced in the train split: a model pretrained
+  on the corpus knows every word's category, one trained from scratch on the labels knows
+  only the misplacements it was shown.
+- grammar_tags (tagging): two or three such clauses with zero to two misplaced words, each
+  tagged B-ERR (the rest O); the same train/eval split of the misplaced words.
+- arith_check (classification): "17 + 2 = 19 ." is `correct` or `wrong` (half are off by
+  1-3), which needs the addition table.
+- arith_pair (sentence-pair classification): text "17 + 2 =", text_pair "19"; same labels.
+- error_tags (tagging): a sentence of two to four clauses (equations, counting runs,
+  templated sentences); the words of each wrong equation are tagged B-ERR I-ERR ...,
+  everything else O. Span F1 scores the wrong equations found.
+- arith_qa (seq2seq and completion): input/prompt "compute : 17 + 2", target/completion "19".
+- paraphrase (pairs): a templated sentence and its passive form ("the red fox sees a dog"
+  / "a dog is seen by the red fox"); the other pairs of a batch are the negatives.
+
+Train and eval examples come from separate random streams.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+
+from t5x_like.data import synthetic
+
+LABELS = {"grammar_check": ["wrong", "correct"], "grammar_tags": ["O", "B-ERR", "I-ERR"],
+          "arith_check": ["wrong", "correct"], "arith_pair": ["wrong", "correct"],
+          "error_tags": ["O", "B-ERR", "I-ERR"]}
+DEFAULT_TASK = {"classification": "grammar_check", "tagging": "grammar_tags", "seq2seq": "arith_qa",
+                "completion": "arith_qa", "pairs": "paraphrase"}
+_PASSIVE = {"sees": "seen", "likes": "liked", "follows": "followed", "helps": "helped", "finds": "found",
+            "chases": "chased", "watches": "watched", "greets": "greeted"}
+
+
+def _equation(rng: random.Random, wrong: bool) -> tuple[str, str, str]:
+  """(prompt "a + b =", shown answer, true answer)."""
+  prompt, answer = synthetic.arithmetic_problem(rng)
+  if not wrong:
+    return prompt, answer, answer
+  delta = rng.choice([-3, -2, -1, 1, 2, 3])
+  return prompt, str(int(answer) + delta), answer
+
+
+def arith_check(rng: random.Random) -> dict:
+  wrong = rng.random() < 0.5
+  prompt, shown, _ = _equation(rng, wrong)
+  return {"text": f"{prompt} {shown} .", "label": "wrong" if wrong else "correct"}
+
+
+def arith_pair(rng: random.Random) -> dict:
+  wrong = rng.random() < 0.5
+  prompt, shown, _ = _equation(rng, wrong)
+  return {"text": prompt, "text_pair": shown, "label": "wrong" if wrong else "correct"}
+
+
+def error_tags(rng: random.Random) -> dict:
+  words, tags = [], []
+  for _ in range(rng.randint(2, 4)):
+    kind = rng.random()
+    if kind < 0.6:
+      wrong = rng.random() < 0.4
+      prompt, shown, _ = _equation(rng, wrong)
+      clause = f"{prompt} {shown}".split()
+      tags += (["B-ERR"] + ["I-ERR"] * (len(clause) - 1)) if wrong else ["O"] * len(clause)
+      words += clause
+      words.append(".")
+      tags.append("O")
+    else:
+      # sentence() may draw a (correct) equation too: only checking the sum tells them apart.
+      clause = (synthetic.sentence(rng) if kind < 0.8 else synthetic._templated(rng)).split()
+      words += clause
+      tags += ["O"] * len(clause)
+  return {"tokens": words, "tags": tags}
+
+
+_CATEGORIES = {"ADJ": synthetic._ADJ, "NOUN": synthetic._NOUN, "VERB": tuple(sorted(_PASSIVE))}
+
+
+def _clause(rng: random.Random) -> list[tuple[str, str]]:
+  """A templated clause as (word, category) pairs; "" for the fixed words."""
+  adj, noun = lambda: (rng.choice(synthetic._ADJ), "ADJ"), lambda: (rng.choice(synthetic._NOUN), "NOUN")
+  words = [("the", ""), adj()] + ([adj()] if rng.random() < 0.3 else []) + [noun()]
+  words += [(rng.choice(_CATEGORIES["VERB"]), "VERB"), ("a", ""), adj(), noun()]
+  if rng.random() < 0.5:
+    words += [(w, "") for w in rng.choice(synthetic._PLACE).split()]
+  return words + [(".", "")]
+
+
+def _misplace(rng: random.Random, words: list, split: str) -> int:
+  """Puts a word of another category into a random slot; returns the slot. The words
+  inserted are the even-numbered of each category's list in the train split and the
+  odd-numbered in the eval split: held-out errors use words never seen misplaced in
+  training, which only a model that knows the categories (from pretraining) recognises."""
+  slots = [i for i, (_, c) in enumerate(words) if c]
+  i = rng.choice(slots)
+  other = rng.choice([c for c in _CATEGORIES if c != words[i][1]])
+  pool = _CATEGORIES[other][split == "eval"::2]
+  words[i] = (rng.choice(pool), "ERR")
+  return i
+
+
+def grammar_check(rng: random.Random, split: str = "train") -> dict:
+  words = _clause(rng)
+  wrong = rng.random() < 0.5
+  if wrong:
+    _misplace(rng, words, split)
+  return {"text": " ".join(w for w, _ in words), "label": "wrong" if wrong else "correct"}
+
+
+def grammar_tags(rng: random.Random, split: str = "train") -> dict:
+  words = [w for _ in range(rng.randint(2, 3)) for w in _clause(rng)]
+  for _ in range(rng.choice([0, 1, 1, 2])):
+    _misplace(rng, words, split)
+  return {"tokens": [w for w, _ in words], "tags": ["B-ERR" if c == "ERR" else "O" for _, c in words]}
+
+
+def arith_qa(rng: random.Random) -> dict:
+  prompt, answer = synthetic.arithmetic_problem(rng)
+  question = "compute : " + prompt[:-2]  # "17 + 2 =" -> "compute : 17 + 2"
+  return {"input": question, "target": answer, "prompt": question, "completion": answer}
+
+
+def paraphrase(rng: random.Random) -> dict:
+  adj, noun, place = synthetic._ADJ, synthetic._NOUN, synthetic._PLACE
+  subject = f"the {rng.choice(adj)} {rng.choice(noun)}"
+  obj = f"a {rng.choice(adj)} {rng.choice(noun)}"
+  verb = rng.choice(sorted(_PASSIVE))
+  where = f" {rng.choice(place)}" if rng.random() < 0.5 else ""
+  return {"text": f"{subject} {verb} {obj}{where} .", "text_pair": f"{obj} is {_PASSIVE[verb]} by {subject}{where} ."}
+
+
+TASKS = {"grammar_check": grammar_check, "grammar_tags": grammar_tags, "arith_check": arith_check,
+         "arith_pair": arith_pair, "error_tags": error_tags, "arith_qa": arith_qa, "paraphrase": paraphrase}
+_SPLIT_AWARE = ("grammar_check", "grammar_tags")
+
+
+def write_task(out_dir: str, task: str, *, num_train: int, num_eval: int, seed: int = 0) -> dict:
+  """Writes `task-NAME-train.jsonl` and `task-NAME-eval.jsonl` (whole files, renamed into
+  place; a `.params.json` beside each says what it holds, so a rerun with the same
+  parameters keeps it); returns the two paths."""
+  os.makedirs(out_dir, exist_ok=True)
+  paths = {}
+  for split, n in (("train", num_train), ("eval", num_eval)):
+    path = os.path.join(out_dir, f"task-{task}-{split}.jsonl")
+    params = {"task": task, "split": split, "n": n, "seed": seed, "version": synthetic.FORMAT_VERSION}
+    paths[split] = path
+    marker = path + ".params.json"
+    try:
+      with open(marker) as f:
+        if json.load(f) == params and os.path.exists(path):
+          continue
+    except (OSError, ValueError):
+      pass
+    rng = random.Random(f"t5x_like.builtin_tasks/{task}/{split}/{seed}")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+      for _ in range(n):
+        example = TASKS[task](rng, split) if task in _SPLIT_AWARE else TASKS[task](rng)
+        f.write(json.dumps(example) + "\n")
+    os.replace(tmp, path)
+    with open(marker + ".tmp", "w") as f:
+      json.dump(params, f)
+    os.replace(marker + ".tmp", marker)
+  return paths
+
+
+__all__ = ["DEFAULT_TASK", "LABELS", "TASKS", "write_task"]

@@ -1,0 +1,56 @@
+"""The built-in fine-tuning tasks (data/builtin_tasks.py): well-formed examples, balanced
+labels, tags that match the words, and held-out errors made of words never misplaced in
+training."""
+
+import json
+import random
+
+from t5x_like.data import builtin_tasks as B
+from t5x_like.data import synthetic
+
+
+def _read(path):
+  return [json.loads(line) for line in open(path)]
+
+
+def test_every_task_writes_its_fields_once_and_keeps_them(tmp_path):
+  fields = {"grammar_check": {"text", "label"}, "grammar_tags": {"tokens", "tags"}, "arith_check": {"text", "label"},
+            "arith_pair": {"text", "text_pair", "label"}, "error_tags": {"tokens", "tags"},
+            "arith_qa": {"input", "target", "prompt", "completion"}, "paraphrase": {"text", "text_pair"}}
+  assert set(fields) == set(B.TASKS)
+  for task, want in fields.items():
+    paths = B.write_task(str(tmp_path), task, num_train=50, num_eval=10)
+    rows = _read(paths["train"])
+    assert len(rows) == 50 and len(_read(paths["eval"])) == 10
+    assert all(set(r) == want for r in rows)
+    mtime = (tmp_path / f"task-{task}-train.jsonl").stat().st_mtime_ns
+    B.write_task(str(tmp_path), task, num_train=50, num_eval=10)  # the same parameters: kept as is
+    assert (tmp_path / f"task-{task}-train.jsonl").stat().st_mtime_ns == mtime
+    assert rows != _read(paths["eval"])[:10]
+
+
+def test_grammar_errors_use_disjoint_words_in_train_and_eval():
+  misplaced = {"train": set(), "eval": set()}
+  labels = []
+  for split in misplaced:
+    rng = random.Random(split)
+    for _ in range(2000):
+      ex = B.grammar_tags(rng, split)
+      assert len(ex["tokens"]) == len(ex["tags"])
+      misplaced[split] |= {w for w, t in zip(ex["tokens"], ex["tags"], strict=True) if t == "B-ERR"}
+      labels.append(B.grammar_check(rng, split)["label"])
+  assert misplaced["train"] and misplaced["eval"] and not misplaced["train"] & misplaced["eval"]
+  assert abs(labels.count("wrong") / len(labels) - 0.5) < 0.03
+
+
+def test_arithmetic_labels_follow_the_sums():
+  rng = random.Random(0)
+  for _ in range(500):
+    ex = B.arith_check(rng)
+    a, op, b, _, shown, _ = ex["text"].split()
+    true = int(a) + int(b) if op == "+" else int(a) - int(b)
+    assert (int(shown) == true) == (ex["label"] == "correct")
+    qa = B.arith_qa(rng)
+    _, _, a, op, b = qa["input"].split()
+    assert int(qa["target"]) == (int(a) + int(b) if op == "+" else int(a) - int(b))
+    assert max(int(a), int(b)) <= synthetic.MAX_OPERAND
