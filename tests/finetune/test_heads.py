@@ -71,15 +71,15 @@ def _fit(head, batch, steps=60, **model):
 
   @jax.jit
   def step(p, o, rng):
-    (l, aux), g = jax.value_and_grad(loss, has_aux=True)(p, rng)
+    (value, aux), g = jax.value_and_grad(loss, has_aux=True)(p, rng)
     u, o = tx.update(g, o, p)
-    return optax.apply_updates(p, u), o, l, aux["correct_sum"] / aux["weight_sum"]
+    return optax.apply_updates(p, u), o, value, aux["correct_sum"] / aux["weight_sum"]
 
   first = None
   for i in range(steps):
-    params, opt, l, acc = step(params, opt, jax.random.key(i))
-    first = float(l) if first is None else first
-  return first, float(l), float(acc)
+    params, opt, value, acc = step(params, opt, jax.random.key(i))
+    first = float(value) if first is None else first
+  return first, float(value), float(acc)
 
 
 def test_each_head_learns_a_task_its_inputs_determine():
