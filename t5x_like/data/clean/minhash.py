@@ -3,7 +3,8 @@
 Our own few lines rather than datasketch: the signature must be a pure function of the
 text and a fixed seed (so every Beam worker and every process computes the same one), and
 numpy does the work in one vectorised step per document. A shingle is `k` consecutive
-lower-cased words (punctuation dropped, so edits to it do not count), hashed with CRC32;
+lower-cased words (punctuation dropped, so edits to it do not count), hashed as
+`shingle_hashes` says;
 permutation i is `((a_i h + b_i) mod (2^61 - 1)) mod 2^32`, as in datasketch.
 """
 
@@ -35,10 +36,21 @@ def shingles(text: str, k: int) -> set[str]:
   return {" ".join(words[i:i + k]) for i in range(len(words) - k + 1)}
 
 
+def shingle_hashes(text: str, k: int) -> np.ndarray:
+  """32-bit hashes of the distinct k-word shingles: each word's CRC32, combined over k
+  words as a rolling 64-bit polynomial hash, folded to 32 bits (vectorised; the same
+  values in every process, unlike Python's salted `hash`)."""
+  words = _WORD.findall(text.lower()) or [""]
+  ids = np.fromiter((zlib.crc32(w.encode()) for w in words), dtype=np.uint64, count=len(words))
+  h = ids.copy()
+  for i in range(1, min(k, len(words))):
+    h = h[:-1] * np.uint64(1_000_003) + ids[i:]
+  return np.unique((h ^ (h >> np.uint64(32))) & _MASK)
+
+
 def signature(text: str, k: int, num_perm: int, seed: int) -> np.ndarray:
   """The MinHash signature (num_perm uint32 values) of the text's k-word shingles."""
-  grams = shingles(text, k)
-  hashes = np.fromiter((zlib.crc32(g.encode()) for g in grams), dtype=np.uint64, count=len(grams))
+  hashes = shingle_hashes(text, k)
   a, b = _permutations(num_perm, seed)
   values = ((hashes[:, None] * a + b) % _PRIME) & _MASK
   return values.min(axis=0).astype(np.uint32)

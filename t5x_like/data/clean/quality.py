@@ -11,13 +11,17 @@ once (n = 5..10).
 
 from __future__ import annotations
 
-import collections
+import itertools
+import re
+
+import numpy as np
 
 from t5x_like.data.clean.options import CleanOptions
 
 # Filter names in the order they run (the cheapest first): the report's rows.
 FILTERS = ("min_words", "max_words", "mean_word_length", "symbol_ratio", "alpha_words",
            "line_punct", "dup_lines", "top_ngram", "dup_ngram", "stop_words")
+_WITH_LETTER = re.compile(r"\S*[^\W\d_]\S*")
 _END_PUNCT = (".", "!", "?", '"', "'", "\u201d", "\u2019", "\u3002", "\uff01", "\uff1f", ":", ")")
 
 
@@ -32,31 +36,69 @@ def _dup_line_fractions(lines: list[str]) -> tuple[float, float]:
   return dup / max(1, len(lines)), dup_chars / total_chars
 
 
+def word_ids(words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+  """(id per word, length per word): n-grams are then compared as rolling hashes of ids."""
+  index: dict[str, int] = {}
+  ids = np.fromiter(map(index.setdefault, words, itertools.count()), dtype=np.uint64, count=len(words))
+  return ids, np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+
+
+class NGrams:
+  """The n-grams of a word sequence as 64-bit rolling hashes of word ids (n = 1, 2, ...
+  in turn; a collision needs two different n-grams with one 64-bit hash), with the two
+  Gopher measures for the current n."""
+
+  def __init__(self, words: list[str]):
+    self.ids, self.lengths = word_ids(words)
+    self.total = int(self.lengths.sum()) or 1
+    self.n, self.hashes = 1, self.ids.copy()
+
+  def advance_to(self, n: int) -> None:
+    while self.n < n and len(self.hashes):
+      self.n += 1
+      self.hashes = self.hashes[:-1] * np.uint64(1_000_003) + self.ids[self.n - 1:]
+
+  def _counts(self):
+    _, inverse, counts = np.unique(self.hashes, return_inverse=True, return_counts=True)
+    return inverse, counts
+
+  def top_fraction(self) -> float:
+    """Characters of the most frequent n-gram's occurrences over all word characters."""
+    if len(self.hashes) < 2:
+      return 0.0
+    inverse, counts = self._counts()
+    best = int(counts.argmax())
+    if counts[best] < 2:
+      return 0.0
+    first = int(np.flatnonzero(inverse == best)[0])
+    return int(counts[best]) * int(self.lengths[first:first + self.n].sum()) / self.total
+
+  def dup_fraction(self) -> float:
+    """Characters of the words covered by an n-gram occurring twice or more (each word
+    counted once) over all word characters."""
+    if len(self.hashes) < 2:
+      return 0.0
+    inverse, counts = self._counts()
+    starts = np.flatnonzero(counts[inverse] > 1)
+    if not len(starts):
+      return 0.0
+    edges = np.zeros(len(self.ids) + 1, dtype=np.int64)
+    np.add.at(edges, starts, 1)
+    np.add.at(edges, starts + self.n, -1)
+    covered = np.cumsum(edges[:-1]) > 0
+    return int(self.lengths[covered].sum()) / self.total
+
+
 def top_ngram_fraction(words: list[str], n: int) -> float:
-  """Characters of the most frequent n-gram's occurrences over all word characters."""
-  if len(words) < n:
-    return 0.0
-  counts = collections.Counter(zip(*(words[i:] for i in range(n)), strict=False))
-  gram, count = counts.most_common(1)[0]
-  if count < 2:
-    return 0.0
-  return count * sum(len(w) for w in gram) / (sum(len(w) for w in words) or 1)
+  grams = NGrams(words)
+  grams.advance_to(n)
+  return grams.top_fraction() if len(words) >= n else 0.0
 
 
 def dup_ngram_fraction(words: list[str], n: int) -> float:
-  """Characters of the words covered by any n-gram occurring twice or more (each word
-  counted once), over all word characters."""
-  if len(words) < n:
-    return 0.0
-  grams = list(zip(*(words[i:] for i in range(n)), strict=False))
-  counts = collections.Counter(grams)
-  if len(counts) == len(grams):
-    return 0.0
-  covered = [False] * len(words)
-  for i, gram in enumerate(grams):
-    if counts[gram] > 1:
-      covered[i:i + n] = [True] * n
-  return sum(len(w) for w, c in zip(words, covered, strict=True) if c) / (sum(len(w) for w in words) or 1)
+  grams = NGrams(words)
+  grams.advance_to(n)
+  return grams.dup_fraction() if len(words) >= n else 0.0
 
 
 def failed_filter(text: str, o: CleanOptions) -> str | None:
@@ -68,7 +110,7 @@ def failed_filter(text: str, o: CleanOptions) -> str | None:
     return "max_words"
   if n == 0:
     return "min_words"
-  mean = sum(len(w) for w in words) / n
+  mean = sum(map(len, words)) / n
   if (o.min_mean_word_len is not None and mean < o.min_mean_word_len) or \
      (o.max_mean_word_len is not None and mean > o.max_mean_word_len):
     return "mean_word_length"
@@ -77,7 +119,7 @@ def failed_filter(text: str, o: CleanOptions) -> str | None:
     if symbols / n > o.max_symbol_ratio:
       return "symbol_ratio"
   if o.min_alpha_words is not None:
-    alpha = sum(any(c.isalpha() for c in w) for w in words)
+    alpha = len(_WITH_LETTER.findall(text))  # one match per word holding a letter
     if alpha / n < o.min_alpha_words:
       return "alpha_words"
   lines = [x.strip() for x in text.split("\n") if x.strip()]
@@ -91,12 +133,18 @@ def failed_filter(text: str, o: CleanOptions) -> str | None:
        (o.max_dup_line_chars is not None and chars > o.max_dup_line_chars):
       return "dup_lines"
   lower = [w.lower() for w in words]
-  for k, limit in o.max_top_ngram or ():
-    if top_ngram_fraction(lower, k) > limit:
-      return "top_ngram"
-  for k, limit in o.max_dup_ngram or ():
-    if dup_ngram_fraction(lower, k) > limit:
-      return "dup_ngram"
+  if o.max_top_ngram or o.max_dup_ngram:
+    grams = NGrams(lower)
+    for k, limit in sorted(o.max_top_ngram or ()):
+      grams.advance_to(k)
+      if n >= k and grams.top_fraction() > limit:
+        return "top_ngram"
+    for k, limit in sorted(o.max_dup_ngram or ()):
+      if k < grams.n:  # the hashes only grow longer
+        grams = NGrams(lower)
+      grams.advance_to(k)
+      if n >= k and grams.dup_fraction() > limit:
+        return "dup_ngram"
   if o.min_stop_words is not None and o.stop_words:
     stop = set(o.stop_words)
     if len(stop.intersection(lower)) < min(o.min_stop_words, len(stop)):
