@@ -78,7 +78,9 @@ def parser() -> argparse.ArgumentParser:
   tok = sub.add_parser("tokenizer", help="SentencePiece tokenizer tools")
   toksub = tok.add_subparsers(dest="tok_command", required=True)
   tt = toksub.add_parser("train", help="train a SentencePiece model on text files")
-  tt.add_argument("--input", required=True, help="glob of text files, one document per line")
+  tt.add_argument("--input", required=True, help="glob of text files, one document per line, or of JSONL files "
+                                                 "(.jsonl/.json: their --field, e.g. `data clean` output)")
+  tt.add_argument("--field", default="text", help="JSONL files: the field holding the text")
   tt.add_argument("--vocab-size", type=int, required=True)
   tt.add_argument("--output", required=True, help="path of the .model file to write (a .json card goes beside it)")
   tt.add_argument("--model-type", default="unigram", choices=["unigram", "bpe"])
