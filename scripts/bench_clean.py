@@ -168,6 +168,14 @@ def near_dup_table(seed: int = 0, n_distinct: int = 2000, n_copies: int = 1000) 
           f"{100 * len(gone & heavy) / len(heavy):>11.1f}% {100 * len(gone - light - heavy) / n_distinct:>10.2f}%")
 
 
+def _cpu_seconds() -> float:
+  """User + system time of this process and its finished children (the pool's workers):
+  on a machine shared with other jobs, wall-clock rates say as much about them as about us."""
+  import resource
+  own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+  return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def main() -> None:
   ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   ap.add_argument("--input", default="", help="JSONL glob to measure (default: generate --mb MB)")
@@ -191,13 +199,15 @@ def main() -> None:
   print(f"{'stage':<38}{'docs/s':>10}{'MB/s':>8}")
   for name, docs, nbytes, secs in _stage_times(paths[0], args.stage_mb):
     print(f"{name:<38}{docs / secs:>10,.0f}{nbytes / 1e6 / secs:>8.2f}")
-  print(f"\nwhole run, {size / 1e6:.1f} MB ({os.cpu_count()} cores here):")
+  print(f"\nwhole run, {size / 1e6:.1f} MB ({os.cpu_count()} cores here, load average "
+        f"{os.getloadavg()[0]:.1f} before it):")
   for workers in (1, os.cpu_count() or 1):
-    start = time.time()
+    start, cpu = time.time(), _cpu_seconds()
     rep = clean(paths, os.path.join(tmp, f"out{workers}"), CleanOptions(), workers=workers)
-    secs = time.time() - start
+    secs, cpu = time.time() - start, _cpu_seconds() - cpu
     print(f"  {workers} worker(s): {secs:.1f} s, {rep['input_docs'] / secs:,.0f} docs/s, "
-          f"{size / 1e6 / secs:.2f} MB/s; kept {rep['kept_docs']:,} of {rep['input_docs']:,} documents")
+          f"{size / 1e6 / secs:.2f} MB/s ({cpu:.0f} CPU s: {size / 1e6 / cpu:.2f} MB per CPU s); "
+          f"kept {rep['kept_docs']:,} of {rep['input_docs']:,} documents")
     if workers == 1 and (os.cpu_count() or 1) == 1:
       break
   print("\nremoved per stage (whole run):")

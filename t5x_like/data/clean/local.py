@@ -15,7 +15,7 @@ import os
 from t5x_like.data.clean import dedup, document, inputs, output
 from t5x_like.data.clean.options import CleanOptions
 
-_BATCH_DOCS, _BATCH_BYTES = 512, 4 << 20
+_BATCH_DOCS, _BATCH_BYTES = 256, 1 << 20  # small enough that the workers stay evenly busy
 
 
 def _batches(units, fmt, opts):

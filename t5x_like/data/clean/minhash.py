@@ -4,8 +4,9 @@ Our own few lines rather than datasketch: the signature must be a pure function 
 text and a fixed seed (so every Beam worker and every process computes the same one), and
 numpy does the work in one vectorised step per document. A shingle is `k` consecutive
 lower-cased words (punctuation dropped, so edits to it do not count), hashed as
-`shingle_hashes` says;
-permutation i is `((a_i h + b_i) mod (2^61 - 1)) mod 2^32`, as in datasketch.
+`shingle_hashes` says. Permutation i is the multiply-add-shift hash
+`((a_i h + b_i) mod 2^64) >> 32` with random 64-bit a_i (odd) and b_i, Dietzfelbinger's
+universal family: the mod is uint64 wrap-around, so no division is needed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import zlib
 
 import numpy as np
 
-_PRIME = np.uint64((1 << 61) - 1)
 _MASK = np.uint64((1 << 32) - 1)
 _WORD = re.compile(r"\w+")
 
@@ -24,8 +24,8 @@ _WORD = re.compile(r"\w+")
 @functools.lru_cache(maxsize=8)
 def _permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
   rng = np.random.default_rng(seed)
-  a = rng.integers(1, (1 << 32) - 1, num_perm, dtype=np.uint64)  # < 2^32: a*h fits 64 bits
-  b = rng.integers(0, (1 << 32) - 1, num_perm, dtype=np.uint64)
+  a = rng.integers(0, np.iinfo(np.uint64).max, num_perm, dtype=np.uint64, endpoint=True) | np.uint64(1)
+  b = rng.integers(0, np.iinfo(np.uint64).max, num_perm, dtype=np.uint64, endpoint=True)
   return a, b
 
 
@@ -52,7 +52,8 @@ def signature(text: str, k: int, num_perm: int, seed: int) -> np.ndarray:
   """The MinHash signature (num_perm uint32 values) of the text's k-word shingles."""
   hashes = shingle_hashes(text, k)
   a, b = _permutations(num_perm, seed)
-  values = ((hashes[:, None] * a + b) % _PRIME) & _MASK
+  with np.errstate(over="ignore"):  # the wrap-around is the mod 2^64
+    values = (hashes[:, None] * a + b) >> np.uint64(32)
   return values.min(axis=0).astype(np.uint32)
 
 
