@@ -207,7 +207,7 @@ def _add_clean_parsers(dsub) -> None:
   cl.add_argument("--split", default="train", help="--format tfds: the split to clean")
   cl.add_argument("--bad-utf8", default="drop", choices=["drop", "replace"],
                   help="documents that are not UTF-8: drop them (counted) or replace bad bytes, then clean")
-  cl.add_argument("--jaccard", type=float, default=0.8, help="near-duplicate threshold (word 5-gram Jaccard)")
+  cl.add_argument("--jaccard", type=float, default=0.7, help="near-duplicate threshold (word 5-gram Jaccard)")
   cl.add_argument("--pii", action="store_true", help="mask e-mail addresses and phone numbers")
   cl.add_argument("--languages", default="", help="keep only these languages, e.g. en,de (needs py3langid)")
   cl.add_argument("--tfrecord", action="store_true", help="also write tf.train.Example shards")

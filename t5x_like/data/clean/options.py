@@ -47,7 +47,7 @@ class CleanOptions:
   # Deduplication.
   exact_dedup: bool = True
   near_dedup: bool = True
-  jaccard: float = 0.8              # near-duplicate threshold on word-shingle Jaccard similarity
+  jaccard: float = 0.7              # near-duplicate threshold on word-shingle Jaccard (docs/data.md: why 0.7)
   shingle: int = 5                  # words per shingle
   num_perm: int = 128               # MinHash permutations
   seed: int = 1                     # MinHash permutation seed (fixed: same input, same output)

@@ -5,6 +5,7 @@ import pytest
 from clean_corpus import CLEAN, planted_corpus
 
 from t5x_like.data.clean import dedup, minhash
+from t5x_like.data.clean.options import CleanOptions
 
 
 def _near(docs, threshold, num_perm=128):
@@ -30,7 +31,7 @@ def test_signature_estimates_jaccard():
 
 def test_planted_near_copies_go_and_distinct_documents_stay():
   docs, distinct, copies = planted_corpus(400, 100, seed=3)
-  removed = _near(docs, 0.8)
+  removed = _near(docs, CleanOptions().jaccard)
   recall = len(removed & copies) / len(copies)
   false_positive = len(removed & distinct) / len(distinct)
   assert recall >= 0.9, recall
