@@ -112,3 +112,14 @@ def test_cli_prints_the_table(tmp_path, capsys):
   assert "exact_dup" in out and "kept" in out and "wrote 1 shards" in out
   with pytest.raises(DataError):
     clean([str(tmp_path / "a.txt")], str(tmp_path / "o"), CleanOptions())
+
+
+def test_tfds_input(tmp_path):
+  from t5x_like.data.build import build_tfds
+  (tmp_path / "a.txt").write_text(CLEAN + "\nshort\n" + CLEAN + "\n")
+  build_tfds(str(tmp_path / "a.txt"), "clean_input_test", str(tmp_path / "tfds"), validation_fraction=0)
+  rep = clean(["clean_input_test:1.0.0"], str(tmp_path / "out"), CleanOptions(fmt="tfds"),
+              data_dir=str(tmp_path / "tfds"), split="train", workers=1)
+  _accounted(rep)
+  assert rep["input_docs"] == 3 and rep["kept_docs"] == 1
+  assert _lines(tmp_path / "out") == [{"text": CLEAN}]
