@@ -58,28 +58,33 @@ class NGrams:
       self.n += 1
       self.hashes = self.hashes[:-1] * np.uint64(1_000_003) + self.ids[self.n - 1:]
 
-  def _counts(self):
-    _, inverse, counts = np.unique(self.hashes, return_inverse=True, return_counts=True)
-    return inverse, counts
+  def _counts(self) -> np.ndarray:
+    """How often each position's n-gram occurs (np.unique's work, without its overhead:
+    this runs 9 times a document)."""
+    order = np.argsort(self.hashes)
+    ordered = self.hashes[order]
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1], [True])))
+    sizes = np.diff(starts)
+    out = np.empty(len(order), dtype=np.int64)
+    out[order] = np.repeat(sizes, sizes)
+    return out
 
   def top_fraction(self) -> float:
     """Characters of the most frequent n-gram's occurrences over all word characters."""
     if len(self.hashes) < 2:
       return 0.0
-    inverse, counts = self._counts()
-    best = int(counts.argmax())
-    if counts[best] < 2:
+    counts = self._counts()
+    first = int(counts.argmax())  # the first position of (one of) the most frequent n-grams
+    if counts[first] < 2:
       return 0.0
-    first = int(np.flatnonzero(inverse == best)[0])
-    return int(counts[best]) * int(self.lengths[first:first + self.n].sum()) / self.total
+    return int(counts[first]) * int(self.lengths[first:first + self.n].sum()) / self.total
 
   def dup_fraction(self) -> float:
     """Characters of the words covered by an n-gram occurring twice or more (each word
     counted once) over all word characters."""
     if len(self.hashes) < 2:
       return 0.0
-    inverse, counts = self._counts()
-    starts = np.flatnonzero(counts[inverse] > 1)
+    starts = np.flatnonzero(self._counts() > 1)
     if not len(starts):
       return 0.0
     edges = np.zeros(len(self.ids) + 1, dtype=np.int64)
