@@ -30,9 +30,14 @@ def build(totals: dict[str, int], *, skipped_files: list, options: dict, engine:
 
 
 def write(report: dict, path: str) -> None:
-  with open(path, "w") as f:
-    json.dump(report, f, indent=1)
-    f.write("\n")
+  text = json.dumps(report, indent=1) + "\n"
+  if "://" in path:
+    import tensorflow as tf
+    with tf.io.gfile.GFile(path, "w") as f:
+      f.write(text)
+  else:
+    with open(path, "w") as f:
+      f.write(text)
 
 
 def table(report: dict) -> str:

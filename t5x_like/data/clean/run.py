@@ -1,6 +1,9 @@
 """`t5x-like data clean`: lists and probes the input, runs an engine (the process pool, or
 Beam with `runner`), writes report.json beside the shards and returns the report.
-The output directory appears only when complete (written as OUT.incomplete, renamed)."""
+A local output directory appears only when complete (written as OUT.incomplete, renamed).
+A remote one (gs://..., for Beam runners whose workers cannot see this machine's disk) is
+written in place through TensorFlow's filesystems, and report.json, written last, marks it
+complete."""
 
 from __future__ import annotations
 
@@ -24,8 +27,16 @@ def clean(patterns: list[str], out_dir: str, opts: CleanOptions, *, runner: str 
                       "process pool on this machine")
   if pipeline_args and not runner:
     raise ConfigError(f"unexpected arguments: {' '.join(pipeline_args)} (runner flags need --runner)")
-  if os.path.exists(out_dir):
+  remote = "://" in out_dir
+  if remote:
+    import tensorflow as tf
+    if tf.io.gfile.exists(out_dir):
+      raise DataError(f"{out_dir} already exists; delete it or choose another --output")
+  elif os.path.exists(out_dir):
     raise DataError(f"{out_dir} already exists; delete it or choose another --output")
+  if remote and not runner:
+    raise ConfigError(f"--output {out_dir} is remote: the process pool writes local directories; "
+                      "use a local --output, or a Beam --runner")
   units, fmt = inputs.list_units(patterns, opts.fmt, data_dir, split)
   skipped, readable = [], []
   for unit in units:
@@ -34,9 +45,12 @@ def clean(patterns: list[str], out_dir: str, opts: CleanOptions, *, runner: str 
       skipped.append({"path": unit.path, "why": why})
     else:
       readable.append(unit)
-  work = out_dir.rstrip("/") + ".incomplete"
-  shutil.rmtree(work, ignore_errors=True)  # what a crashed run left behind
-  os.makedirs(work)
+  work = out_dir if remote else out_dir.rstrip("/") + ".incomplete"
+  if remote:
+    tf.io.gfile.makedirs(work)
+  else:
+    shutil.rmtree(work, ignore_errors=True)  # what a crashed run left behind
+    os.makedirs(work)
   start = time.time()
   try:
     if runner:
@@ -51,9 +65,11 @@ def clean(patterns: list[str], out_dir: str, opts: CleanOptions, *, runner: str 
     rep["seconds"] = round(time.time() - start, 3)
     report.write(rep, os.path.join(work, "report.json"))
   except BaseException:
-    shutil.rmtree(work, ignore_errors=True)
+    if not remote:
+      shutil.rmtree(work, ignore_errors=True)
     raise
-  os.rename(work, out_dir)
+  if not remote:
+    os.rename(work, out_dir)
   return rep
 
 
