@@ -123,3 +123,13 @@ def test_tfds_input(tmp_path):
   _accounted(rep)
   assert rep["input_docs"] == 3 and rep["kept_docs"] == 1
   assert _lines(tmp_path / "out") == [{"text": CLEAN}]
+
+
+def test_paragraph_documents(tmp_path):
+  second = CLEAN.replace("Tuesday", "Friday").replace("library", "museum").replace("librarians", "guides")
+  (tmp_path / "a.txt").write_text(f"{CLEAN[:150]}\n{CLEAN[150:]}\n\n\n{second}\n  \nshort\n")
+  rep = clean([str(tmp_path / "a.txt")], str(tmp_path / "out"),
+              CleanOptions(text_docs="paragraph", near_dedup=False), workers=1)
+  _accounted(rep)
+  assert rep["input_docs"] == 3 and rep["kept_docs"] == 2
+  assert [r["text"] for r in _lines(tmp_path / "out")] == [f"{CLEAN[:150]}\n{CLEAN[150:]}", second]
