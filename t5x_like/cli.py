@@ -26,10 +26,10 @@ def main(argv: list[str] | None = None) -> int:
   from t5x_like.errors import ConfigError, UserError
   commands = {"train": _train, "eval": _eval, "show": _data_show, "build": _data_build, "tokenizer": _tokenizer,
               "convert": _convert, "infer": _infer, "score": _score, "launch": _launch, "sweep": _sweep, "runs": _runs,
-              "bench": _bench}
+              "bench": _bench, "clean": _data_clean, "stats": _data_stats}
   command = args.data_command if args.command == "data" else args.command
   try:
-    if rest and command not in ("train", "eval", "show", "launch", "bench"):
+    if rest and command not in ("train", "eval", "show", "launch", "bench", "clean"):
       raise ConfigError(f"unexpected arguments: {' '.join(rest)}")
     return commands[command](args, rest)
   except (UserError, FileNotFoundError) as e:
@@ -131,7 +131,7 @@ def _tokenizer(args, rest) -> int:
   symbols = tuple(s for s in args.user_symbols.split(",") if s)
   path = train_sentencepiece(args.input, args.vocab_size, args.output, model_type=args.model_type,
                              byte_fallback=not args.no_byte_fallback, user_defined_symbols=symbols,
-                             max_bytes=args.max_bytes, seed=args.seed)
+                             max_bytes=args.max_bytes, seed=args.seed, field=args.field)
   print(f"wrote {path}")
   return 0
 
@@ -242,6 +242,37 @@ def _data_build(args, rest) -> int:
   print(f"wrote {out['path']} ({out['format']}: {sizes} documents{skipped})\n"
         f"use: --config.data.source=tfds --config.data.tfds.name={out['name']}:{out['version']} "
         f"--config.data.tfds.data_dir={args.data_dir} --config.data.tfds.text_key={args.field}")
+  return 0
+
+
+def _data_clean(args, rest) -> int:
+  import dataclasses
+
+  from t5x_like.data.clean import options as clean_options
+  from t5x_like.data.clean import report
+  from t5x_like.data.clean.run import clean
+  opts = clean_options.CleanOptions(fmt=args.format, field=args.field, text_docs=args.text_docs,
+                                    bad_utf8=args.bad_utf8, jaccard=args.jaccard, pii=args.pii,
+                                    tfrecord=args.tfrecord,
+                                    languages=tuple(x for x in args.languages.split(",") if x))
+  off = {name: False for name in ("normalize", "html", "urls", "emails", "symbol_runs", "exact_dedup", "near_dedup")
+         if getattr(args, f"no_{name}")}
+  opts = dataclasses.replace(opts, **off)
+  if args.no_quality:
+    opts = clean_options.without_quality(opts)
+  opts = clean_options.with_settings(opts, args.set)
+  rep = clean(args.input, args.output, opts, runner=args.runner, pipeline_args=rest, workers=args.workers,
+              data_dir=args.data_dir, split=args.split)
+  print(report.table(rep))
+  print(f"wrote {len(rep['shards'])} shards and report.json to {args.output} ({rep['seconds']:.1f} s)")
+  return 0
+
+
+def _data_stats(args, rest) -> int:
+  from t5x_like.data.clean.stats import corpus_stats, print_stats
+  stats = corpus_stats(args.input, fmt=args.format, field=args.field, tokenizer=args.tokenizer,
+                       plot=args.plot, json_path=args.json, top=args.top)
+  print_stats(stats)
   return 0
 
 

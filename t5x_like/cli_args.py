@@ -78,7 +78,9 @@ def parser() -> argparse.ArgumentParser:
   tok = sub.add_parser("tokenizer", help="SentencePiece tokenizer tools")
   toksub = tok.add_subparsers(dest="tok_command", required=True)
   tt = toksub.add_parser("train", help="train a SentencePiece model on text files")
-  tt.add_argument("--input", required=True, help="glob of text files, one document per line")
+  tt.add_argument("--input", required=True, help="glob of text files, one document per line, or of JSONL files "
+                                                 "(.jsonl/.json: their --field, e.g. `data clean` output)")
+  tt.add_argument("--field", default="text", help="JSONL files: the field holding the text")
   tt.add_argument("--vocab-size", type=int, required=True)
   tt.add_argument("--output", required=True, help="path of the .model file to write (a .json card goes beside it)")
   tt.add_argument("--model-type", default="unigram", choices=["unigram", "bpe"])
@@ -182,7 +184,52 @@ def parser() -> argparse.ArgumentParser:
                      help="auto: jsonl when every file ends in .jsonl or .json")
   build.add_argument("--skip-bad-lines", action="store_true",
                      help="skip and count non-UTF-8 lines and JSONL lines without the field instead of stopping")
+  _add_clean_parsers(dsub)
   return p
+
+
+def _add_clean_parsers(dsub) -> None:
+  cl = dsub.add_parser("clean", help="normalise, filter and deduplicate a raw corpus into JSONL shards",
+                       description="Reads text/JSONL files (or a TFDS split) and writes OUTPUT/clean-*.jsonl and "
+                                   "OUTPUT/report.json (documents and characters each stage removed). Steps: "
+                                   "normalise, markup and noise, PII masking (--pii), C4/Gopher quality filters, "
+                                   "exact and MinHash near-duplicate removal. Any option: --set NAME=VALUE "
+                                   "(t5x_like/data/clean/options.py). With --runner, Apache Beam runs it and "
+                                   "unknown flags go to Beam. See docs/data.md.")
+  cl.add_argument("--input", required=True, nargs="+", help="globs of text or JSONL files (or TFDS names)")
+  cl.add_argument("--output", required=True, help="directory to create: shards and report.json")
+  cl.add_argument("--format", default="auto", choices=["auto", "text", "jsonl", "tfds"],
+                  help="auto: jsonl when every file ends in .jsonl or .json, else text")
+  cl.add_argument("--field", default="text", help="JSONL field / TFDS feature with the text (kept in the output)")
+  cl.add_argument("--text-docs", default="line", choices=["line", "paragraph"],
+                  help="text files: a document per line (as data build) or per blank-line-separated paragraph")
+  cl.add_argument("--data-dir", default="", help="--format tfds: the TFDS data_dir")
+  cl.add_argument("--split", default="train", help="--format tfds: the split to clean")
+  cl.add_argument("--bad-utf8", default="drop", choices=["drop", "replace"],
+                  help="documents that are not UTF-8: drop them (counted) or replace bad bytes, then clean")
+  cl.add_argument("--jaccard", type=float, default=0.7, help="near-duplicate threshold (word 5-gram Jaccard)")
+  cl.add_argument("--pii", action="store_true", help="mask e-mail addresses and phone numbers")
+  cl.add_argument("--languages", default="", help="keep only these languages, e.g. en,de (needs py3langid)")
+  cl.add_argument("--tfrecord", action="store_true", help="also write tf.train.Example shards")
+  for step in ("normalize", "html", "urls", "emails", "symbol-runs", "quality", "exact-dedup", "near-dedup"):
+    cl.add_argument(f"--no-{step}", action="store_true", help=argparse.SUPPRESS)
+  cl.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                  help="any clean option, e.g. min_words=20, max_symbol_ratio=none (off); "
+                       "--no-STEP turns off normalize, html, urls, emails, symbol-runs, quality, exact-dedup, "
+                       "near-dedup")
+  cl.add_argument("--workers", type=int, default=0, help="processes on this machine (default: all cores)")
+  cl.add_argument("--runner", default="", help="Beam runner: DirectRunner, DataflowRunner, FlinkRunner, SparkRunner")
+
+  st = dsub.add_parser("stats", help="documents, characters, tokens, lengths, sources, duplicates, languages",
+                       description="Prints corpus statistics of text or JSONL files and writes a PNG of the "
+                                   "length distributions.")
+  st.add_argument("--input", required=True, nargs="+", help="globs of text or JSONL files")
+  st.add_argument("--format", default="auto", choices=["auto", "text", "jsonl"])
+  st.add_argument("--field", default="text", help="JSONL field with the text")
+  st.add_argument("--tokenizer", default="", help="SentencePiece .model: also count tokens")
+  st.add_argument("--plot", default="", help="PNG path for the length histograms (default: none)")
+  st.add_argument("--json", default="", help="also write the statistics as JSON here")
+  st.add_argument("--top", type=int, default=10, help="domains/sources listed")
 
 
 def _add_token_flags(p: argparse.ArgumentParser) -> None:

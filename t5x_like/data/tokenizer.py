@@ -40,9 +40,11 @@ def list_files(pattern: str, config_key: str = "") -> list[str]:
   return files
 
 
-def _sample_lines(files: list[str], max_bytes: int, seed: int, out) -> tuple[int, int]:
+def _sample_lines(files: list[str], max_bytes: int, seed: int, out, field: str = "text") -> tuple[int, int]:
   """Writes non-empty lines to `out`: all of them when they fit in `max_bytes`, else each
-  kept with probability max_bytes / total so the sample spans every file. Deterministic."""
+  kept with probability max_bytes / total so the sample spans every file. Deterministic.
+  Lines of .jsonl/.json files contribute their string `field` (what `data clean` writes);
+  other JSONL lines are passed over."""
   total = sum(tf.io.gfile.stat(p).length for p in files)
   keep = 1.0 if total <= max_bytes else max_bytes / total
   rng = random.Random(seed)
@@ -53,12 +55,23 @@ def _sample_lines(files: list[str], max_bytes: int, seed: int, out) -> tuple[int
         if keep < 1.0 and rng.random() >= keep:
           continue
         line = raw.decode("utf-8", errors="replace").strip()
+        if path.endswith((".jsonl", ".json")):
+          line = _jsonl_text(line, field)
         if not line or used + len(raw) > max_bytes:
           continue
         out.write(line + "\n")
         used += len(raw)
         n_lines += 1
   return used, n_lines
+
+
+def _jsonl_text(line: str, field: str) -> str:
+  try:
+    record = json.loads(line)
+  except ValueError:
+    return ""
+  value = record.get(field) if isinstance(record, dict) else None
+  return value.strip() if isinstance(value, str) else ""
 
 
 def _vocab_error(msg: str, vocab_size: int, input_glob: str, used: int) -> DataError | None:
@@ -79,11 +92,12 @@ def train_sentencepiece(input_glob: str, vocab_size: int, output_path: str, *,
                         model_type: str = "unigram", byte_fallback: bool = True,
                         user_defined_symbols: tuple = (), max_bytes: int = 100_000_000,
                         seed: int = 0, split_digits: bool = True,
-                        hard_vocab_limit: bool = True) -> str:
+                        hard_vocab_limit: bool = True, field: str = "text") -> str:
   """Trains a SentencePiece model on a sample of the files; writes it and a JSON card.
 
   The `.model` appears atomically (renamed into place), so a crash never leaves a
-  truncated model for the next run to load. With `hard_vocab_limit=False` a corpus with
+  truncated model for the next run to load. JSONL files (.jsonl, .json) give their
+  `field`. With `hard_vocab_limit=False` a corpus with
   too few distinct pieces gives a smaller vocabulary instead of an error; the card
   records the real size.
   """
@@ -93,7 +107,7 @@ def train_sentencepiece(input_glob: str, vocab_size: int, output_path: str, *,
   with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
     sample = os.path.join(tmp, "sample.txt")
     with open(sample, "w", encoding="utf-8") as f:
-      used, n_lines = _sample_lines(files, max_bytes, seed, f)
+      used, n_lines = _sample_lines(files, max_bytes, seed, f, field)
     if n_lines == 0:
       raise DataError(f"the {len(files)} files matching {input_glob!r} contain no text")
     prefix = os.path.join(tmp, "spm")

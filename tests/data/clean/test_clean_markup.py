@@ -1,0 +1,40 @@
+"""Markup and noise removal, and PII masking."""
+
+from clean_corpus import CLEAN
+
+from t5x_like.data.clean.markup import html_to_text, strip_noise
+from t5x_like.data.clean.pii import mask_pii
+
+
+def _noise(text):
+  return strip_noise(text, urls=True, emails=True, symbol_runs=True)
+
+
+def test_clean_text_passes_untouched():
+  assert html_to_text(CLEAN) == CLEAN
+  assert _noise(CLEAN) == CLEAN
+  assert mask_pii(CLEAN) == CLEAN
+  assert html_to_text("a < b and c > d, 5 & 6") == "a < b and c > d, 5 & 6"
+
+
+def test_html_tags_scripts_and_entities_become_text():
+  page = ("<html><head><title>T</title><style>p {color: red}</style></head><body>"
+          "<p>Fish &amp; chips &lt;3</p><script>var x = '<p>no</p>';</script>"
+          "<div>caf&eacute; &#8364;5<br/>next</div></body></html>")
+  text = html_to_text(page)
+  assert "color" not in text and "var x" not in text and "<" not in text.replace("<3", "")
+  assert "Fish & chips <3" in text and "café €5" in text
+  assert text.split() == ["Fish", "&", "chips", "<3", "café", "€5", "next"]
+
+
+def test_urls_emails_and_symbol_runs_are_removed():
+  assert _noise("see https://example.com/a?b=1 or www.foo.org now").split() == ["see", "or", "now"]
+  assert _noise("write to jane.doe+x@mail.example.co.uk today").split() == ["write", "to", "today"]
+  assert _noise("title ========== body ★★★★★ end !!!!!! ok...").split() == ["title", "body", "end", "ok..."]
+  assert _noise("prices: 5%, (a) [b] 3/4 - well; yes!") == "prices: 5%, (a) [b] 3/4 - well; yes!"
+
+
+def test_pii_masks_emails_and_phone_numbers_but_not_other_numbers():
+  text = "Call +1 (555) 123-4567 or 020 7946 0958, mail bob@example.com; paid 1,200 on 2024-01-15 in 1999."
+  masked = mask_pii(text)
+  assert masked == "Call <PHONE> or <PHONE>, mail <EMAIL>; paid 1,200 on 2024-01-15 in 1999."

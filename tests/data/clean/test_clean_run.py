@@ -1,0 +1,135 @@
+"""`data clean` end to end: accounting, bad input, output shards, the CLI."""
+
+import json
+import os
+
+import pytest
+from clean_corpus import CLEAN, planted_corpus
+
+from t5x_like.cli import main
+from t5x_like.data.clean.options import CleanOptions
+from t5x_like.data.clean.run import clean
+from t5x_like.errors import DataError
+
+
+def _accounted(rep):
+  """Every input document is kept or removed by exactly one stage; characters too."""
+  removed = sum(s["docs_removed"] for s in rep["stages"].values())
+  assert rep["kept_docs"] + removed == rep["input_docs"]
+  assert rep["kept_chars"] + sum(s["chars_removed"] for s in rep["stages"].values()) == rep["input_chars"]
+
+
+def _lines(out):
+  return [json.loads(x) for name in sorted(os.listdir(out)) if name.endswith(".jsonl")
+          for x in open(os.path.join(out, name))]
+
+
+def test_bad_input_is_counted_and_skipped(tmp_path):
+  d = tmp_path / "in"
+  d.mkdir()
+  (d / "a.txt").write_text(CLEAN + "\n\n" + "short\n")
+  (d / "b.bin").write_bytes(bytes(range(256)) * 40)           # binary: NUL bytes
+  (d / "c.txt").write_bytes(b"")                               # empty
+  (d / "d.txt").write_bytes(b"caf\xe9 \xff\xfe " + CLEAN.encode() + b"\n")  # Latin-1, not UTF-8
+  (d / "e.txt").write_bytes(b"x" * (50 << 20) + b"\n")         # one 50 MB line
+  (d / "f.jsonl").write_text('{"text": "' + CLEAN + '", "url": "http://a.example/1"}\nnot json\n{"other": 1}\n')
+  rep = clean([str(d / "*")], str(tmp_path / "out"), CleanOptions(fmt="text"))
+  _accounted(rep)
+  assert {f["why"] for f in rep["skipped_files"]} == {"binary", "empty"}
+  stages = {k: v["docs_removed"] for k, v in rep["stages"].items()}
+  # f.jsonl read as text: its 3 lines are text documents here.
+  assert stages["encoding"] == 1 and stages["too_long"] == 1 and stages["min_words"] >= 3
+  assert rep["input_docs"] == 2 + 1 + 1 + 3 and rep["kept_docs"] == 1
+  assert rep["stages"]["too_long"]["chars_removed"] == 50 << 20
+  assert _lines(tmp_path / "out") == [{"text": CLEAN}]
+  report = json.load(open(tmp_path / "out" / "report.json"))
+  assert report["kept_docs"] == 1
+
+
+def test_jsonl_keeps_other_fields_and_counts_unreadable_lines(tmp_path):
+  p = tmp_path / "x.jsonl"
+  html = f"<div><p>{CLEAN}</p><script>x()</script><p>https://a.example/x a@b.example</p></div>"
+  p.write_text(json.dumps({"url": "http://a.example/1", "text": html}) + "\n" + "not json\n" +
+               json.dumps({"body": CLEAN}) + "\n" + json.dumps({"text": CLEAN, "source": "s"}) + "\n")
+  rep = clean([str(p)], str(tmp_path / "out"), CleanOptions())
+  _accounted(rep)
+  assert rep["stages"]["unreadable"]["docs_removed"] == 2
+  assert rep["stages"]["exact_dup"]["docs_removed"] == 1  # without the markup, the two are one text
+  assert rep["stages"]["markup"]["chars_removed"] > 0
+  assert _lines(tmp_path / "out") == [{"url": "http://a.example/1", "text": CLEAN}]
+
+
+def test_output_is_the_same_for_one_and_two_workers_and_planted_copies_go(tmp_path):
+  docs, distinct, copies = planted_corpus(150, 50, seed=7)
+  p = tmp_path / "x.txt"
+  p.write_text("\n".join(docs) + "\n")
+  opts = CleanOptions(shard_docs=64)
+  reps = [clean([str(p)], str(tmp_path / f"out{w}"), opts, workers=w) for w in (1, 2)]
+  for rep in reps:
+    _accounted(rep)
+  a, b = (sorted(os.listdir(tmp_path / f"out{w}")) for w in (1, 2))
+  # Shards of <= 64 input positions: 0-63, 64-127, 128-191 (and 192-199, only copies, all gone).
+  assert a == b and len(a) == 4
+  for name in a[:-1]:
+    assert (tmp_path / "out1" / name).read_bytes() == (tmp_path / "out2" / name).read_bytes()
+  removed = reps[0]["stages"]["near_dup"]["docs_removed"]
+  assert 0.9 * len(copies) <= removed <= len(copies) + 0.01 * len(distinct)
+
+
+def test_tfrecord_output_and_pii(tmp_path):
+  p = tmp_path / "x.txt"
+  p.write_text(CLEAN + " Call 020 7946 0958 or write to bob@example.com.\n")
+  clean([str(p)], str(tmp_path / "out"), CleanOptions(pii=True, tfrecord=True))
+  (line,) = _lines(tmp_path / "out")
+  assert line["text"].endswith("Call <PHONE> or write to <EMAIL>.")
+  import tensorflow as tf
+  (record,) = list(tf.data.TFRecordDataset(str(tmp_path / "out" / "clean-00000-00000.tfrecord")))
+  example = tf.train.Example.FromString(record.numpy())
+  assert example.features.feature["text"].bytes_list.value[0].decode() == line["text"]
+
+
+def test_errors_are_one_line(tmp_path, capsys):
+  assert main(["data", "clean", "--input", str(tmp_path / "none*.txt"), "--output", str(tmp_path / "o")]) == 2
+  assert "matches no file" in capsys.readouterr().err
+  (tmp_path / "o").mkdir()
+  (tmp_path / "a.txt").write_text(CLEAN + "\n")
+  assert main(["data", "clean", "--input", str(tmp_path / "a.txt"), "--output", str(tmp_path / "o")]) == 2
+  assert "already exists" in capsys.readouterr().err
+  assert main(["data", "clean", "--input", str(tmp_path / "a.txt"), "--output", str(tmp_path / "p"),
+               "--set", "min_wrds=3"]) == 2
+  assert "did you mean min_words" in capsys.readouterr().err
+  assert main(["data", "clean", "--input", str(tmp_path / "a.txt"), "--output", str(tmp_path / "p"),
+               "--project=x"]) == 2
+  assert "runner flags need --runner" in capsys.readouterr().err
+  assert not os.path.exists(tmp_path / "p")
+
+
+def test_cli_prints_the_table(tmp_path, capsys):
+  (tmp_path / "a.txt").write_text(CLEAN + "\n" + CLEAN + "\nhi\n")
+  assert main(["data", "clean", "--input", str(tmp_path / "a.txt"), "--output", str(tmp_path / "o"),
+               "--no-near-dedup", "--set", "min_words=1"]) == 0
+  out = capsys.readouterr().out
+  assert "exact_dup" in out and "kept" in out and "wrote 1 shards" in out
+  with pytest.raises(DataError):
+    clean([str(tmp_path / "a.txt")], str(tmp_path / "o"), CleanOptions())
+
+
+def test_tfds_input(tmp_path):
+  from t5x_like.data.build import build_tfds
+  (tmp_path / "a.txt").write_text(CLEAN + "\nshort\n" + CLEAN + "\n")
+  build_tfds(str(tmp_path / "a.txt"), "clean_input_test", str(tmp_path / "tfds"), validation_fraction=0)
+  rep = clean(["clean_input_test:1.0.0"], str(tmp_path / "out"), CleanOptions(fmt="tfds"),
+              data_dir=str(tmp_path / "tfds"), split="train", workers=1)
+  _accounted(rep)
+  assert rep["input_docs"] == 3 and rep["kept_docs"] == 1
+  assert _lines(tmp_path / "out") == [{"text": CLEAN}]
+
+
+def test_paragraph_documents(tmp_path):
+  second = CLEAN.replace("Tuesday", "Friday").replace("library", "museum").replace("librarians", "guides")
+  (tmp_path / "a.txt").write_text(f"{CLEAN[:150]}\n{CLEAN[150:]}\n\n\n{second}\n  \nshort\n")
+  rep = clean([str(tmp_path / "a.txt")], str(tmp_path / "out"),
+              CleanOptions(text_docs="paragraph", near_dedup=False), workers=1)
+  _accounted(rep)
+  assert rep["input_docs"] == 3 and rep["kept_docs"] == 2
+  assert [r["text"] for r in _lines(tmp_path / "out")] == [f"{CLEAN[:150]}\n{CLEAN[150:]}", second]

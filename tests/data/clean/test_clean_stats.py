@@ -1,0 +1,30 @@
+"""`data stats`: counts, duplicates, sources, tokens and the PNG."""
+
+import json
+
+from clean_corpus import CLEAN
+
+from t5x_like.cli import main
+from t5x_like.data.clean.stats import corpus_stats
+
+
+def test_stats_count_what_the_files_hold(tmp_path, spm_path, capsys):
+  p = tmp_path / "x.jsonl"
+  rows = [{"text": CLEAN, "url": "https://news.example.com/a", "source": "web"},
+          {"text": CLEAN, "url": "https://News.example.com/b", "source": "web"},
+          {"text": "one two three", "url": "http://blog.example.org/", "source": "books"},
+          {"other": "no text"}]
+  p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  s = corpus_stats([str(p)], tokenizer=spm_path, plot=str(tmp_path / "len.png"))
+  assert s["documents"] == 3 and s["unreadable_records"] == 1
+  assert s["characters"] == 2 * len(CLEAN) + 13
+  assert s["words"] == 2 * len(CLEAN.split()) + 3
+  assert s["tokens"] > s["words"] // 2
+  assert abs(s["duplicate_rate"] - 1 / 3) < 1e-9
+  assert s["top_domains"][0] == ("news.example.com", 2) and dict(s["top_sources"]) == {"web": 2, "books": 1}
+  assert sum(c for _, _, c in s["chars_histogram"]) == 3
+  assert (tmp_path / "len.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert main(["data", "stats", "--input", str(p), "--json", str(tmp_path / "s.json")]) == 0
+  out = capsys.readouterr().out
+  assert "documents        3" in out and "news.example.com 2" in out
+  assert json.load(open(tmp_path / "s.json"))["documents"] == 3
