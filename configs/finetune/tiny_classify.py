@@ -1,6 +1,6 @@
-"""Sequence classification with the tiny encoder: is a sentence well formed, or has one
-word been put in a slot of another category ("the red fox greets a big sees .")? The
-built-in grammar_check task; its held-out errors use words never misplaced in training.
+"""Sequence classification with the tiny encoder: is "17 + 2 = 19 ." correct or wrong?
+(the built-in arith_check task: half the equations are off by 1-3, and the held-out
+problems are never in the fine-tuning train split, only in the pretraining corpus).
 
   t5x-like train --config configs/finetune/tiny_classify.py --workdir /tmp/t5x_like/ft_classify \\
     --config.checkpoint.init_from=/tmp/t5x_like/tiny_bert/checkpoints
@@ -21,5 +21,5 @@ _common = import_file(os.path.join(os.path.dirname(__file__), "_common.py"), "co
 def get_config():
   cfg = _common.tiny("bert.py", "ft_classify", "classification", seq_len=32)
   cfg.model.head, cfg.model.num_labels = "classify", 2
-  cfg.data.synthetic.task = "grammar_check"
+  cfg.data.synthetic.task = "arith_check"
   return cfg

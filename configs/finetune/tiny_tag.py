@@ -1,6 +1,6 @@
-"""Token classification (tagging) with the tiny encoder: each word put in a slot of another
-category is tagged B-ERR, the rest O (the built-in grammar_tags task; --config.data.synthetic.task=error_tags
-tags wrong equations instead); the metric is span-level F1.
+"""Token classification (tagging) with the tiny encoder: the words of each wrong equation
+in a sentence are tagged B-ERR I-ERR ..., the rest O (the built-in error_tags task); the
+metric is span-level F1.
 
   t5x-like train --config configs/finetune/tiny_tag.py --workdir /tmp/t5x_like/ft_tag \\
     --config.checkpoint.init_from=/tmp/t5x_like/tiny_bert/checkpoints

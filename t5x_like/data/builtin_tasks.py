@@ -2,28 +2,29 @@
 the tiny runs need no downloads. Each is written as JSON lines in the field layout users
 give their own data (`data.task`), and read by the same code.
 
-- grammar_check (classification): a templated sentence is `correct`, or `wrong` with one
-  word put in a slot of another category ("the red fox greets a big sees ."). The words
-  misplaced in the eval split are never misplaced in the train split: a model pretrained
-  on the corpus knows every word's category, one trained from scratch on the labels knows
-  only the misplacements it was shown.
-- grammar_tags (tagging): two or three such clauses with zero to two misplaced words, each
-  tagged B-ERR (the rest O); the same train/eval split of the misplaced words.
 - arith_check (classification): "17 + 2 = 19 ." is `correct` or `wrong` (half are off by
-  1-3), which needs the addition table.
+  1-3).
 - arith_pair (sentence-pair classification): text "17 + 2 =", text_pair "19"; same labels.
-- error_tags (tagging): a sentence of two to four clauses (equations, counting runs,
-  templated sentences); the words of each wrong equation are tagged B-ERR I-ERR ...,
-  everything else O. Span F1 scores the wrong equations found.
+- error_tags (tagging): two to four clauses (equations, counting runs, templated
+  sentences); the words of each wrong equation are tagged B-ERR I-ERR ..., the rest O.
+  Span F1 scores the wrong equations found.
 - arith_qa (seq2seq and completion): input/prompt "compute : 17 + 2", target/completion "19".
 - paraphrase (pairs): a templated sentence and its passive form ("the red fox sees a dog"
   / "a dog is seen by the red fox"); the other pairs of a batch are the negatives.
+- grammar_check, grammar_tags: a templated sentence with a word put in a slot of another
+  category ("the red fox greets a big sees ."), to classify or tag; the words misplaced in
+  the eval split are never misplaced in the train split.
 
+The arithmetic tasks hold out a quarter of the 800 problems (`held_out`): the eval split
+asks only those, the train split never. The pretraining corpus has all of them, so the
+held-out score measures what the pretrained model knew, which fine-tuning from scratch on
+the train split cannot teach.
 Train and eval examples come from separate random streams.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -33,48 +34,61 @@ from t5x_like.data import synthetic
 LABELS = {"grammar_check": ["wrong", "correct"], "grammar_tags": ["O", "B-ERR", "I-ERR"],
           "arith_check": ["wrong", "correct"], "arith_pair": ["wrong", "correct"],
           "error_tags": ["O", "B-ERR", "I-ERR"]}
-DEFAULT_TASK = {"classification": "grammar_check", "tagging": "grammar_tags", "seq2seq": "arith_qa",
+DEFAULT_TASK = {"classification": "arith_check", "tagging": "error_tags", "seq2seq": "arith_qa",
                 "completion": "arith_qa", "pairs": "paraphrase"}
 _PASSIVE = {"sees": "seen", "likes": "liked", "follows": "followed", "helps": "helped", "finds": "found",
             "chases": "chased", "watches": "watched", "greets": "greeted"}
 
 
-def _equation(rng: random.Random, wrong: bool) -> tuple[str, str, str]:
+def held_out(prompt: str) -> bool:
+  """Whether an arithmetic problem ("17 + 2 =") belongs to the eval split: a quarter of
+  the 800, by a stable hash. The pretraining corpus holds all of them, the fine-tuning
+  train split never these: what a model scores on them it knew before fine-tuning."""
+  return hashlib.sha256(prompt.encode()).digest()[0] % 4 == 0
+
+
+def _problem(rng: random.Random, split: str) -> tuple[str, str]:
+  while True:
+    prompt, answer = synthetic.arithmetic_problem(rng)
+    if held_out(prompt) == (split == "eval"):
+      return prompt, answer
+
+
+def _equation(rng: random.Random, wrong: bool, split: str) -> tuple[str, str, str]:
   """(prompt "a + b =", shown answer, true answer)."""
-  prompt, answer = synthetic.arithmetic_problem(rng)
+  prompt, answer = _problem(rng, split)
   if not wrong:
     return prompt, answer, answer
   delta = rng.choice([-3, -2, -1, 1, 2, 3])
   return prompt, str(int(answer) + delta), answer
 
 
-def arith_check(rng: random.Random) -> dict:
+def arith_check(rng: random.Random, split: str = "train") -> dict:
   wrong = rng.random() < 0.5
-  prompt, shown, _ = _equation(rng, wrong)
+  prompt, shown, _ = _equation(rng, wrong, split)
   return {"text": f"{prompt} {shown} .", "label": "wrong" if wrong else "correct"}
 
 
-def arith_pair(rng: random.Random) -> dict:
+def arith_pair(rng: random.Random, split: str = "train") -> dict:
   wrong = rng.random() < 0.5
-  prompt, shown, _ = _equation(rng, wrong)
+  prompt, shown, _ = _equation(rng, wrong, split)
   return {"text": prompt, "text_pair": shown, "label": "wrong" if wrong else "correct"}
 
 
-def error_tags(rng: random.Random) -> dict:
+def error_tags(rng: random.Random, split: str = "train") -> dict:
   words, tags = [], []
   for _ in range(rng.randint(2, 4)):
     kind = rng.random()
     if kind < 0.6:
       wrong = rng.random() < 0.4
-      prompt, shown, _ = _equation(rng, wrong)
+      prompt, shown, _ = _equation(rng, wrong, split)
       clause = f"{prompt} {shown}".split()
       tags += (["B-ERR"] + ["I-ERR"] * (len(clause) - 1)) if wrong else ["O"] * len(clause)
       words += clause
       words.append(".")
       tags.append("O")
     else:
-      # sentence() may draw a (correct) equation too: only checking the sum tells them apart.
-      clause = (synthetic.sentence(rng) if kind < 0.8 else synthetic._templated(rng)).split()
+      clause = (synthetic._counting(rng) if kind < 0.8 else synthetic._templated(rng)).split()
       words += clause
       tags += ["O"] * len(clause)
   return {"tokens": words, "tags": tags}
@@ -121,13 +135,14 @@ def grammar_tags(rng: random.Random, split: str = "train") -> dict:
   return {"tokens": [w for w, _ in words], "tags": ["B-ERR" if c == "ERR" else "O" for _, c in words]}
 
 
-def arith_qa(rng: random.Random) -> dict:
-  prompt, answer = synthetic.arithmetic_problem(rng)
+def arith_qa(rng: random.Random, split: str = "train") -> dict:
+  prompt, answer = _problem(rng, split)
   question = "compute : " + prompt[:-2]  # "17 + 2 =" -> "compute : 17 + 2"
   return {"input": question, "target": answer, "prompt": question, "completion": answer}
 
 
-def paraphrase(rng: random.Random) -> dict:
+def paraphrase(rng: random.Random, split: str = "train") -> dict:
+  del split
   adj, noun, place = synthetic._ADJ, synthetic._NOUN, synthetic._PLACE
   subject = f"the {rng.choice(adj)} {rng.choice(noun)}"
   obj = f"a {rng.choice(adj)} {rng.choice(noun)}"
@@ -138,7 +153,6 @@ def paraphrase(rng: random.Random) -> dict:
 
 TASKS = {"grammar_check": grammar_check, "grammar_tags": grammar_tags, "arith_check": arith_check,
          "arith_pair": arith_pair, "error_tags": error_tags, "arith_qa": arith_qa, "paraphrase": paraphrase}
-_SPLIT_AWARE = ("grammar_check", "grammar_tags")
 
 
 def write_task(out_dir: str, task: str, *, num_train: int, num_eval: int, seed: int = 0) -> dict:
@@ -162,8 +176,7 @@ def write_task(out_dir: str, task: str, *, num_train: int, num_eval: int, seed: 
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
       for _ in range(n):
-        example = TASKS[task](rng, split) if task in _SPLIT_AWARE else TASKS[task](rng)
-        f.write(json.dumps(example) + "\n")
+        f.write(json.dumps(TASKS[task](rng, split)) + "\n")
     os.replace(tmp, path)
     with open(marker + ".tmp", "w") as f:
       json.dump(params, f)

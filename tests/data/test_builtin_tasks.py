@@ -54,3 +54,23 @@ def test_arithmetic_labels_follow_the_sums():
     _, _, a, op, b = qa["input"].split()
     assert int(qa["target"]) == (int(a) + int(b) if op == "+" else int(a) - int(b))
     assert max(int(a), int(b)) <= synthetic.MAX_OPERAND
+
+
+def test_arithmetic_eval_problems_never_appear_in_the_train_split(tmp_path):
+  def problems(rows):
+    out = set()
+    for r in rows:
+      text = r.get("text") or r.get("input") or " ".join(r.get("tokens", []))
+      words = text.replace("compute :", "").split()
+      for i, w in enumerate(words):
+        if w in "+-" and 0 < i < len(words) - 1:
+          out.add(f"{words[i - 1]} {w} {words[i + 1]} =")
+    return out
+
+  for task in ("arith_check", "arith_pair", "error_tags", "arith_qa"):
+    paths = B.write_task(str(tmp_path), task, num_train=1500, num_eval=300)
+    train, held = problems(_read(paths["train"])), problems(_read(paths["eval"]))
+    assert held and all(B.held_out(p) for p in held), task
+    assert not train & held and not any(B.held_out(p) for p in train), task
+  all_problems = {f"{a} {op} {b} =" for a in range(20) for b in range(20) for op in "+-"}
+  assert 0.18 < sum(map(B.held_out, all_problems)) / len(all_problems) < 0.32  # about a quarter
