@@ -120,12 +120,19 @@ class FitReport:
 def _abstract_batch(setup, cfg: Config) -> dict:
   from t5x_like.data import spans
 
+  from t5x_like import features as F
+
   contract = setup.model_class.contract
-  lengths = {"inputs": cfg.data.seq_len, "targets": spans.span_targets_len(cfg.data)
-             if cfg.data.objective == "span_corruption" else cfg.data.seq_len}
+  d, m = cfg.data, cfg.model
+  targets = (spans.span_targets_len(d) if d.objective == "span_corruption" else
+             d.task.targets_len or d.seq_len if d.objective == "seq2seq" else d.seq_len)
+  lengths = {"inputs": d.seq_len, "targets": targets, "row": 1}
+  # Optional features the model reads under this config: class labels (classify, NSP), token types.
+  wanted = {F.ENCODER_CLASS_LABELS: m.head == "classify" or m.nsp,
+            F.ENCODER_TOKEN_TYPE_IDS: m.type_vocab_size > 0 and d.objective in ("classification", "mlm_nsp")}
   return {f.name: jax.ShapeDtypeStruct((cfg.train.batch_size, lengths[f.length]), np.dtype(f.dtype),
                                        sharding=setup.batch_sharding)
-          for f in contract.features if f.required}
+          for f in contract.features if f.required or wanted.get(f.name)}
 
 
 def compile_report(cfg: Config, devices=None) -> FitReport:
