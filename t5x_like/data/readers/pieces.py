@@ -111,6 +111,7 @@ def line_blocks(path, start, end, size) -> tf.data.Dataset:
   """The lines of bytes [start, end) of a file (whole lines), as TextLineDataset gives
   them (a "\\r" before the "\\n" dropped), in 1-D blocks: read READ_BYTES at a time, each block's
   unfinished last line carried to the next."""
+  start, end, size = (tf.cast(x, tf.int64) for x in (start, end, size))
   n = end - start
   whole = n // READ_BYTES
   rest = n - whole * READ_BYTES
