@@ -14,6 +14,7 @@ import typing
 
 from t5x_like.config import loading
 from t5x_like.config.schema import (
+  CROSS_DOCUMENT_OBJECTIVES,
   MIXTURE_SHARED,
   OBJECTIVE_FAMILY,
   SENTINEL_OBJECTIVES,
@@ -164,6 +165,9 @@ def check_objective(d: DataConfig, family: str | None, key: str = "data") -> Non
     fits = objectives_for(family)
     raise ConfigError(f"data.objective={d.objective!r} feeds the {OBJECTIVE_FAMILY[d.objective]} family but "
                       f"model.family={family!r}; use data.objective={' or '.join(map(repr, fits))}")
+  if d.cross_document and d.objective not in CROSS_DOCUMENT_OBJECTIVES:
+    raise ConfigError(f"{key}.cross_document=true applies to objective causal_lm or mlm; {d.objective} rows "
+                      "already join documents with EOS and attend across them (T5's layout), so leave it false")
   if d.objective == "mlm":
     m = d.mlm
     rates = (m.probability, m.mask_rate, m.random_rate)
