@@ -80,11 +80,14 @@ class FileReader(Reader):
   def check_block(self, path, skip, i, block, counter, name) -> tf.Tensor:
     """The documents of block `i` of a file (records skip + i * CHECK_BLOCK + 1 ...), the bad
     ones failed on or dropped and counted."""
+    return self.check_records(path, skip + i * checks.CHECK_BLOCK, block, counter, name)
+
+  def check_records(self, path, before, block, counter, name) -> tf.Tensor:
+    """The documents of a block of records numbered before + 1, before + 2, ..."""
     docs, bad, why = self.decode(block)
 
     def locate(j):
-      return tf.strings.join([path, f": {self.record_kind} ",
-                              tf.strings.as_string(skip + i * checks.CHECK_BLOCK + j + 1)])
+      return tf.strings.join([path, f": {self.record_kind} ", tf.strings.as_string(before + j + 1)])
 
     return checks.check_block(docs, bad, locate=locate, why=why, counter=counter, name=name)
 
@@ -92,19 +95,22 @@ class FileReader(Reader):
     """Blocks (index, records) of one file -> blocks of checked documents."""
     return blocks.map(lambda i, block: self.check_block(path, skip, i, block, counter, name))
 
-  def file_documents(self, path, skip, take, size, counter, name) -> tf.data.Dataset:
-    """The documents of records skip+1 .. skip+take of one file (take -1: to the end) of
-    `size` bytes, checked in blocks that know their file and record numbers."""
+  def file_blocks(self, path, skip, take, size, counter, name) -> tf.data.Dataset:
+    """Blocks (1-D) of the documents of records skip+1 .. skip+take of one file (take -1:
+    to the end) of `size` bytes, checked in blocks that know their file and record numbers."""
     blocks = self.records(path).skip(skip).take(take).batch(checks.CHECK_BLOCK).enumerate()
-    return self.check_blocks(blocks, path, skip, take, size, counter, name).unbatch()
+    return self.check_blocks(blocks, path, skip, take, size, counter, name)
 
-  def piece_documents(self, path, start, end, skip, take, size, counter, name) -> tf.data.Dataset:
-    """The documents of one piece (`pieces.Piece`): records skip+1 .. skip+take, or for
-    line sources the lines in bytes [start, end), numbered from skip + 1 in errors."""
+  def file_documents(self, path, skip, take, size, counter, name) -> tf.data.Dataset:
+    return self.file_blocks(path, skip, take, size, counter, name).unbatch()
+
+  def piece_blocks(self, path, start, end, skip, take, size, counter, name) -> tf.data.Dataset:
+    """Blocks (1-D) of the documents of one piece (`pieces.Piece`): records skip+1 ..
+    skip+take, or for line sources the lines in bytes [start, end), numbered from skip + 1."""
     if not self.line_records:
-      return self.file_documents(path, skip, take, size, counter, name)
-    blocks = pieces.line_blocks(path, start, end, size).unbatch().batch(checks.CHECK_BLOCK).enumerate()
-    return self.check_blocks(blocks, path, skip, take, size, counter, name).unbatch()
+      return self.file_blocks(path, skip, take, size, counter, name)
+    lines = pieces.line_blocks(path, start, end, size)
+    return lines.map(lambda before, block: self.check_records(path, skip + before, block, counter, name))
 
   def read_files(self, paths: list[str], share: Share, counter, name: str,
                  ranges: list[tuple[int, int]] | None = None) -> tf.data.Dataset:
@@ -123,7 +129,7 @@ class FileReader(Reader):
       parts = pieces.plan([paths[i] for i in mine], sizes, [ranges[i] for i in mine], self.line_records)
 
       def read(path, start, end, skip, take, size):
-        return self.piece_documents(path, start, end, skip, take, size, counter, name)
+        return self.piece_blocks(path, start, end, skip, take, size, counter, name)
 
       docs = pieces.interleaved(parts, pieces.strata(parts), read, share.seed, share.repeat)
     else:  # evaluation reads the files in order, one after another
