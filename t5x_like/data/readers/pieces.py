@@ -129,13 +129,14 @@ def line_blocks(path, start, end, size) -> tf.data.Dataset:
   def split(state, element):
     carry, before = state
     block, last = element
-    # A line longer than a block is copied once per block it spans (about 3 s per epoch for a
-    # 50 MB line): simpler than a list of fragments, which tf.concat copies just the same.
-    parts = tf.strings.split(carry + block, "\n")
-    final = tf.cond(tf.strings.length(parts[-1]) > 0, lambda: parts[-1:], lambda: parts[:0])
-    lines = tf.strings.regex_replace(tf.cond(last, lambda: final, lambda: parts[:-1]), "\r$", "")
+    # Split the block alone and join the carry to its first part: a line longer than a
+    # block is then copied once per block it spans but never searched again.
+    parts = tf.strings.split(block, "\n")
+    joined = tf.concat([[carry + parts[0]], parts[1:]], 0)
+    final = tf.cond(tf.strings.length(joined[-1]) > 0, lambda: joined[-1:], lambda: joined[:0])
+    lines = tf.strings.regex_replace(tf.cond(last, lambda: final, lambda: joined[:-1]), "\r$", "")
     after = before + tf.size(lines, out_type=tf.int64)
-    return (tf.where(last, "", parts[-1]), after), (before, lines)
+    return (tf.where(last, "", joined[-1]), after), (before, lines)
 
   return marked.scan((tf.constant(""), tf.constant(0, tf.int64)), split)
 
