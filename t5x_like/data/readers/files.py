@@ -144,6 +144,7 @@ class FileReader(Reader):
       docs = docs.shard(count, p)
     return docs
 
+
 class TextReader(FileReader):
   """One document per line (also the built-in corpus, source=synthetic)."""
 
