@@ -20,7 +20,8 @@ def in_order(tmp_path_factory):
   """One file of N_DOCS numbered documents in order, with a "\\r\\n" line and a last line
   without a newline (both read as TextLineDataset reads them)."""
   path = tmp_path_factory.mktemp("in_order") / "manual.txt"
-  lines = [f"doc {i:06d}" for i in range(N_DOCS)]
+  # 48 bytes each: 2.4 MB, cut into 128 pieces of more than pieces.MIN_PIECE_BYTES.
+  lines = [f"doc {i:06d} of the manual, in file order ......." for i in range(N_DOCS)]
   path.write_bytes(("\n".join(lines[:-2]) + "\n" + lines[-2] + "\r\n" + lines[-1]).encode())
   return str(path)
 
@@ -36,7 +37,7 @@ def _numbers(ds, n=None):
   one Python step per document would take most of the test's time."""
   if n:
     ds = ds.take(n)
-  return [int(x[4:]) for batch in ds.batch(4096).as_numpy_iterator() for x in batch]
+  return [int(x.split()[1]) for batch in ds.batch(4096).as_numpy_iterator() for x in batch]
 
 
 def test_first_5000_documents_cover_every_tenth_evenly(make_cfg, in_order):
@@ -86,13 +87,15 @@ def test_resume_mid_epoch_continues_exactly(make_cfg, in_order, tmp_path):
     np.testing.assert_array_equal(next(fresh).numpy(), batch)
 
 
-def test_pieces_cut_at_line_starts_and_read_like_text_lines(tmp_path):
+def test_pieces_cut_at_line_starts_and_read_like_text_lines(tmp_path, monkeypatch):
+  monkeypatch.setattr(pieces, "MIN_PIECE_BYTES", 1)  # cut a 1 KB file
   path = tmp_path / "lines.txt"
-  raw = b"a\r\nbb\n\nccc\n" + b"x" * 1000 + b"\nlast"
+  many = [f"line {i}" for i in range(100)]
+  raw = b"a\r\nbb\n\nccc\n" + b"x" * 1000 + b"\n" + "\n".join(many).encode() + b"\nlast"
   path.write_bytes(raw)
   size = len(raw)
   parts = pieces.plan([str(path)], [size], [(0, -1)], True, streams=8)
-  assert parts[0].start == 0 and parts[-1].end == size
+  assert len(parts) > 3 and parts[0].start == 0 and parts[-1].end == size
   assert all(a.end == b.start for a, b in zip(parts, parts[1:], strict=False))
   assert all(raw[p.start - 1:p.start] == b"\n" for p in parts[1:])  # whole lines only
   assert [p.skip for p in parts] == [raw[:p.start].count(b"\n") for p in parts]  # line numbers
@@ -100,7 +103,7 @@ def test_pieces_cut_at_line_starts_and_read_like_text_lines(tmp_path):
   for p in parts:
     got += [x.decode() for _, b in pieces.line_blocks(str(path), p.start, p.end, size).as_numpy_iterator() for x in b]
   want = [x.decode() for x in tf.data.TextLineDataset(str(path)).as_numpy_iterator()]
-  assert got == want == ["a", "bb", "", "ccc", "x" * 1000, "last"]
+  assert got == want == ["a", "bb", "", "ccc", "x" * 1000, *many, "last"]
 
 
 def test_a_line_longer_than_a_read_block_is_whole(tmp_path):

@@ -7,7 +7,8 @@ nothing in 600 steps). tf.data cannot seek into a file (a reader's start offset 
 through, about 0.6 ms per document read at random), so random access per document is out;
 instead this host's input is read as STREAMS strata side by side:
 
-1. files larger than twice an even share (input bytes / STREAMS) are cut into pieces at
+1. files larger than twice an even share (input bytes / STREAMS, at least
+   MIN_PIECE_BYTES) are cut into pieces at
    line starts, found by one pass over each such file when the pipeline is built; record
    ranges of known length (TFDS shards) are cut by record count; TFRecord files of
    unknown length stay whole;
@@ -35,6 +36,9 @@ READ_BYTES = 128 << 10  # bytes read per block when a line file is read by byte 
 # Documents taken from a stratum per turn: one element per document through the
 # interleave cost 4x the reading time; 128 strata x 16 still mix within a shuffle buffer.
 GROUP = 16
+# No piece is cut smaller: each costs a few milliseconds to open every epoch, which
+# made a test of three tiny files 4x slower; a smaller input fits the shuffle buffer.
+MIN_PIECE_BYTES = 16 << 10
 _SCAN_BYTES = 16 << 20  # bytes read per call while finding line starts
 
 
@@ -81,7 +85,7 @@ def plan(paths: list[str], sizes: list[int], ranges: list[tuple[int, int]], spli
          streams: int = STREAMS) -> list[Piece]:
   """The pieces of the input, in input order: whole files (or the record ranges given),
   with files larger than twice an even share cut at line starts when `splittable`."""
-  share = max(sum(sizes) / streams, 1)
+  share = max(sum(sizes) / streams, MIN_PIECE_BYTES)
   pieces = []
   for path, size, (skip, take) in zip(paths, sizes, ranges, strict=True):
     k = round(size / share) if size > 2 * share else 1
@@ -177,4 +181,4 @@ def interleaved(pieces: list[Piece], groups: list[list[int]], read, seed: int, r
   return epochs.flat_map(epoch).unbatch()
 
 
-__all__ = ["READ_BYTES", "STREAMS", "Piece", "interleaved", "line_blocks", "line_starts", "plan", "strata"]
+__all__ = ["MIN_PIECE_BYTES", "READ_BYTES", "STREAMS", "Piece", "interleaved", "line_blocks", "line_starts", "plan", "strata"]
