@@ -198,6 +198,9 @@ class DataConfig:
   nsp: NspConfig = _section(NspConfig)
   task: TaskConfig = _section(TaskConfig)
   shuffle_buffer: int = _f(10_000, ge=0)  # documents in the seeded shuffle buffer
+  # causal_lm, mlm: rows cut from the EOS-joined stream with no segment masks (GPT-2 style);
+  # false keeps one segment per document piece, attention never crossing a document.
+  cross_document: bool = False
   seed: int = 0
   num_parallel_calls: int = _f(-1, ge=-1)  # -1 means tf.data.AUTOTUNE
   # files: each host reads its own files (scales; batches depend on the host count).
@@ -298,6 +301,9 @@ OBJECTIVE_HEAD = {"mlm": "lm", "mlm_nsp": "lm", "contrastive": "embed", "pairs":
                   "classification": "classify", "tagging": "tag"}
 # Objectives whose ids include sentinels beyond the tokenizer's vocabulary.
 SENTINEL_OBJECTIVES = ("mlm", "span_corruption", "mlm_nsp")
+# Objectives whose rows keep documents apart unless data.cross_document joins them; the
+# others already cut rows from the EOS-joined stream (T5's layout).
+CROSS_DOCUMENT_OBJECTIVES = ("causal_lm", "mlm")
 # Data fields every mixture component shares: one tokenizer and vocabulary, one seed, one
 # way of splitting rows across hosts, one built-in corpus.
 MIXTURE_SHARED = ("mixture", "tokenizer", "seed", "host_split", "synthetic")

@@ -14,6 +14,7 @@ import typing
 
 from t5x_like.config import loading
 from t5x_like.config.schema import (
+  CROSS_DOCUMENT_OBJECTIVES,
   MIXTURE_SHARED,
   OBJECTIVE_FAMILY,
   OBJECTIVE_HEAD,
@@ -176,6 +177,11 @@ def check_objective(d: DataConfig, family: str | None, key: str = "data") -> Non
     fits = objectives_for(family)
     raise ConfigError(f"data.objective={d.objective!r} feeds the {OBJECTIVE_FAMILY[d.objective]} family but "
                       f"model.family={family!r}; use data.objective={' or '.join(map(repr, fits))}")
+  if d.cross_document and d.objective not in CROSS_DOCUMENT_OBJECTIVES:
+    why = ("rows already join documents with EOS and attend across them (T5's layout)"
+           if d.objective in ("prefix_lm", "span_corruption") else "rows hold one example or pair each")
+    raise ConfigError(f"{key}.cross_document=true applies to objective causal_lm or mlm; {d.objective} {why}, "
+                      "so leave it false")
   if d.objective in ("mlm", "mlm_nsp"):
     m = d.mlm
     rates = (m.probability, m.mask_rate, m.random_rate)

@@ -45,7 +45,7 @@ def causal_lm(chunks: tf.data.Dataset, cfg: DataConfig, *, tokenizer: Tokenizer,
               seed: int) -> tf.data.Dataset:
   """Concatenated documents cut into rows of `seq_len`; every token is a target."""
   del tokenizer, seed
-  return pack_blocks(chunks, cfg.seq_len).map(causal_lm_features)
+  return pack_blocks(chunks, cfg.seq_len, cfg.cross_document).map(causal_lm_features)
 
 
 def _shift_right(tokens, positions):
@@ -150,7 +150,7 @@ def mlm(chunks: tf.data.Dataset, cfg: DataConfig, *, tokenizer: Tokenizer,
   config's validation; the tables are computed once, in Python)."""
   fn = dict(seed=seed, cfg=cfg, vocab_size=tokenizer.vocab_size, specials=special_ids(tokenizer),
             regular=random_replacement_ids(tokenizer), mask_token=mask_id(tokenizer, cfg))
-  blocks = pack_blocks(chunks, cfg.seq_len).enumerate()
+  blocks = pack_blocks(chunks, cfg.seq_len, cfg.cross_document).enumerate()
   return blocks.map(lambda i, block: mlm_features(block, i, **fn))
 
 

@@ -68,11 +68,12 @@ def _slices(tokens: tf.Tensor, starts: tf.Tensor, is_last) -> tf.data.Dataset:
                  starts[i * MAX_SLICE_TOKENS:(i + 1) * MAX_SLICE_TOKENS], is_last))
 
 
-def pack_blocks(chunks: tf.data.Dataset, seq_len: int) -> tf.data.Dataset:
+def pack_blocks(chunks: tf.data.Dataset, seq_len: int, cross_document: bool = False) -> tf.data.Dataset:
   """Packs ragged chunks `[n_docs, (tokens)]` of documents (e.g. straight from a batched
   tokenizer) into blocks of whole rows: `{"tokens", "segment_ids", "positions"}`, each
   `[n_rows, seq_len]` with `n_rows` varying per block (0 included). `Dataset.rebatch`
-  turns blocks into batches in one copy."""
+  turns blocks into batches in one copy. `cross_document`: each row is one segment
+  (positions 0..seq_len-1) whatever documents it holds, as GPT-2 trains."""
   dtype = chunks.element_spec.dtype
   marked = chunks.map(lambda rt: (rt.flat_values, _doc_start_flags(rt), False))
   # A chunk holding a very long document is packed a slice at a time (the carry joins the
@@ -99,7 +100,11 @@ def pack_blocks(chunks: tf.data.Dataset, seq_len: int) -> tf.data.Dataset:
   init = (tf.zeros([0], dtype), tf.zeros([0], tf.bool))
 
   def features(tokens_nl, starts_nl, valid_nl):
-    segments_nl, positions_nl = segments_and_positions(starts_nl, valid_nl)
+    if cross_document:  # the EOS each document ends with is the only boundary
+      valid = tf.cast(valid_nl, tf.int32)
+      segments_nl, positions_nl = valid, tf.range(seq_len)[None, :] * valid
+    else:
+      segments_nl, positions_nl = segments_and_positions(starts_nl, valid_nl)
     return {"tokens": tokens_nl, "segment_ids": segments_nl, "positions": positions_nl}
 
   return marked.scan(init, step).map(features)

@@ -1,5 +1,6 @@
-"""tf.data input pipelines: reader (`readers/`, one per source) -> host share -> shuffle
--> tokenize (in graph) -> objective -> batch; or a weighted mixture of such streams.
+"""tf.data input pipelines: reader (`readers/`, one per source) -> host share -> strata
+read side by side and a shuffle buffer (`readers/pieces.py`) -> tokenize (in graph) ->
+objective -> batch; or a weighted mixture of such streams.
 
 Everything stays in the TensorFlow graph (no `from_generator`, no `py_function`), so
 `tf.train.Checkpoint(iterator=it)` saves the exact position, shuffle buffers included, and

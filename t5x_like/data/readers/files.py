@@ -10,8 +10,8 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
-from t5x_like.data.readers import checks  # noqa: E402
-from t5x_like.data.readers.base import FILE_CYCLE, Input, Reader, Share  # noqa: E402
+from t5x_like.data.readers import checks, pieces  # noqa: E402
+from t5x_like.data.readers.base import Input, Reader, Share  # noqa: E402
 from t5x_like.data.tokenizer import list_files  # noqa: E402
 from t5x_like.errors import DataError  # noqa: E402
 
@@ -20,6 +20,7 @@ NOT_UTF8 = " is not UTF-8"
 
 class FileReader(Reader):
   record_kind = "line"  # how errors count records: "file: line 12 ..."
+  line_records = True  # one record per line: training cuts large files into pieces by bytes
 
   def input_for(self, role: str, files: str = "") -> Input:
     d = self.cfg
@@ -79,11 +80,14 @@ class FileReader(Reader):
   def check_block(self, path, skip, i, block, counter, name) -> tf.Tensor:
     """The documents of block `i` of a file (records skip + i * CHECK_BLOCK + 1 ...), the bad
     ones failed on or dropped and counted."""
+    return self.check_records(path, skip + i * checks.CHECK_BLOCK, block, counter, name)
+
+  def check_records(self, path, before, block, counter, name) -> tf.Tensor:
+    """The documents of a block of records numbered before + 1, before + 2, ..."""
     docs, bad, why = self.decode(block)
 
     def locate(j):
-      return tf.strings.join([path, f": {self.record_kind} ",
-                              tf.strings.as_string(skip + i * checks.CHECK_BLOCK + j + 1)])
+      return tf.strings.join([path, f": {self.record_kind} ", tf.strings.as_string(before + j + 1)])
 
     return checks.check_block(docs, bad, locate=locate, why=why, counter=counter, name=name)
 
@@ -91,42 +95,55 @@ class FileReader(Reader):
     """Blocks (index, records) of one file -> blocks of checked documents."""
     return blocks.map(lambda i, block: self.check_block(path, skip, i, block, counter, name))
 
-  def file_documents(self, path, skip, take, size, counter, name) -> tf.data.Dataset:
-    """The documents of records skip+1 .. skip+take of one file (take -1: to the end) of
-    `size` bytes, checked in blocks that know their file and record numbers."""
+  def file_blocks(self, path, skip, take, size, counter, name) -> tf.data.Dataset:
+    """Blocks (1-D) of the documents of records skip+1 .. skip+take of one file (take -1:
+    to the end) of `size` bytes, checked in blocks that know their file and record numbers."""
     blocks = self.records(path).skip(skip).take(take).batch(checks.CHECK_BLOCK).enumerate()
-    return self.check_blocks(blocks, path, skip, take, size, counter, name).unbatch()
+    return self.check_blocks(blocks, path, skip, take, size, counter, name)
+
+  def file_documents(self, path, skip, take, size, counter, name) -> tf.data.Dataset:
+    return self.file_blocks(path, skip, take, size, counter, name).unbatch()
+
+  def piece_blocks(self, path, start, end, skip, take, size, counter, name) -> tf.data.Dataset:
+    """Blocks (1-D) of the documents of one piece (`pieces.Piece`): records skip+1 ..
+    skip+take, or for line sources the lines in bytes [start, end), numbered from skip + 1."""
+    if not self.line_records:
+      return self.file_blocks(path, skip, take, size, counter, name)
+    lines = pieces.line_blocks(path, start, end, size)
+    return lines.map(lambda before, block: self.check_records(path, skip + before, block, counter, name))
 
   def read_files(self, paths: list[str], share: Share, counter, name: str,
                  ranges: list[tuple[int, int]] | None = None) -> tf.data.Dataset:
     """This host's documents: whole files when there are at least as many files as hosts
     (host i reads files i, i+P, ...), otherwise every P-th document of all files. The
     hosts' streams are disjoint and together cover the data; the order depends only on the
-    seed. `ranges` gives (skip, take) records per file (default: all)."""
+    seed. Training reads all parts of the host's files at once (`pieces.py`), evaluation
+    the files in order. `ranges` gives (skip, take) records per file (default: all)."""
     p, count = share.process_index, share.process_count
     file_level = len(paths) >= count
     ranges = ranges or [(0, -1)] * len(paths)
     mine = list(range(p, len(paths), count)) if file_level else range(len(paths))
-    files = tf.data.Dataset.from_tensor_slices((
-        [paths[i] for i in mine], [ranges[i][0] for i in mine], [ranges[i][1] for i in mine],
-        [tf.io.gfile.stat(paths[i]).length for i in mine]))
-    files = files.map(lambda f, s, t, n: (f, tf.cast(s, tf.int64), tf.cast(t, tf.int64), tf.cast(n, tf.int64)))
+    sizes = [tf.io.gfile.stat(paths[i]).length for i in mine]
     if share.shuffle:
       # The same seed on every host: element-level sharding needs identical streams to split.
-      files = files.shuffle(len(mine), seed=share.seed, reshuffle_each_iteration=True)
-    if share.repeat:
-      files = files.repeat()
+      parts = pieces.plan([paths[i] for i in mine], sizes, [ranges[i] for i in mine], self.line_records)
 
-    def read(path, skip, take, size):
-      return self.file_documents(path, skip, take, size, counter, name)
+      def read(path, start, end, skip, take, size):
+        return self.piece_blocks(path, start, end, skip, take, size, counter, name)
 
-    if share.shuffle and len(mine) > 1:
-      docs = files.interleave(read, cycle_length=min(FILE_CYCLE, len(mine)), block_length=16)
+      docs = pieces.interleaved(parts, pieces.strata(parts), read, share.seed, share.repeat)
     else:  # evaluation reads the files in order, one after another
-      docs = files.flat_map(read)
+      files = tf.data.Dataset.from_tensor_slices((
+          [paths[i] for i in mine], [ranges[i][0] for i in mine], [ranges[i][1] for i in mine], sizes))
+      files = files.map(lambda f, s, t, n: (f, tf.cast(s, tf.int64), tf.cast(t, tf.int64), tf.cast(n, tf.int64)))
+      if share.repeat:
+        files = files.repeat()
+      docs = files.flat_map(lambda path, skip, take, size: self.file_documents(path, skip, take, size, counter,
+                                                                               name))
     if not file_level:
       docs = docs.shard(count, p)
     return docs
+
 
 class TextReader(FileReader):
   """One document per line (also the built-in corpus, source=synthetic)."""

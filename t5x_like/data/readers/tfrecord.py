@@ -26,6 +26,7 @@ _FRAME_BYTES = 16  # length (8) + its CRC (4) + the data's CRC (4)
 
 class TFRecordReader(FileReader):
   record_kind = "record"
+  line_records = False  # framed records cannot be cut at a byte offset: files stay whole
 
   def __init__(self, cfg, key_prefix: str = "data.", feature: str | None = None):
     super().__init__(cfg, key_prefix)
