@@ -118,9 +118,8 @@ class FitReport:
 
 
 def _abstract_batch(setup, cfg: Config) -> dict:
-  from t5x_like.data import spans
-
   from t5x_like import features as F
+  from t5x_like.data import spans
 
   contract = setup.model_class.contract
   d, m = cfg.data, cfg.model
