@@ -14,7 +14,7 @@ from t5x_like.config import Config, load_config_file
 
 
 def tiny(family_config: str, name: str, objective: str, *, seq_len: int, steps: int = 200,
-         learning_rate: float = 1e-3) -> Config:
+         learning_rate: float = 5e-4) -> Config:
   here = os.path.dirname(__file__)
   cfg = load_config_file(os.path.join(here, "..", "tiny", family_config))
   cfg.name = name

@@ -1,4 +1,4 @@
-"""Prompt/completion fine-tuning of the tiny decoder: "compute : 17 + 2" -> "19" (the
+"""Prompt/completion fine-tuning of the tiny decoder: "compute : 17 + 2 =" -> "19" (the
 built-in arith_qa task), with the loss on the completion only; the metric is exact match of
 the greedy continuation.
 

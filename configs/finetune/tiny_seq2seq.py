@@ -1,4 +1,4 @@
-"""Seq2seq fine-tuning of the tiny encoder-decoder: "compute : 17 + 2" -> "19" (the
+"""Seq2seq fine-tuning of the tiny encoder-decoder: "compute : 17 + 2 =" -> "19" (the
 built-in arith_qa task); the metric is exact match of the greedy output.
 
   t5x-like train --config configs/finetune/tiny_seq2seq.py --workdir /tmp/t5x_like/ft_seq2seq \\
@@ -15,6 +15,6 @@ _common = import_file(os.path.join(os.path.dirname(__file__), "_common.py"), "co
 
 
 def get_config():
-  cfg = _common.tiny("t5.py", "ft_seq2seq", "seq2seq", seq_len=16, learning_rate=2e-3)
+  cfg = _common.tiny("t5.py", "ft_seq2seq", "seq2seq", seq_len=16, learning_rate=1e-3)
   cfg.data.task.targets_len = 8
   return cfg

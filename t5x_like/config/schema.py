@@ -169,6 +169,9 @@ class TaskConfig:
 @dataclasses.dataclass
 class NspConfig:
   probability_random: float = _f(0.5, gt=0, lt=1)  # share of pairs whose second part is another document's
+  # start: that part is the other document's beginning (BERT's random segment starts a sentence);
+  # cut: its continuation after a random cut, so only the meeting point tells the pairs apart.
+  random_from: Literal["start", "cut"] = "start"
 
 
 @dataclasses.dataclass

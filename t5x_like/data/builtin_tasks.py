@@ -8,7 +8,7 @@ give their own data (`data.task`), and read by the same code.
 - error_tags (tagging): two to four clauses (equations, counting runs, templated
   sentences); the words of each wrong equation are tagged B-ERR I-ERR ..., the rest O.
   Span F1 scores the wrong equations found.
-- arith_qa (seq2seq and completion): input/prompt "compute : 17 + 2", target/completion "19".
+- arith_qa (seq2seq and completion): input/prompt "compute : 17 + 2 =", target/completion "19".
 - paraphrase (pairs): a templated sentence and its passive form ("the red fox sees a dog"
   / "a dog is seen by the red fox"); the other pairs of a batch are the negatives.
 - grammar_check, grammar_tags: a templated sentence with a word put in a slot of another
@@ -137,7 +137,7 @@ def grammar_tags(rng: random.Random, split: str = "train") -> dict:
 
 def arith_qa(rng: random.Random, split: str = "train") -> dict:
   prompt, answer = _problem(rng, split)
-  question = "compute : " + prompt[:-2]  # "17 + 2 =" -> "compute : 17 + 2"
+  question = "compute : " + prompt  # "compute : 17 + 2 =": the corpus's own form after a new prefix
   return {"input": question, "target": answer, "prompt": question, "completion": answer}
 
 

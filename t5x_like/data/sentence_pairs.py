@@ -4,12 +4,16 @@ random choices stateless and seeded by (data seed, block index)):
 
 - `mlm_nsp`, BERT's masked LM with next-sentence prediction (Devlin et al. 2019): each
   document of two or more tokens is cut at a uniform point into A and its continuation B;
-  with probability `data.nsp.probability_random` B is replaced by the continuation of
-  another document of the same block. The row is A EOS B EOS with token types 0 / 1 and
-  the label 0 (B follows A) or 1 (B is another document's), BERT's numbering. When the pair
-  is longer than the row, A keeps its end and B its start, where the two meet. MLM masking
-  then applies to the row as in `objectives.mlm`. A cut inside a sentence (rather than
-  between sentences, as BERT does) needs no sentence splitter and works for any corpus.
+  with probability `data.nsp.probability_random` B is replaced by another document of the
+  same block: its beginning (`data.nsp.random_from=start`, the default: BERT's random
+  segment starts a sentence of another document) or its continuation after a cut of its
+  own (`cut`: only the meeting point tells the two apart, which a tiny model did not learn
+  in 500 steps on the built-in corpus, whose sentences are independent of each other).
+  The row is A EOS B EOS with token types 0 / 1 and the label 0 (B follows A) or 1 (B is
+  another document's), BERT's numbering. When the pair is longer than the row, A keeps its
+  end and B its start, where the two meet. MLM masking then applies to the row as in
+  `objectives.mlm`. Cutting anywhere (BERT cuts between sentences) needs no sentence
+  splitter and works for any corpus.
 - `contrastive`, SimCSE's unsupervised objective (Gao et al. 2021): each document (its
   first half-row of tokens) appears twice in one row, as segments 1 and 2; the encoder
   attends within each segment and dropout makes the two views differ, so each is the
@@ -38,7 +42,7 @@ def _dense(ragged: tf.RaggedTensor, length: int) -> tf.Tensor:
 
 
 def nsp_pairs(docs: tf.RaggedTensor, index: tf.Tensor, *, seed: int, seq_len: int, eos: int,
-              probability_random: float) -> dict:
+              probability_random: float, random_from: str = "start") -> dict:
   """Rows of sentence pairs `{tokens, segment_ids, positions, types, labels}` from one
   block of documents `[m, (tokens)]` (EOS last in each)."""
   body = docs[:, :-1]
@@ -55,6 +59,10 @@ def nsp_pairs(docs: tf.RaggedTensor, index: tf.Tensor, *, seed: int, seq_len: in
   labels = tf.cast(partner != rows, tf.int32)  # a block of one document can only pair it with itself
   starts = tf.cast(body.row_starts(), tf.int64)
   b_start, b_len = tf.gather(starts + cut, partner), tf.gather(n - cut, partner)
+  if random_from == "start":  # another document's beginning, as BERT's random segments start a sentence
+    other = partner != rows
+    b_start = tf.where(other, tf.gather(starts, partner), b_start)
+    b_len = tf.where(other, tf.gather(n, partner), b_len)
   budget = tf.constant(seq_len - 2, tf.int64)
   a_len = tf.minimum(cut, tf.maximum(budget // 2, budget - b_len))
   b_len = tf.minimum(b_len, budget - a_len)
@@ -76,7 +84,7 @@ def mlm_nsp(chunks: tf.data.Dataset, cfg: DataConfig, *, tokenizer: Tokenizer, s
 
   def block(i, docs):
     pairs = nsp_pairs(docs, i, seed=seed + 7, seq_len=cfg.seq_len, eos=tokenizer.eos_id,
-                      probability_random=cfg.nsp.probability_random)
+                      probability_random=cfg.nsp.probability_random, random_from=cfg.nsp.random_from)
     out = objectives.mlm_features(pairs, i, **mlm_args)
     out[F.ENCODER_TOKEN_TYPE_IDS] = pairs["types"]
     out[F.ENCODER_CLASS_LABELS] = pairs["labels"]

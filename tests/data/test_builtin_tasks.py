@@ -51,7 +51,7 @@ def test_arithmetic_labels_follow_the_sums():
     true = int(a) + int(b) if op == "+" else int(a) - int(b)
     assert (int(shown) == true) == (ex["label"] == "correct")
     qa = B.arith_qa(rng)
-    _, _, a, op, b = qa["input"].split()
+    _, _, a, op, b, _ = qa["input"].split()
     assert int(qa["target"]) == (int(a) + int(b) if op == "+" else int(a) - int(b))
     assert max(int(a), int(b)) <= synthetic.MAX_OPERAND
 

@@ -1,6 +1,7 @@
 """Next-sentence pairs and SimCSE rows (data/sentence_pairs.py) against their definitions."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from t5x_like import config as C
@@ -15,13 +16,14 @@ def _docs(n, rng):
   return [[1000 * (i + 1) + j for j in range(rng.integers(2, 40))] + [EOS] for i in range(n)]
 
 
-def test_nsp_pairs_are_continuations_half_the_time():
+@pytest.mark.parametrize("random_from", ["start", "cut"])
+def test_nsp_pairs_are_continuations_half_the_time(random_from):
   rng = np.random.default_rng(0)
   labels, seq_len = [], 24
   for block in range(16):
     docs = _docs(256, rng)
     out = sentence_pairs.nsp_pairs(tf.ragged.constant(docs, tf.int32), tf.constant(block, tf.int64), seed=5,
-                                   seq_len=seq_len, eos=EOS, probability_random=0.5)
+                                   seq_len=seq_len, eos=EOS, probability_random=0.5, random_from=random_from)
     for row, types, label in zip(out["tokens"].numpy(), out["types"].numpy(), out["labels"].numpy()[:, 0],
                                  strict=True):
       n = int((row != 0).sum())
@@ -37,6 +39,8 @@ def test_nsp_pairs_are_continuations_half_the_time():
         assert doc_a == doc_b and b[0] == a[-1] + 1
       else:
         assert doc_a != doc_b
+        if random_from == "start":  # the other document from its first token
+          assert b[0] % 1000 == 0
       labels.append(label)
   assert abs(np.mean(labels) - 0.5) < 0.02  # 4,096 pairs: 3 standard deviations is 0.023
 
