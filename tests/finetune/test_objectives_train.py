@@ -35,8 +35,8 @@ def test_paraphrase_embeddings_rank_held_out_positives_first(tmp_path):
   assert cli.main(["train", "--config", "configs/finetune/tiny_pairs.py", "--workdir", str(tmp_path / "before"),
                    *shared, "--config.train.steps=1"]) == 0
   assert cli.main(["train", "--config", "configs/finetune/tiny_pairs.py", "--workdir", str(tmp_path / "after"),
-                   *shared, "--config.train.steps=PAIRS_STEPS"]) == 0
+                   *shared, "--config.train.steps=100"]) == 0
   before, after = _summary(tmp_path / "before"), _summary(tmp_path / "after")
-  assert after["task_retrieval_accuracy"] >= PAIRS_MIN_RETRIEVAL, after
-  assert after["task_positive_margin"] >= PAIRS_MIN_MARGIN, after
+  assert after["task_retrieval_accuracy"] >= 0.9, after
+  assert after["task_positive_margin"] >= 0.5, after
   assert after["task_positive_margin"] > before["task_positive_margin"] + 0.1, (before, after)
