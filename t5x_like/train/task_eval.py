@@ -73,7 +73,10 @@ def task_evaluation(cfg: Config, setup, params, feed: Feed, tokenizer_path: str,
 
   tok = Tokenizer(tokenizer_path)
   max_new = cfg.data.task.targets_len or min(cfg.data.seq_len, 32)
-  fn = _outputs(cfg, setup, max_new, tok.eos_id)
+  # One jitted function per setup: periodic evals reuse its compilation.
+  key = (cfg.data.objective, max_new, tok.eos_id)
+  cache = setup.__dict__.setdefault("_task_eval_fns", {})
+  fn = cache[key] = cache.get(key) or _outputs(cfg, setup, max_new, tok.eos_id)
   labels = cfg.data.task.labels or [str(i) for i in range(cfg.model.num_labels)]
   conf = np.zeros((max(cfg.model.num_labels, 1),) * 2, np.int64)
   spans, tags, matches, n = np.zeros(3, np.int64), np.zeros(2, np.int64), 0, 0
