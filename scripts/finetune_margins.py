@@ -58,8 +58,9 @@ def compare(workdir: str, task: str, *, finetune_steps: int, pretrain_steps: int
   config, family, metric = TASKS[task]
   pretrain_steps = pretrain_steps or PRETRAIN_STEPS[family]
   pre = pretrain(workdir, family, pretrain_steps, list(pretrain_extra))
-  common = ["--config", os.path.join(ROOT, "configs", "finetune", config), f"--config.train.steps={finetune_steps}",
-            f"--config.train.eval_every={finetune_steps}", *finetune_extra]
+  steps = [f"--config.train.steps={finetune_steps}", f"--config.train.eval_every={finetune_steps}"] if finetune_steps else [
+      "--config.train.eval_every=0"]  # 0: the config's own steps, evaluated at the end
+  common = ["--config", os.path.join(ROOT, "configs", "finetune", config), *steps, *finetune_extra]
   out = {"task": task, "metric": metric, "pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps}
   for name, init in (("pretrained", [f"--config.checkpoint.init_from={pre}/checkpoints"]),
                      ("scratch", [f"--config.data.tokenizer.path={pre}/tokenizer/spm.model"])):
@@ -76,7 +77,7 @@ def main(argv=None) -> int:
   p.add_argument("--workdir", required=True)
   p.add_argument("--tasks", default=",".join(TASKS))
   p.add_argument("--pretrain-steps", type=int, default=0, help="0: the PRETRAIN_STEPS of each family")
-  p.add_argument("--finetune-steps", type=int, default=200)
+  p.add_argument("--finetune-steps", type=int, default=0, help="0: each fine-tuning config's own")
   a = p.parse_args(argv)
   rows = [compare(a.workdir, t, pretrain_steps=a.pretrain_steps, finetune_steps=a.finetune_steps)
           for t in a.tasks.split(",")]

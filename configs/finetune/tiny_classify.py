@@ -1,6 +1,9 @@
-"""Sequence classification with the tiny encoder: is "17 + 2 = 19 ." correct or wrong?
-(the built-in arith_check task: half the equations are off by 1-3, and the held-out
-problems are never in the fine-tuning train split, only in the pretraining corpus).
+"""Sequence classification with the tiny encoder: is "the red fox greets a big sees ." a
+well-formed sentence? (the built-in grammar_check task: half the sentences have a word put
+in a slot of another category; the words misplaced in the held-out split are never
+misplaced in the fine-tuning train split, so only what pretraining taught about them
+tells them apart). A small learning rate keeps what the body knows: at 5e-4 the
+pretrained model did no better than one from scratch.
 
   t5x-like train --config configs/finetune/tiny_classify.py --workdir /tmp/t5x_like/ft_classify \\
     --config.checkpoint.init_from=/tmp/t5x_like/tiny_bert/checkpoints
@@ -19,7 +22,7 @@ _common = import_file(os.path.join(os.path.dirname(__file__), "_common.py"), "co
 
 
 def get_config():
-  cfg = _common.tiny("bert.py", "ft_classify", "classification", seq_len=32)
+  cfg = _common.tiny("bert.py", "ft_classify", "classification", seq_len=32, steps=300, learning_rate=1e-4)
   cfg.model.head, cfg.model.num_labels = "classify", 2
-  cfg.data.synthetic.task = "arith_check"
+  cfg.data.synthetic.task = "grammar_check"
   return cfg

@@ -116,7 +116,7 @@ class SyntheticConfig:
   # Built-in fine-tuning task for the task objectives (t5x_like/data/builtin_tasks.py); ""
   # picks the objective's default: classification grammar_check, tagging grammar_tags,
   # seq2seq/completion arith_qa, pairs paraphrase.
-  task: Literal["", "grammar_check", "grammar_tags", "arith_check", "arith_pair", "error_tags", "arith_qa",
+  task: Literal["", "grammar_check", "grammar_pair", "grammar_tags", "arith_check", "arith_pair", "error_tags", "arith_qa", "grammar_qa",
                 "paraphrase"] = ""
   task_train_examples: int = _f(2_000, gt=0)
   task_eval_examples: int = _f(500, gt=0)

@@ -9,11 +9,16 @@ give their own data (`data.task`), and read by the same code.
   sentences); the words of each wrong equation are tagged B-ERR I-ERR ..., the rest O.
   Span F1 scores the wrong equations found.
 - arith_qa (seq2seq and completion): input/prompt "compute : 17 + 2 =", target/completion "19".
+- grammar_qa (seq2seq and completion): input/prompt "intruder : " and a grammar_check
+  sentence, target/completion the category of the misplaced word ("verb") or "none".
 - paraphrase (pairs): a templated sentence and its passive form ("the red fox sees a dog"
   / "a dog is seen by the red fox"); the other pairs of a batch are the negatives.
 - grammar_check, grammar_tags: a templated sentence with a word put in a slot of another
   category ("the red fox greets a big sees ."), to classify or tag; the words misplaced in
-  the eval split are never misplaced in the train split.
+  the eval split are never misplaced in the train split. grammar_pair: two such clauses as
+  a sentence pair, wrong when either holds a misplaced word. Which word belongs to which
+  category only the pretraining corpus teaches (MLM sees every word in its own slots), so
+  these are the encoder's tasks that show what pretraining bought.
 
 The arithmetic tasks hold out a quarter of the 800 problems (`held_out`): the eval split
 asks only those, the train split never. The pretraining corpus has all of them, so the
@@ -31,10 +36,10 @@ import random
 
 from t5x_like.data import synthetic
 
-LABELS = {"grammar_check": ["wrong", "correct"], "grammar_tags": ["O", "B-ERR", "I-ERR"],
+LABELS = {"grammar_check": ["wrong", "correct"], "grammar_pair": ["wrong", "correct"], "grammar_tags": ["O", "B-ERR", "I-ERR"],
           "arith_check": ["wrong", "correct"], "arith_pair": ["wrong", "correct"],
           "error_tags": ["O", "B-ERR", "I-ERR"]}
-DEFAULT_TASK = {"classification": "arith_check", "tagging": "error_tags", "seq2seq": "arith_qa",
+DEFAULT_TASK = {"classification": "grammar_check", "tagging": "grammar_tags", "seq2seq": "arith_qa",
                 "completion": "arith_qa", "pairs": "paraphrase"}
 _PASSIVE = {"sees": "seen", "likes": "liked", "follows": "followed", "helps": "helped", "finds": "found",
             "chases": "chased", "watches": "watched", "greets": "greeted"}
@@ -128,11 +133,36 @@ def grammar_check(rng: random.Random, split: str = "train") -> dict:
   return {"text": " ".join(w for w, _ in words), "label": "wrong" if wrong else "correct"}
 
 
+def grammar_pair(rng: random.Random, split: str = "train") -> dict:
+  """Two clauses as a sentence pair, `wrong` when one of them holds a misplaced word."""
+  first, second = _clause(rng), _clause(rng)
+  wrong = rng.random() < 0.5
+  if wrong:
+    _misplace(rng, first if rng.random() < 0.5 else second, split)
+  return {"text": " ".join(w for w, _ in first), "text_pair": " ".join(w for w, _ in second),
+          "label": "wrong" if wrong else "correct"}
+
+
 def grammar_tags(rng: random.Random, split: str = "train") -> dict:
   words = [w for _ in range(rng.randint(2, 3)) for w in _clause(rng)]
   for _ in range(rng.choice([0, 1, 1, 2])):
     _misplace(rng, words, split)
   return {"tokens": [w for w, _ in words], "tags": ["B-ERR" if c == "ERR" else "O" for _, c in words]}
+
+
+_CATEGORY_NAMES = {"ADJ": "adjective", "NOUN": "noun", "VERB": "verb"}
+
+
+def grammar_qa(rng: random.Random, split: str = "train") -> dict:
+  """A grammar_check sentence after "intruder :"; the target names the category of the
+  misplaced word ("verb" for "the red fox greets a big sees ."), or "none"."""
+  words = _clause(rng)
+  answer = "none"
+  if rng.random() < 0.5:
+    word = words[_misplace(rng, words, split)][0]
+    answer = next(_CATEGORY_NAMES[c] for c, pool in _CATEGORIES.items() if word in pool)
+  question = "intruder : " + " ".join(w for w, _ in words)
+  return {"input": question, "target": answer, "prompt": question, "completion": answer}
 
 
 def arith_qa(rng: random.Random, split: str = "train") -> dict:
@@ -151,8 +181,8 @@ def paraphrase(rng: random.Random, split: str = "train") -> dict:
   return {"text": f"{subject} {verb} {obj}{where} .", "text_pair": f"{obj} is {_PASSIVE[verb]} by {subject}{where} ."}
 
 
-TASKS = {"grammar_check": grammar_check, "grammar_tags": grammar_tags, "arith_check": arith_check,
-         "arith_pair": arith_pair, "error_tags": error_tags, "arith_qa": arith_qa, "paraphrase": paraphrase}
+TASKS = {"grammar_check": grammar_check, "grammar_pair": grammar_pair, "grammar_tags": grammar_tags, "arith_check": arith_check,
+         "arith_pair": arith_pair, "error_tags": error_tags, "arith_qa": arith_qa, "grammar_qa": grammar_qa, "paraphrase": paraphrase}
 
 
 def write_task(out_dir: str, task: str, *, num_train: int, num_eval: int, seed: int = 0) -> dict:

@@ -4,6 +4,7 @@ training."""
 
 import json
 import random
+import re
 
 from t5x_like.data import builtin_tasks as B
 from t5x_like.data import synthetic
@@ -14,9 +15,10 @@ def _read(path):
 
 
 def test_every_task_writes_its_fields_once_and_keeps_them(tmp_path):
-  fields = {"grammar_check": {"text", "label"}, "grammar_tags": {"tokens", "tags"}, "arith_check": {"text", "label"},
+  fields = {"grammar_check": {"text", "label"}, "grammar_pair": {"text", "text_pair", "label"}, "grammar_tags": {"tokens", "tags"}, "arith_check": {"text", "label"},
             "arith_pair": {"text", "text_pair", "label"}, "error_tags": {"tokens", "tags"},
-            "arith_qa": {"input", "target", "prompt", "completion"}, "paraphrase": {"text", "text_pair"}}
+            "arith_qa": {"input", "target", "prompt", "completion"},
+            "grammar_qa": {"input", "target", "prompt", "completion"}, "paraphrase": {"text", "text_pair"}}
   assert set(fields) == set(B.TASKS)
   for task, want in fields.items():
     paths = B.write_task(str(tmp_path), task, num_train=50, num_eval=10)
@@ -41,6 +43,24 @@ def test_grammar_errors_use_disjoint_words_in_train_and_eval():
       labels.append(B.grammar_check(rng, split)["label"])
   assert misplaced["train"] and misplaced["eval"] and not misplaced["train"] & misplaced["eval"]
   assert abs(labels.count("wrong") / len(labels) - 0.5) < 0.03
+
+
+def _well_formed(clause: str) -> bool:
+  adj, noun = "|".join(synthetic._ADJ), "|".join(synthetic._NOUN)
+  verb, place = "|".join(B._PASSIVE), "|".join(synthetic._PLACE)
+  pattern = rf"the ({adj})( ({adj}))? ({noun}) ({verb}) a ({adj}) ({noun})( ({place}))? \."
+  return re.fullmatch(pattern, clause) is not None
+
+
+def test_grammar_pairs_are_wrong_exactly_when_a_clause_is_malformed():
+  rng = random.Random(0)
+  labels = []
+  for _ in range(1000):
+    ex = B.grammar_pair(rng, "eval")
+    both = _well_formed(ex["text"]) and _well_formed(ex["text_pair"])
+    assert both == (ex["label"] == "correct"), ex
+    labels.append(ex["label"])
+  assert abs(labels.count("wrong") / len(labels) - 0.5) < 0.05
 
 
 def test_arithmetic_labels_follow_the_sums():
