@@ -10,6 +10,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
+from t5x_like.data import builtin_tasks
+
+BuiltinTask = Literal[("", *builtin_tasks.TASKS)]  # the names of t5x_like/data/builtin_tasks.py, read from there
 Family = Literal["decoder", "encoder", "encoder_decoder"]
 Source = Literal["synthetic", "text", "jsonl", "tfrecord", "tfds"]
 Objective = Literal["causal_lm", "prefix_lm", "mlm", "span_corruption", "mlm_nsp", "contrastive",
@@ -116,8 +119,7 @@ class SyntheticConfig:
   # Built-in fine-tuning task for the task objectives (t5x_like/data/builtin_tasks.py); ""
   # picks the objective's default: classification grammar_check, tagging grammar_tags,
   # seq2seq/completion arith_qa, pairs paraphrase.
-  task: Literal["", "grammar_check", "grammar_pair", "grammar_tags", "arith_check", "arith_pair", "error_tags", "arith_qa", "grammar_qa",
-                "paraphrase"] = ""
+  task: BuiltinTask = ""
   task_train_examples: int = _f(2_000, gt=0)
   task_eval_examples: int = _f(500, gt=0)
 

@@ -11,6 +11,10 @@ give their own data (`data.task`), and read by the same code.
 - arith_qa (seq2seq and completion): input/prompt "compute : 17 + 2 =", target/completion "19".
 - grammar_qa (seq2seq and completion): input/prompt "intruder : " and a grammar_check
   sentence, target/completion the category of the misplaced word ("verb") or "none".
+- count_qa (seq2seq and completion): input "fill : 4 5 _ 7 8 ." (a counting run of the
+  corpus with one number hidden), target "6"; the train split hides an inner or the last
+  number, the eval split the first (the one number its left neighbour does not give).
+  Span corruption teaches filling at every place.
 - paraphrase (pairs): a templated sentence and its passive form ("the red fox sees a dog"
   / "a dog is seen by the red fox"); the other pairs of a batch are the negatives.
 - grammar_check, grammar_tags: a templated sentence with a word put in a slot of another
@@ -171,6 +175,18 @@ def arith_qa(rng: random.Random, split: str = "train") -> dict:
   return {"input": question, "target": answer, "prompt": question, "completion": answer}
 
 
+def count_qa(rng: random.Random, split: str = "train") -> dict:
+  """A counting run of the corpus with one number hidden: input "fill : 4 5 _ 7 8 .",
+  target "6". The train split hides an inner or the last number, so its answers always
+  follow their left neighbour; the eval split hides the first one, which only its right
+  neighbour gives. The span-corruption pretraining has filled numbers at every place of a
+  run; a model fine-tuned from scratch has only learned "one more than the left one"."""
+  run = synthetic._counting_run(rng)
+  k = 0 if split == "eval" else rng.randrange(1, len(run))
+  question = "fill : " + " ".join(run[:k] + ["_"] + run[k + 1:]) + " ."
+  return {"input": question, "target": run[k], "prompt": question, "completion": run[k]}
+
+
 def paraphrase(rng: random.Random, split: str = "train") -> dict:
   del split
   adj, noun, place = synthetic._ADJ, synthetic._NOUN, synthetic._PLACE
@@ -182,7 +198,8 @@ def paraphrase(rng: random.Random, split: str = "train") -> dict:
 
 
 TASKS = {"grammar_check": grammar_check, "grammar_pair": grammar_pair, "grammar_tags": grammar_tags, "arith_check": arith_check,
-         "arith_pair": arith_pair, "error_tags": error_tags, "arith_qa": arith_qa, "grammar_qa": grammar_qa, "paraphrase": paraphrase}
+         "arith_pair": arith_pair, "error_tags": error_tags, "arith_qa": arith_qa, "grammar_qa": grammar_qa, "count_qa": count_qa,
+         "paraphrase": paraphrase}
 
 
 def write_task(out_dir: str, task: str, *, num_train: int, num_eval: int, seed: int = 0) -> dict:

@@ -54,9 +54,11 @@ def decay_mask(logical_axes):
 
 
 # Top-level parameter names by role: a head trains from the first step; embeddings are the
-# bottom of the body. Everything else with a `layers` axis is a stack's layers.
-HEADS = ("task_head", "nsp_head", "head", "output_bias", "mlm_dense", "mlm_dense_bias", "mlm_norm")
-EMBEDDINGS = ("embed", "type_embed", "pos_embed", "encoder_pos_embed", "decoder_pos_embed", "embed_norm")
+# bottom of the body. Everything else with a `layers` axis is a stack's layers. The untied
+# output projection (`head`) is the output embedding: pretrained like the input one, and
+# frozen with it (as a tied one is), so an LM fine-tune can keep the words it never targets.
+HEADS = ("task_head", "nsp_head", "output_bias", "mlm_dense", "mlm_dense_bias", "mlm_norm")
+EMBEDDINGS = ("embed", "head", "type_embed", "pos_embed", "encoder_pos_embed", "decoder_pos_embed", "embed_norm")
 
 
 def finetuning(cfg: OptimizerConfig) -> bool:

@@ -62,9 +62,12 @@ def test_garbled_bytes_anywhere_fail_or_restore_exactly(tmp_path):
   assert any(f.startswith("state/") for f in files) and any(f.startswith("data/") for f in files)
   rng = np.random.default_rng(0)
   outcomes = {}
-  for rel in files:
+  for i, rel in enumerate(files):
     size = os.path.getsize(step_dir / rel)
-    for where in {0, size // 2, max(size - 16, 0)}:
+    # The array data at the start, the middle and the end; every other file at one of them
+    # in turn (each restore costs about a second).
+    offsets = (0, size // 2, max(size - 16, 0))
+    for where in set(offsets) if rel.startswith("state/d/") else [offsets[i % 3]]:
       work = tmp_path / "work"
       shutil.rmtree(work, ignore_errors=True)
       shutil.copytree(tmp_path / "ck", work)
@@ -86,7 +89,7 @@ def test_garbled_bytes_anywhere_fail_or_restore_exactly(tmp_path):
       outcomes[(rel, where)] = "unread"
   # The array data the restore reads (OCDBT's merged state/d/ files; the per-process
   # ocdbt.process_*/d/ files are the pre-merge copies the manifest no longer points at), the
-  # metadata and the iterator files were caught at every offset.
+  # metadata and the iterator files were caught wherever they were garbled.
   for (rel, where), outcome in outcomes.items():
     if rel.startswith(("state/d/", "data/process_")) or rel == "meta/metadata":
       assert outcome == "detected", (rel, where)

@@ -18,7 +18,8 @@ def test_every_task_writes_its_fields_once_and_keeps_them(tmp_path):
   fields = {"grammar_check": {"text", "label"}, "grammar_pair": {"text", "text_pair", "label"}, "grammar_tags": {"tokens", "tags"}, "arith_check": {"text", "label"},
             "arith_pair": {"text", "text_pair", "label"}, "error_tags": {"tokens", "tags"},
             "arith_qa": {"input", "target", "prompt", "completion"},
-            "grammar_qa": {"input", "target", "prompt", "completion"}, "paraphrase": {"text", "text_pair"}}
+            "grammar_qa": {"input", "target", "prompt", "completion"},
+            "count_qa": {"input", "target", "prompt", "completion"}, "paraphrase": {"text", "text_pair"}}
   assert set(fields) == set(B.TASKS)
   for task, want in fields.items():
     paths = B.write_task(str(tmp_path), task, num_train=50, num_eval=10)
@@ -29,6 +30,20 @@ def test_every_task_writes_its_fields_once_and_keeps_them(tmp_path):
     B.write_task(str(tmp_path), task, num_train=50, num_eval=10)  # the same parameters: kept as is
     assert (tmp_path / f"task-{task}-train.jsonl").stat().st_mtime_ns == mtime
     assert rows != _read(paths["eval"])[:10]
+
+
+def test_count_qa_hides_the_first_number_only_in_eval():
+  for split in ("train", "eval"):
+    rng = random.Random(split)
+    for _ in range(500):
+      ex = B.count_qa(rng, split)
+      words = ex["input"].split()
+      assert words[:2] == ["fill", ":"] and words[-1] == "." and words.count("_") == 1
+      run = words[2:-1]
+      k = run.index("_")
+      assert (k == 0) == (split == "eval")
+      run[k] = ex["target"]
+      assert [int(w) for w in run] == list(range(int(run[0]), int(run[0]) + len(run)))
 
 
 def test_grammar_errors_use_disjoint_words_in_train_and_eval():

@@ -33,6 +33,19 @@ def test_freeze_layers_and_embeddings_and_scale_the_body():
   assert np.isclose(float(s["final_norm"]["scale"]), 0.1)
 
 
+def test_an_untied_output_projection_is_frozen_and_scaled_with_the_embeddings():
+  """The untied `head` of an LM is pretrained: it takes the body's rate and freezes with
+  the embeddings, as a tied one does."""
+  cfg = C.Config()
+  cfg.model.family, cfg.model.num_layers, cfg.model.d_model, cfg.model.d_ff = "encoder_decoder", 1, 32, 64
+  cfg.model.vocab_size, cfg.model.tie_embeddings, cfg.optimizer.body_lr_scale = 64, False, 0.1
+  s, params = _scales(cfg, 0)
+  assert "head" in params and np.isclose(float(s["head"]), 0.1)
+  cfg.optimizer.freeze_embeddings = True
+  s, _ = _scales(cfg, 0)
+  assert float(s["head"]) == 0.0 and float(s["embed"]["embedding"]) == 0.0
+
+
 def test_gradual_unfreezing_goes_top_down_then_embeddings():
   cfg = _encoder(layers=3)
   cfg.optimizer.unfreeze_every = 10
