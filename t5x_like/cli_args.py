@@ -163,6 +163,9 @@ def parser() -> argparse.ArgumentParser:
   be.add_argument("--rules", default="", help="mesh.rules: dp, fsdp, fsdp_tp, tp (default: the config's)")
   be.add_argument("--peak-tflops", type=float, default=0.0,
                   help="per-device peak for MFU (default: published by device kind, or measured on CPU)")
+  be.add_argument("--compare-torch", action="store_true",
+                  help="then time the Hugging Face PyTorch model of the same family and shape (AdamW, "
+                       "float32) in a child process and print the speed ratio (needs torch and transformers)")
   be.add_argument("--json", default="", help="also append the JSON line to this file")
   be.add_argument("--cpu-devices", type=int, default=0, help="simulate N devices on the CPU")
 

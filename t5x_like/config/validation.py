@@ -64,7 +64,7 @@ def check_fields(obj, prefix: str = "") -> None:
       if v not in choices:
         close = difflib.get_close_matches(str(v), choices, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""
-        raise ConfigError(f"config key '{key}' is {v!r}; expected one of {', '.join(choices)}{hint}")
+        raise ConfigError(f"config key '{key}' is {v!r}; expected one of {', '.join(c if c else repr(c) for c in choices)}{hint}")
       continue
     if not _type_ok(v, typ):
       raise ConfigError(f"config key '{key}' expects {getattr(typ, '__name__', typ)}, got {type(v).__name__} {v!r}")

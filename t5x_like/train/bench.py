@@ -17,7 +17,7 @@ import numpy as np
 
 from t5x_like import config as C
 from t5x_like.data import spans
-from t5x_like.errors import ConfigError
+from t5x_like.errors import ConfigError, UserError
 from t5x_like.models import family_class
 from t5x_like.train.peak import device_peak
 from t5x_like.train.setup import init_state, make_setup
@@ -134,14 +134,37 @@ def format_table(row: dict) -> str:
       ("temporaries", f"{row['temp_mib']:,.0f} MiB (XLA's plan for the compiled step)"),
       ("loss", f"{row['loss']:.4f}"),
   ]
+  if "torch_step_ms" in row:
+    lines.append(("PyTorch", f"{row['torch_model']} (torch {row['torch']}, {row['torch_threads']} threads, "
+                             f"{row['torch_params']:,} params): {row['torch_step_ms']:.1f} ms median "
+                             f"(min {row['torch_step_ms_min']:.1f}, max {row['torch_step_ms_max']:.1f}), "
+                             f"{row['torch_tokens_per_s']:,.0f} tokens/s"))
+    lines.append(("speed-up", f"{row['speedup_vs_torch']:.2f}x (PyTorch step time / ours)"))
   width = max(len(k) for k, _ in lines)
   return "\n".join(f"{k:<{width}}  {v}" for k, v in lines)
+
+
+def _torch_side(cfg: C.Config, row: dict) -> dict:
+  """The same family and shape in PyTorch (train/bench_torch.py), after ours, in a child
+  process; float32 and one process only, as the comparison is for the CPU or one device."""
+  from t5x_like.train import bench_torch
+
+  if row["dtype"] != "float32" or jax.process_count() > 1:
+    raise ConfigError("--compare-torch times float32 on one process: drop --dtype or run it on one host")
+  shape = bench_torch.shape_of(cfg.model, row["batch"], row["seq"], row["targets"], row["steps"])
+  try:
+    out = bench_torch.compare(shape)
+  except RuntimeError as e:
+    raise UserError(str(e)) from None
+  return {**out, "speedup_vs_torch": round(out["torch_step_ms"] / row["step_ms"], 3)}
 
 
 def bench(args, overrides: list[str]) -> dict:
   """`t5x-like bench`: builds the config, runs, prints the table and the JSON line."""
   cfg, targets = bench_config(args, overrides)
   row = run_bench(cfg, targets, name=args.preset or args.config, peak_tflops=args.peak_tflops)
+  if getattr(args, "compare_torch", False):
+    row.update(_torch_side(cfg, row))
   print(format_table(row))
   line = json.dumps(row)
   print(line, flush=True)

@@ -65,10 +65,10 @@ def _component_of_rows(batches, tok, docs):
 def test_rates_follow_the_weights_and_the_stream_is_seeded(make_cfg, spm_path, tok, corpora, tmp_path):
   mixture, docs = corpora
   it = iter(_make(make_cfg, spm_path, mixture))
-  batches = [{k: v.numpy() for k, v in next(it).items()} for _ in range(50)]  # 3,200 rows
-  rates = np.bincount(_component_of_rows(batches, tok, docs), minlength=3) / (50 * BATCH)
-  # Binomial standard error at 3,200 rows is at most 0.9 points: 3 points is over 3 sigma.
-  np.testing.assert_allclose(rates, WEIGHTS, atol=0.03)
+  batches = [{k: v.numpy() for k, v in next(it).items()} for _ in range(30)]  # 1,920 rows
+  rates = np.bincount(_component_of_rows(batches, tok, docs), minlength=3) / (30 * BATCH)
+  # Binomial standard error at 1,920 rows is at most 1.15 points: 3.5 points is 3 sigma.
+  np.testing.assert_allclose(rates, WEIGHTS, atol=0.035)
   again = iter(_make(make_cfg, spm_path, mixture))
   for want in batches[:20]:
     np.testing.assert_array_equal(next(again)["decoder_target_tokens"].numpy(),

@@ -43,6 +43,21 @@ def test_bench_encoder_decoder_preset_counts_both_rows(capsys, tmp_path, monkeyp
   assert (row["family"], row["targets"]) == ("encoder_decoder", 8)
 
 
+def test_compare_torch_times_the_same_shape_in_pytorch(capsys, tmp_path, monkeypatch):
+  """GPT-2 with the same widths has exactly our parameter count in Hugging Face's PyTorch
+  model (so the two sides time the same shapes); the ratio is the two medians'."""
+  monkeypatch.setenv("T5X_LIKE_CACHE_DIR", str(tmp_path))
+  rc = main(["bench", "--preset", "gpt:gpt2_small", "--batch", "2", "--seq", "16", "--steps", "2", "--compare-torch",
+             "--config.model.num_layers=1", "--config.model.d_model=32", "--config.model.num_heads=2",
+             "--config.model.d_ff=64", "--config.model.vocab_size=128", "--config.model.max_len=16"])
+  assert rc == 0
+  lines = capsys.readouterr().out.strip().splitlines()
+  row = json.loads(lines[-1])
+  assert row["torch_model"] == "GPT-2" and row["torch_params"] == row["params"]
+  assert row["torch_step_ms"] > 0 and row["speedup_vs_torch"] == pytest.approx(row["torch_step_ms"] / row["step_ms"], rel=1e-2)
+  assert any(line.startswith("speed-up") for line in lines)
+
+
 def test_bench_errors_are_one_line(capsys):
   cases = {
       ("--preset", "gpt:nope"): "has no preset 'nope'",

@@ -51,8 +51,10 @@ def single_device_losses():
   return _run(cfg, devices=jax.devices()[:1])[0]
 
 
-@pytest.mark.parametrize("shape,rules", [((8, 1, 1), "fsdp"), ((1, 8, 1), "fsdp"), ((1, 1, 8), "tp"),
-                                         ((2, 2, 2), "fsdp_tp")])
+# (2,2,2) fsdp_tp shards every axis at once; the one-axis meshes (20-40 s each) are slow.
+_slow = pytest.mark.slow
+@pytest.mark.parametrize("shape,rules", [pytest.param((8, 1, 1), "fsdp", marks=_slow), pytest.param((1, 8, 1), "fsdp", marks=_slow),
+                                         pytest.param((1, 1, 8), "tp", marks=_slow), ((2, 2, 2), "fsdp_tp")])
 def test_mesh_matches_single_device(single_device_losses, shape, rules):
   cfg = _cfg(data=shape[0], fsdp=shape[1], tensor=shape[2], rules=rules)
   losses = _run(cfg)[0]
