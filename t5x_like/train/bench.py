@@ -149,8 +149,6 @@ def _torch_side(cfg: C.Config, row: dict) -> dict:
   process; float32 and one process only, as the comparison is for the CPU or one device."""
   from t5x_like.train import bench_torch
 
-  if row["dtype"] != "float32" or jax.process_count() > 1:
-    raise ConfigError("--compare-torch times float32 on one process: drop --dtype or run it on one host")
   shape = bench_torch.shape_of(cfg.model, row["batch"], row["seq"], row["targets"], row["steps"])
   try:
     out = bench_torch.compare(shape)
@@ -162,6 +160,8 @@ def _torch_side(cfg: C.Config, row: dict) -> dict:
 def bench(args, overrides: list[str]) -> dict:
   """`t5x-like bench`: builds the config, runs, prints the table and the JSON line."""
   cfg, targets = bench_config(args, overrides)
+  if getattr(args, "compare_torch", False) and (cfg.model.dtype != "float32" or jax.process_count() > 1):
+    raise ConfigError("--compare-torch times float32 on one process: drop --dtype or run it on one host")
   row = run_bench(cfg, targets, name=args.preset or args.config, peak_tflops=args.peak_tflops)
   if getattr(args, "compare_torch", False):
     row.update(_torch_side(cfg, row))

@@ -47,7 +47,7 @@ def test_compare_torch_times_the_same_shape_in_pytorch(capsys, tmp_path, monkeyp
   """GPT-2 with the same widths has exactly our parameter count in Hugging Face's PyTorch
   model (so the two sides time the same shapes); the ratio is the two medians'."""
   monkeypatch.setenv("T5X_LIKE_CACHE_DIR", str(tmp_path))
-  rc = main(["bench", "--preset", "gpt:gpt2_small", "--batch", "2", "--seq", "16", "--steps", "2", "--compare-torch",
+  rc = main(["bench", "--preset", "gpt:gpt2_small", "--batch", "8", "--seq", "16", "--steps", "2", "--compare-torch",
              "--config.model.num_layers=1", "--config.model.d_model=32", "--config.model.num_heads=2",
              "--config.model.d_ff=64", "--config.model.vocab_size=128", "--config.model.max_len=16"])
   assert rc == 0
@@ -65,6 +65,7 @@ def test_bench_errors_are_one_line(capsys):
       ("--config", TINY, "--batch", "8", "--mesh", "3,1,1"): "but 8 are available",
       ("--config", TINY, "--mesh", "2x4"): "must be DATA,FSDP,TENSOR",
       ("--config", TINY, "--dtype", "fp8"): "model.dtype",
+      ("--config", TINY, "--dtype", "bfloat16", "--compare-torch"): "--compare-torch times float32",
   }
   for args, message in cases.items():
     assert main(["bench", *args, "--steps", "1"]) == 2, args
