@@ -15,19 +15,21 @@ OUT=${OUT:-bench_matrix}
 STEPS=${STEPS:-10}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
-rm -f "$OUT/bench.jsonl"
+[ -n "${KEEP:-}" ] || rm -f "$OUT/bench.jsonl"  # KEEP=1 adds to the rows of an earlier run
 LOG="$OUT/log.txt"
 export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=3
 
 shape() {  # NAME ARGS...
   local name=$1
   shift
+  [ -z "$ONLY" ] || [ "$ONLY" = "$name" ] || return 0
   echo "== $name: t5x-like bench $*" | tee -a "$LOG"
-  $PY -m t5x_like.cli bench --compare-torch --steps "$STEPS" --json "$OUT/bench.jsonl" "$@" 2>&1 \
+  $PY -m t5x_like.cli bench --compare-torch --name "$name" --steps "$STEPS" --json "$OUT/bench.jsonl" "$@" 2>&1 \
     | grep -v "^W0000\|^I0000\|^E0000" | tail -n 14 | tee -a "$LOG"
   [ "${PIPESTATUS[0]}" = 0 ] || echo "!! $name failed" | tee -a "$LOG"
 }
 
+ONLY=${ONLY:-}  # e.g. ONLY=t5_4+4x256 runs one shape
 SMALL="--config.model.num_layers=4 --config.model.d_model=256 --config.model.num_heads=4 --config.model.d_ff=1024 --config.model.vocab_size=8192"
 # shellcheck disable=SC2086
 {

@@ -166,6 +166,7 @@ def parser() -> argparse.ArgumentParser:
   be.add_argument("--compare-torch", action="store_true",
                   help="then time the Hugging Face PyTorch model of the same family and shape (AdamW, "
                        "float32) in a child process and print the speed ratio (needs torch and transformers)")
+  be.add_argument("--name", default="", help="the row's name in the table and JSON (default: the preset or config)")
   be.add_argument("--json", default="", help="also append the JSON line to this file")
   be.add_argument("--cpu-devices", type=int, default=0, help="simulate N devices on the CPU")
 

@@ -139,7 +139,9 @@ def format_table(row: dict) -> str:
                              f"{row['torch_params']:,} params): {row['torch_step_ms']:.1f} ms median "
                              f"(min {row['torch_step_ms_min']:.1f}, max {row['torch_step_ms_max']:.1f}), "
                              f"{row['torch_tokens_per_s']:,.0f} tokens/s"))
-    lines.append(("speed-up", f"{row['speedup_vs_torch']:.2f}x (PyTorch step time / ours)"))
+    lines.append(("speed-up", f"{row['speedup_vs_torch']:.2f}x (PyTorch step time / ours)"
+                              + ("" if row["torch_params"] == row["params"] else
+                                 f"; NOTE: parameter counts differ ({row['params']:,} ours), the shapes are not the same")))
   width = max(len(k) for k, _ in lines)
   return "\n".join(f"{k:<{width}}  {v}" for k, v in lines)
 
@@ -162,7 +164,7 @@ def bench(args, overrides: list[str]) -> dict:
   cfg, targets = bench_config(args, overrides)
   if getattr(args, "compare_torch", False) and (cfg.model.dtype != "float32" or jax.process_count() > 1):
     raise ConfigError("--compare-torch times float32 on one process: drop --dtype or run it on one host")
-  row = run_bench(cfg, targets, name=args.preset or args.config, peak_tflops=args.peak_tflops)
+  row = run_bench(cfg, targets, name=getattr(args, "name", "") or args.preset or args.config, peak_tflops=args.peak_tflops)
   if getattr(args, "compare_torch", False):
     row.update(_torch_side(cfg, row))
   print(format_table(row))

@@ -53,10 +53,18 @@ def _model(s: dict):
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0)), "BERT"
   gated = s["mlp_activation"] in ("gated_gelu", "swiglu")
-  return T.T5ForConditionalGeneration(T.T5Config(
+  config = T.T5Config(
       **common, d_model=s["d_model"], d_kv=s["head_dim"], d_ff=s["d_ff"], num_layers=s["num_layers"],
       num_decoder_layers=s["num_decoder_layers"], num_heads=s["num_heads"], dropout_rate=0.0,
-      feed_forward_proj="gated-gelu" if gated else "relu", tie_word_embeddings=s["tie_embeddings"])), "T5"
+      feed_forward_proj="gated-gelu" if gated else "relu", decoder_start_token_id=0, pad_token_id=0)
+  # transformers 5 sets T5's tie_word_embeddings in the constructor whatever it is given,
+  # and untied it also gives the encoder and the decoder their own input tables: one shared
+  # table as ours (and T5's checkpoints) have.
+  config.tie_word_embeddings = s["tie_embeddings"]
+  model = T.T5ForConditionalGeneration(config)
+  model.encoder.set_input_embeddings(model.shared)
+  model.decoder.set_input_embeddings(model.shared)
+  return model, "T5"
 
 
 def run(s: dict) -> dict:
