@@ -162,10 +162,10 @@ def _torch_side(cfg: C.Config, row: dict) -> dict:
 def bench(args, overrides: list[str]) -> dict:
   """`t5x-like bench`: builds the config, runs, prints the table and the JSON line."""
   cfg, targets = bench_config(args, overrides)
-  if getattr(args, "compare_torch", False) and (cfg.model.dtype != "float32" or jax.process_count() > 1):
+  if args.compare_torch and (cfg.model.dtype != "float32" or jax.process_count() > 1):
     raise ConfigError("--compare-torch times float32 on one process: drop --dtype or run it on one host")
-  row = run_bench(cfg, targets, name=getattr(args, "name", "") or args.preset or args.config, peak_tflops=args.peak_tflops)
-  if getattr(args, "compare_torch", False):
+  row = run_bench(cfg, targets, name=args.name or args.preset or args.config, peak_tflops=args.peak_tflops)
+  if args.compare_torch:
     row.update(_torch_side(cfg, row))
   print(format_table(row))
   line = json.dumps(row)

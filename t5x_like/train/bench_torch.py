@@ -50,8 +50,7 @@ def _model(s: dict):
     return T.BertForMaskedLM(T.BertConfig(
         **common, hidden_size=s["d_model"], num_hidden_layers=s["num_layers"], num_attention_heads=s["num_heads"],
         intermediate_size=s["d_ff"], max_position_embeddings=s["max_len"], type_vocab_size=max(s["type_vocab_size"], 1),
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0)), "BERT"
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)), "BERT"
   gated = s["mlp_activation"] in ("gated_gelu", "swiglu")
   config = T.T5Config(
       **common, d_model=s["d_model"], d_kv=s["head_dim"], d_ff=s["d_ff"], num_layers=s["num_layers"],
