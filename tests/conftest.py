@@ -64,15 +64,10 @@ def compilation_cache(tmp_path_factory):
   root = tmp_path_factory.getbasetemp()
   shared = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root  # popen-gwN/.. is the run's
   path = str(shared / "jax_compilation_cache")
-  settings = {"jax_compilation_cache_dir": path, "jax_persistent_cache_min_compile_time_secs": 0.5}
-  old_env = {k: os.environ.get(k) for k in ("JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")}
-  os.environ.update(JAX_COMPILATION_CACHE_DIR=path, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.5")
-  for name, value in settings.items():
-    jax.config.update(name, value)
+  # Each setting once, by its environment name (read by the subprocesses) and its
+  # jax.config name (the lower-case of it, for this process).
+  for name, value in (("JAX_COMPILATION_CACHE_DIR", path), ("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")):
+    os.environ[name] = value
+    jax.config.update(name.lower(), float(value) if name.endswith("SECS") else value)
   cc.reset_cache()
-  yield path
-  for k, v in old_env.items():
-    if v is None:
-      os.environ.pop(k, None)
-    else:
-      os.environ[k] = v
+  return path
