@@ -200,19 +200,17 @@ def _data_show(args, overrides=()) -> int:
 
   from t5x_like import config as config_lib
   from t5x_like.data import pipeline
-  from t5x_like.data.objectives import sentinel_base
   from t5x_like.data.prepare import prepare_data
   from t5x_like.data.readers import data_errors
   from t5x_like.data.tokenizer import Tokenizer
   from t5x_like.models import family_class
   cfg = config_lib.build_config(args.config, list(overrides))
   files = prepare_data(cfg, args.workdir or tempfile.mkdtemp(prefix="t5x_like_show_"))
-  tok = Tokenizer(files.tokenizer)
-  base = sentinel_base(tok, cfg.data)
+  tok = Tokenizer(files.tokenizer, cfg.data.tokenizer.extra_ids)  # sentinels (and the MLM mask) by name
   contract = family_class(cfg.model.family).contract
 
-  def piece(t: int) -> str:  # ids past the tokenizer are sentinels (or the MLM mask)
-    return tok.decode([t]) if t < tok.vocab_size else f"<extra_id_{base - 1 - t}>"
+  def piece(t: int) -> str:
+    return tok.decode([t])
 
   ds = pipeline.make_dataset(cfg.data, files=files.train, tokenizer_path=files.tokenizer, batch_size=1,
                              shuffle=False, repeat=False, split="train")

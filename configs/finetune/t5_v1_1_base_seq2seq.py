@@ -24,7 +24,9 @@ def get_config() -> Config:
   cfg.model.dtype = "bfloat16"
   cfg.data.source, cfg.data.objective = "jsonl", "seq2seq"
   cfg.data.seq_len, cfg.data.task.targets_len = 512, 128
-  cfg.data.tokenizer.extra_ids = 0  # T5's 100 sentinels are pieces of its spiece.model already
+  # T5's 100 sentinels follow the 32,000 pieces of its spiece.model (<extra_id_0> is id 32099,
+  # as Hugging Face's tokenizer numbers them): "<extra_id_N>" in the data is read as sentinel N.
+  cfg.data.tokenizer.extra_ids = 100
   cfg.optimizer.learning_rate, cfg.optimizer.schedule, cfg.optimizer.warmup_steps = 1e-4, "constant", 100
   cfg.optimizer.weight_decay = 0.0
   cfg.checkpoint.every_steps = 1000

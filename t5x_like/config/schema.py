@@ -304,8 +304,9 @@ TASK_OBJECTIVES = ("classification", "tagging", "seq2seq", "completion", "pairs"
 # The encoder head each encoder objective trains.
 OBJECTIVE_HEAD = {"mlm": "lm", "mlm_nsp": "lm", "contrastive": "embed", "pairs": "embed",
                   "classification": "classify", "tagging": "tag"}
-# Objectives whose ids include sentinels beyond the tokenizer's vocabulary.
-SENTINEL_OBJECTIVES = ("mlm", "span_corruption", "mlm_nsp")
+# Objectives whose ids include sentinels beyond the tokenizer's vocabulary (seq2seq: T5's
+# fine-tuning data may write them, "<extra_id_0>").
+SENTINEL_OBJECTIVES = ("mlm", "span_corruption", "mlm_nsp", "seq2seq")
 # Objectives whose rows keep documents apart unless data.cross_document joins them; the
 # others already cut rows from the EOS-joined stream (T5's layout).
 CROSS_DOCUMENT_OBJECTIVES = ("causal_lm", "mlm")

@@ -68,11 +68,14 @@ def sentinel_base(tokenizer: Tokenizer, cfg: DataConfig) -> int:
   return tokenizer.vocab_size + cfg.tokenizer.extra_ids
 
 
+def sentinels(cfg: DataConfig) -> int:
+  """How many sentinel ids follow the tokenizer's pieces in the objective's vocabulary."""
+  return cfg.tokenizer.extra_ids if cfg.objective in SENTINEL_OBJECTIVES else 0
+
+
 def vocab_needed(tokenizer: Tokenizer, cfg: DataConfig) -> int:
   """The smallest model vocabulary the objective's ids fit in."""
-  if cfg.objective in SENTINEL_OBJECTIVES:
-    return sentinel_base(tokenizer, cfg)
-  return tokenizer.vocab_size
+  return tokenizer.vocab_size + sentinels(cfg)
 
 
 def mask_id(tokenizer: Tokenizer, cfg: DataConfig) -> int:
@@ -297,5 +300,5 @@ def objective(name: str):
 
 __all__ = ["OBJECTIVES", "objective", "SENTINEL_OBJECTIVES", "causal_lm", "causal_lm_features",
            "encdec_features", "mask_id", "mlm", "mlm_features", "noise_mask", "piece_types",
-           "prefix_lm", "prefix_lm_features", "random_replacement_ids", "sentinel_base",
+           "prefix_lm", "prefix_lm_features", "random_replacement_ids", "sentinel_base", "sentinels",
            "span_corrupt_example", "span_corruption", "special_ids", "vocab_needed"]

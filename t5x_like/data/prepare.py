@@ -10,7 +10,7 @@ import os
 
 import jax
 
-from t5x_like.config import SENTINEL_OBJECTIVES, TASK_OBJECTIVES, Config
+from t5x_like.config import TASK_OBJECTIVES, Config
 from t5x_like.errors import ConfigError
 
 
@@ -82,8 +82,7 @@ def prepare_data(cfg: Config, workdir: str, log=print) -> DataFiles:
                                      num_eval_docs=d.synthetic.eval_docs, seed=d.seed)
       if not os.path.exists(tok_path):
         # Sentinels (T5) and the MLM mask take the last `extra_ids` ids of the model's vocabulary.
-        sentinels = d.tokenizer.extra_ids if d.objective in SENTINEL_OBJECTIVES else 0
-        pieces = cfg.model.vocab_size - sentinels
+        pieces = cfg.model.vocab_size - objectives.sentinels(d)
         log(f"training a SentencePiece tokenizer (vocab {pieces}) -> {tok_path}")
         tokenizer.train_sentencepiece(files["train"], pieces, tok_path, seed=d.seed, model_type="bpe",
                                       hard_vocab_limit=False)

@@ -34,6 +34,7 @@ import tensorflow as tf  # noqa: E402
 
 from t5x_like import features as F  # noqa: E402
 from t5x_like.config import DataConfig  # noqa: E402
+from t5x_like.data import objectives  # noqa: E402
 from t5x_like.data.tokenizer import Tokenizer, list_files  # noqa: E402
 from t5x_like.errors import DataError  # noqa: E402
 
@@ -245,7 +246,7 @@ def make_task_dataset(cfg: DataConfig, *, files: str, tokenizer_path: str, batch
   """This host's batches of task rows: examples i with i % process_count == process_index.
   Training repeats forever in per-epoch permutations; evaluation reads each example once
   and pads the last batch with all-zero rows."""
-  rows = task_rows(cfg, files, Tokenizer(tokenizer_path), num_labels, key)
+  rows = task_rows(cfg, files, Tokenizer(tokenizer_path, objectives.sentinels(cfg)), num_labels, key)
   rows = {k: v[process_index::process_count] for k, v in rows.items()}
   n = len(next(iter(rows.values())))
   if n == 0:

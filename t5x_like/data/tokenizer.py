@@ -143,10 +143,18 @@ def card_path_for(model_path: str) -> str:
   return (root if ext == ".model" else model_path) + ".json"
 
 
-class Tokenizer:
-  """A SentencePiece model: Python encode/decode and the same model as a TF op."""
+SENTINEL = re.compile(r"<extra_id_(\d+)>")
 
-  def __init__(self, path: str):
+
+class Tokenizer:
+  """A SentencePiece model: Python encode/decode and the same model as a TF op.
+
+  With `extra_ids` > 0 the model is T5's: sentinel N is id `vocab_size + extra_ids - 1 - N`
+  (past the pieces, as the span-corruption objective numbers them), and `encode` and
+  `decode` read and write it as the text "<extra_id_N>", as Hugging Face's T5 tokenizer
+  does. Documents for pretraining go through the TF op, which keeps such text literal."""
+
+  def __init__(self, path: str, extra_ids: int = 0):
     if not path or not tf.io.gfile.exists(path):
       raise DataError(f"tokenizer model {path!r} not found; train one with "
                       "`t5x-like tokenizer train`")
@@ -164,20 +172,45 @@ class Tokenizer:
     if self.eos_id < 0:
       raise DataError(f"tokenizer model {path!r} has no EOS piece, which every document needs; "
                       "retrain it with `t5x-like tokenizer train`")
+    self.extra_ids = extra_ids
+    self.sentinel_base = self.vocab_size + extra_ids  # one past sentinel 0
 
   def encode(self, text: str) -> list[int]:
-    """Ids of `text`, without EOS."""
-    return self.sp.EncodeAsIds(text)
+    """Ids of `text`, without EOS; "<extra_id_N>" is sentinel N when the model has sentinels."""
+    if not self.extra_ids or "<extra_id_" not in text:
+      return self.sp.EncodeAsIds(text)
+    ids, parts = [], SENTINEL.split(text)  # text, sentinel number, text, ...
+    for k, part in enumerate(parts):
+      if k % 2 == 0:
+        ids += self.sp.EncodeAsIds(part.strip()) if part.strip() else []
+      elif int(part) < self.extra_ids:
+        ids.append(self.sentinel_base - 1 - int(part))
+      else:
+        raise DataError(f"<extra_id_{part}> in {text[:80]!r}: the model has {self.extra_ids} sentinels "
+                        f"(<extra_id_0> to <extra_id_{self.extra_ids - 1}>, data.tokenizer.extra_ids)")
+    return ids
 
   def decode(self, ids) -> str:
-    """Text of `ids` up to the first EOS; pad (0, also the decoder's start token) is skipped."""
-    out = []
-    for i in np.asarray(ids).reshape(-1).tolist():
+    """Text of `ids` up to the first EOS; pad (0, also the decoder's start token) is skipped.
+    Ids past the pieces are written "<extra_id_N>" (sentinels) or "<id_I>" (other padding
+    of the model's vocabulary), between the decoded runs of pieces."""
+    out, run = [], []
+    for i in np.asarray(ids).reshape(-1).tolist() + [None]:
       if i == self.eos_id:
         break
-      if i not in (PAD_ID, self.pad_id):
-        out.append(i)
-    return self.sp.DecodeIds(out)
+      if i is not None and 0 <= i < self.vocab_size:
+        if i not in (PAD_ID, self.pad_id):
+          run.append(i)
+        continue
+      if run:
+        out.append(self.sp.DecodeIds(run))
+        run = []
+      if i is not None:
+        n = self.sentinel_base - 1 - i
+        out.append(f"<extra_id_{n}>" if 0 <= n < self.extra_ids else f"<id_{i}>")
+    if run:
+      out.append(self.sp.DecodeIds(run))
+    return " ".join(p for p in out if p)
 
   def piece(self, i: int) -> str:
     return self.sp.IdToPiece(int(i))

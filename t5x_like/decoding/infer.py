@@ -72,7 +72,7 @@ def infer(loaded: Loaded, records: list[R.Record], options: DecodeOptions, *,
   if batch_size < 1:
     raise ConfigError(f"--batch-size={batch_size} must be at least 1")
   contract = loaded.family.contract
-  tokens = R.Tokens(loaded.tokenizer, loaded.cfg.vocab_size, loaded.extra_ids)
+  tokens = R.Tokens(loaded.tokenizer, loaded.cfg.vocab_size)
   encoder = R.has_encoder(contract)
   rows = [tokens.ids(r, R.TEXT, R.IDS, eos=encoder) for r in records]
   for r, ids in zip(records, rows, strict=True):

@@ -51,27 +51,33 @@ def load(checkpoint: str, tokenizer_path: str = "", *, need_tokenizer: bool = Fa
     raise ConfigError(f"{step_dir}: its params do not fit its saved model config ({e})") from None
   meta = layout.read_meta(step_dir)
   tok_path = tokenizer_path or find_tokenizer(step_dir, meta)
+  saved_tok = ((meta.get("config") or {}).get("data") or {}).get("tokenizer") or {}
+  extra_ids = saved_tok.get("extra_ids", config_lib.TokenizerConfig().extra_ids)
   tokenizer = None
   if tok_path:
     from t5x_like.data.tokenizer import Tokenizer  # imports TensorFlow: only when needed
-    tokenizer = Tokenizer(tok_path)
+    tokenizer = Tokenizer(tok_path, extra_ids)
   elif need_tokenizer:
     raise DataError(f"no tokenizer found for {step_dir}; pass --tokenizer PATH (a SentencePiece .model)")
-  saved_tok = ((meta.get("config") or {}).get("data") or {}).get("tokenizer") or {}
   return Loaded(nnx.merge(graphdef, state), cfg, step_dir, imported=bool(meta.get("source")),
-                tokenizer=tokenizer,
-                extra_ids=saved_tok.get("extra_ids", config_lib.TokenizerConfig().extra_ids),
-                hf=meta.get("hf") or {})
+                tokenizer=tokenizer, extra_ids=extra_ids, hf=meta.get("hf") or {})
 
 
 def find_tokenizer(step_dir: str, meta: dict) -> str:
   """WORKDIR/tokenizer/spm.model for a step under WORKDIR/checkpoints/, else the saved
-  config's data.tokenizer.path, else "" (none)."""
+  config's data.tokenizer.path, else the tokenizer of the run it was warm-started from
+  (checkpoint.init_from: a fine-tuned model reads its pretraining's), else "" (none)."""
+  from t5x_like.data.prepare import warm_start_tokenizer
+
   parent = os.path.dirname(step_dir)
   candidates = []
   if os.path.basename(parent) == "checkpoints":
     candidates.append(os.path.join(os.path.dirname(parent), "tokenizer", "spm.model"))
-  saved = (((meta.get("config") or {}).get("data") or {}).get("tokenizer") or {}).get("path")
+  config = meta.get("config") or {}
+  saved = ((config.get("data") or {}).get("tokenizer") or {}).get("path")
   if saved:
     candidates.append(saved)
-  return next((p for p in candidates if os.path.isfile(p)), "")
+  init_from = (config.get("checkpoint") or {}).get("init_from")
+  if init_from:
+    candidates.append(warm_start_tokenizer(init_from))
+  return next((p for p in candidates if p and os.path.isfile(p)), "")

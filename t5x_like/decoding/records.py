@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
 
 import numpy as np
 
@@ -30,7 +29,6 @@ from t5x_like.errors import DataError
 TEXT, IDS = "text", "ids"
 INPUTS, INPUT_IDS = "inputs", "input_ids"
 TARGETS, TARGET_IDS = "targets", "target_ids"
-SENTINEL = re.compile(r"<extra_id_(\d+)>")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,13 +66,11 @@ def has_encoder(contract: F.Contract) -> bool:
 
 
 class Tokens:
-  """Record fields <-> ids, checked against the vocabulary; `tokenizer` may be None.
-  Sentinel N is id `tokenizer.vocab_size + extra_ids - 1 - N`, as the span-corruption
-  objective numbers them."""
+  """Record fields <-> ids, checked against the vocabulary; `tokenizer` may be None. Its
+  sentinels (`Tokenizer.extra_ids`) are read and written as "<extra_id_N>"."""
 
-  def __init__(self, tokenizer, vocab_size: int, extra_ids: int = 0):
+  def __init__(self, tokenizer, vocab_size: int):
     self.tokenizer, self.vocab_size = tokenizer, vocab_size
-    self.sentinel_base = 0 if tokenizer is None else tokenizer.vocab_size + extra_ids
 
   def ids(self, record: Record, text_key: str, ids_key: str, *, eos: bool) -> list[int]:
     f = record.fields
@@ -88,7 +84,7 @@ class Tokens:
       if self.tokenizer is None:
         raise DataError(f'{record.where}: "{text_key}" needs a SentencePiece model to tokenize it; '
                         f'pass --tokenizer PATH, or give token ids as "{ids_key}"')
-      ids = self.encode(f[text_key]) + ([self.tokenizer.eos_id] if eos else [])
+      ids = self.tokenizer.encode(f[text_key]) + ([self.tokenizer.eos_id] if eos else [])
     else:
       raise DataError(f'{record.where}: the record has neither "{text_key}" nor "{ids_key}"')
     bad = [i for i in ids if not 0 <= i < self.vocab_size]
@@ -97,30 +93,9 @@ class Tokens:
                       f"{self.vocab_size}")
     return list(ids)
 
-  def encode(self, text: str) -> list[int]:
-    ids, parts = [], SENTINEL.split(text)  # text, sentinel number, text, ...
-    for i, part in enumerate(parts):
-      if i % 2:
-        ids.append(self.sentinel_base - 1 - int(part))
-      elif part.strip():
-        ids += self.tokenizer.encode(part.strip())
-    return ids
-
   def text(self, ids: list[int]) -> str | None:
     """The text of `ids` (None without a tokenizer); sentinels are written back by name."""
-    if self.tokenizer is None:
-      return None
-    out, run = [], []
-    for i in ids + [-1]:
-      if 0 <= i < self.tokenizer.vocab_size:
-        run.append(i)
-        continue
-      if run:
-        out.append(self.tokenizer.decode(run))
-        run = []
-      if i >= self.tokenizer.vocab_size:
-        out.append(f"<extra_id_{self.sentinel_base - 1 - i}>")
-    return " ".join(p for p in out if p)
+    return None if self.tokenizer is None else self.tokenizer.decode(ids)
 
 
 def bucket(n: int, minimum: int = 8) -> int:

@@ -47,7 +47,7 @@ def score(loaded: Loaded, records: list[R.Record], *, bos_id: int | None = 0,
     raise ConfigError(f"--batch-size={batch_size} must be at least 1")
   contract = family.contract
   encoder = R.has_encoder(contract)
-  tokens = R.Tokens(loaded.tokenizer, loaded.cfg.vocab_size, loaded.extra_ids)
+  tokens = R.Tokens(loaded.tokenizer, loaded.cfg.vocab_size)
   # The decoder of an encoder-decoder always starts from a token (T5: 0).
   start = 0 if encoder and bos_id is None else bos_id
   if encoder:

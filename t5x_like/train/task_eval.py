@@ -69,9 +69,10 @@ def task_evaluation(cfg: Config, setup, params, feed: Feed, tokenizer_path: str,
   objective = cfg.data.objective
   if objective not in OBJECTIVES or cfg.train.eval_batches <= 0:
     return {}
+  from t5x_like.data.objectives import sentinels
   from t5x_like.data.tokenizer import Tokenizer
 
-  tok = Tokenizer(tokenizer_path)
+  tok = Tokenizer(tokenizer_path, sentinels(cfg.data))
   max_new = cfg.data.task.targets_len or min(cfg.data.seq_len, 32)
   # One jitted function per setup: periodic evals reuse its compilation.
   key = (cfg.data.objective, max_new, tok.eos_id)

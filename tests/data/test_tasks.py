@@ -97,6 +97,19 @@ def test_seq2seq_and_pairs_rows(tmp_path, tok):
   assert out[F.ENCODER_POSITIONS][0, :len(a) + len(b)].tolist() == list(range(len(a))) + list(range(len(b)))
 
 
+def test_seq2seq_reads_t5_sentinels_by_name(tmp_path, tok, spm_path):
+  cfg = _cfg("seq2seq", targets_len=8)
+  cfg.tokenizer.extra_ids = 3
+  files = _write(tmp_path / "d.jsonl", [{"input": "count : 4 <extra_id_0> 6 .", "target": "<extra_id_0> 5 <extra_id_1>"}])
+  batch = next(tasks.make_task_dataset(cfg, files=files, tokenizer_path=spm_path, batch_size=1, num_labels=0,
+                                       shuffle=False, repeat=False).as_numpy_iterator())
+  s0, s1, eos = tok.vocab_size + 2, tok.vocab_size + 1, tok.eos_id  # sentinel N: vocab + extra_ids - 1 - N
+  want_in = tok.encode("count : 4") + [s0] + tok.encode("6 .") + [eos]
+  want_out = [s0] + tok.encode("5") + [s1, eos]
+  assert batch[F.ENCODER_INPUT_TOKENS][0, :len(want_in) + 1].tolist() == want_in + [0]
+  assert batch[F.DECODER_TARGET_TOKENS][0, :len(want_out) + 1].tolist() == want_out + [0]
+
+
 @pytest.mark.parametrize("row, needle", [
     ({"text": "a", "label": "maybe"}, "'maybe' is not one of ['no', 'yes']"),
     ({"text": 3, "label": "no"}, 'field "text" (data.task.text_field) must be a str'),

@@ -62,6 +62,21 @@ def test_decode_round_trip_and_stops_at_eos(tok, corpus):
   assert tok.decode(tf.constant(ids).numpy()) == "12 + 30 = 42 ."  # arrays work too
 
 
+def test_sentinel_text_is_t5_sentinel_ids(tok, spm_path):
+  t5 = Tokenizer(spm_path, extra_ids=4)
+  v = tok.vocab_size
+  text = "fill : 4 5 <extra_id_0> 7 8 ."
+  # sentinel N is id vocab + extra_ids - 1 - N; the text between is encoded on its own
+  assert t5.encode(text) == tok.encode("fill : 4 5") + [v + 3] + tok.encode("7 8 .")
+  assert t5.encode("<extra_id_0> 6 <extra_id_3>") == [v + 3] + tok.encode("6") + [v]
+  assert t5.decode(t5.encode(text) + [tok.eos_id, v + 2]) == text  # stops at EOS
+  assert t5.decode([v + 3, *tok.encode("6"), v + 2, 0]) == "<extra_id_0> 6 <extra_id_1>"
+  assert t5.decode([v + 4]) == f"<id_{v + 4}>"  # model-vocabulary padding past the sentinels
+  assert tok.encode(text) == tok.sp.EncodeAsIds(text)  # without sentinels the text stays literal
+  with pytest.raises(DataError, match=r"<extra_id_4> .* has 4 sentinels"):
+    t5.encode("a <extra_id_4> b")
+
+
 def test_unknown_text_falls_back_to_bytes(tok):
   ids = tok.encode("\u4e2d")  # never seen in the corpus
   assert tok.unk_id not in ids and all(tok.piece(i).startswith("<0x") for i in ids[-3:])

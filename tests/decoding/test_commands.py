@@ -108,6 +108,19 @@ def test_infer_reads_text_with_the_workdirs_tokenizer(tmp_path, spm_path, tok, c
 
 
 
+def test_a_fine_tuned_checkpoint_finds_its_pretraining_tokenizer(tmp_path, spm_path):
+  """A run warm-started from PRE/checkpoints keeps no tokenizer of its own: it reads PRE's,
+  as its training did."""
+  from t5x_like.decoding.loading import find_tokenizer
+
+  os.makedirs(tmp_path / "pre" / "tokenizer")
+  shutil.copy(spm_path, tmp_path / "pre" / "tokenizer" / "spm.model")
+  step = str(tmp_path / "ft" / "checkpoints" / "100")
+  meta = {"config": {"checkpoint": {"init_from": str(tmp_path / "pre" / "checkpoints" / "750")}}}
+  assert find_tokenizer(step, meta) == str(tmp_path / "pre" / "tokenizer" / "spm.model")
+  assert find_tokenizer(step, {"config": {}}) == ""
+
+
 def _fails(argv, capsys, *needles):
   capsys.readouterr()
   assert main(argv) == 2
