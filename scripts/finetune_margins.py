@@ -6,6 +6,7 @@ metric of both and their difference, and writes them as JSON.
 
   python scripts/finetune_margins.py --workdir /tmp/t5x_like/margins
   python scripts/finetune_margins.py --workdir /tmp/m --pretrain-steps 300 --finetune-steps 150 --tasks classify,tag
+  python scripts/finetune_margins.py --workdir /tmp/m --tasks seq2seq --seeds 3
 
 The slow test tests/finetune/test_margins.py runs it at a smaller budget and asserts the
 margins; docs/finetuning.md has the figures of a full run.
@@ -53,21 +54,30 @@ def pretrain(workdir: str, family_config: str, steps: int, extra: list[str]) -> 
 
 
 def compare(workdir: str, task: str, *, finetune_steps: int, pretrain_steps: int = 0, pretrain_extra=(),
-            finetune_extra=()) -> dict:
-  """The task's held-out metric fine-tuned from the pretrained model and from scratch."""
+            finetune_extra=(), seeds: int = 1) -> dict:
+  """The task's held-out metric fine-tuned from the pretrained model and from scratch; with
+  `seeds` > 1, the mean over that many fine-tuning seeds (train.seed and data.seed 0, 1, ...:
+  the dropout, the order and the examples drawn), each seed's figures in `per_seed`."""
   config, family, metric = TASKS[task]
   pretrain_steps = pretrain_steps or PRETRAIN_STEPS[family]
   pre = pretrain(workdir, family, pretrain_steps, list(pretrain_extra))
   steps = [f"--config.train.steps={finetune_steps}", f"--config.train.eval_every={finetune_steps}"] if finetune_steps else [
       "--config.train.eval_every=0"]  # 0: the config's own steps, evaluated at the end
   common = ["--config", os.path.join(ROOT, "configs", "finetune", config), *steps, *finetune_extra]
-  out = {"task": task, "metric": metric, "pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps}
-  for name, init in (("pretrained", [f"--config.checkpoint.init_from={pre}/checkpoints"]),
-                     ("scratch", [f"--config.data.tokenizer.path={pre}/tokenizer/spm.model"])):
-    t0 = time.time()
-    summary = _train([*common, "--workdir", os.path.join(workdir, f"{task}_{name}"), *init])
-    out[name] = summary.get(metric)
-    out[f"{name}_s"] = time.time() - t0
+  out = {"task": task, "metric": metric, "pretrain_steps": pretrain_steps, "finetune_steps": finetune_steps,
+         "per_seed": []}
+  for seed in range(seeds):
+    row = {"seed": seed}
+    seeded = [f"--config.train.seed={seed}", f"--config.data.seed={seed}"] if seed else []
+    for name, init in (("pretrained", [f"--config.checkpoint.init_from={pre}/checkpoints"]),
+                       ("scratch", [f"--config.data.tokenizer.path={pre}/tokenizer/spm.model"])):
+      t0 = time.time()
+      run_dir = os.path.join(workdir, f"{task}_{name}" + (f"_seed{seed}" if seed else ""))
+      summary = _train([*common, *seeded, "--workdir", run_dir, *init])
+      row[name], row[f"{name}_s"] = summary.get(metric), time.time() - t0
+    out["per_seed"].append(row)
+  for key in ("pretrained", "scratch", "pretrained_s", "scratch_s"):
+    out[key] = sum(r[key] for r in out["per_seed"]) / seeds
   out["margin"] = out["pretrained"] - out["scratch"]
   return out
 
@@ -78,8 +88,9 @@ def main(argv=None) -> int:
   p.add_argument("--tasks", default=",".join(TASKS))
   p.add_argument("--pretrain-steps", type=int, default=0, help="0: the PRETRAIN_STEPS of each family")
   p.add_argument("--finetune-steps", type=int, default=0, help="0: each fine-tuning config's own")
+  p.add_argument("--seeds", type=int, default=1, help="fine-tuning seeds per task; the figures are their mean")
   a = p.parse_args(argv)
-  rows = [compare(a.workdir, t, pretrain_steps=a.pretrain_steps, finetune_steps=a.finetune_steps)
+  rows = [compare(a.workdir, t, pretrain_steps=a.pretrain_steps, finetune_steps=a.finetune_steps, seeds=a.seeds)
           for t in a.tasks.split(",")]
   print(f"{'task':<15} {'metric':<18} {'pretrained':>10} {'scratch':>8} {'margin':>7}")
   for r in rows:

@@ -11,10 +11,11 @@ give their own data (`data.task`), and read by the same code.
 - arith_qa (seq2seq and completion): input/prompt "compute : 17 + 2 =", target/completion "19".
 - grammar_qa (seq2seq and completion): input/prompt "intruder : " and a grammar_check
   sentence, target/completion the category of the misplaced word ("verb") or "none".
-- count_qa (seq2seq and completion): input "fill : 4 5 _ 7 8 ." (a counting run of the
-  corpus with one number hidden), target "6"; the train split hides an inner or the last
-  number, the eval split the first (the one number its left neighbour does not give).
-  Span corruption teaches filling at every place.
+- count_qa (seq2seq and completion): a counting run of the corpus with one number hidden,
+  prompt "count : 4 5 _ 7 8 ." and completion "6", or for seq2seq in T5's span layout
+  input "count : 4 5 <extra_id_0> 7 8 ." and target "<extra_id_0> 6 <extra_id_1>"; the
+  train split hides an inner or the last number, the eval split the first (the one number
+  its left neighbour does not give). Span corruption teaches filling at every place.
 - paraphrase (pairs): a templated sentence and its passive form ("the red fox sees a dog"
   / "a dog is seen by the red fox"); the other pairs of a batch are the negatives.
 - grammar_check, grammar_tags: a templated sentence with a word put in a slot of another
@@ -43,7 +44,7 @@ from t5x_like.data import synthetic
 LABELS = {"grammar_check": ["wrong", "correct"], "grammar_pair": ["wrong", "correct"], "grammar_tags": ["O", "B-ERR", "I-ERR"],
           "arith_check": ["wrong", "correct"], "arith_pair": ["wrong", "correct"],
           "error_tags": ["O", "B-ERR", "I-ERR"]}
-DEFAULT_TASK = {"classification": "grammar_check", "tagging": "grammar_tags", "seq2seq": "arith_qa",
+DEFAULT_TASK = {"classification": "grammar_check", "tagging": "grammar_tags", "seq2seq": "word_category",
                 "completion": "arith_qa", "pairs": "paraphrase"}
 _PASSIVE = {"sees": "seen", "likes": "liked", "follows": "followed", "helps": "helped", "finds": "found",
             "chases": "chased", "watches": "watched", "greets": "greeted"}
@@ -169,6 +170,19 @@ def grammar_qa(rng: random.Random, split: str = "train") -> dict:
   return {"input": question, "target": answer, "prompt": question, "completion": answer}
 
 
+def word_category(rng: random.Random, split: str = "train") -> dict:
+  """The category of one word of the corpus: input/prompt "category : fox", target/
+  completion "noun". The train split asks the even-numbered words of each category's list,
+  the eval split the odd-numbered: the held-out words never occur in the fine-tuning data,
+  so only what pretraining put in their embeddings (the slots the corpus uses them in)
+  tells their category."""
+  category = rng.choice(sorted(_CATEGORIES))
+  word = rng.choice(_CATEGORIES[category][split == "eval"::2])
+  question = "category : " + word
+  return {"input": question, "target": _CATEGORY_NAMES[category], "prompt": question,
+          "completion": _CATEGORY_NAMES[category]}
+
+
 def arith_qa(rng: random.Random, split: str = "train") -> dict:
   prompt, answer = _problem(rng, split)
   question = "compute : " + prompt  # "compute : 17 + 2 =": the corpus's own form after a new prefix
@@ -176,15 +190,19 @@ def arith_qa(rng: random.Random, split: str = "train") -> dict:
 
 
 def count_qa(rng: random.Random, split: str = "train") -> dict:
-  """A counting run of the corpus with one number hidden: input "fill : 4 5 _ 7 8 .",
-  target "6". The train split hides an inner or the last number, so its answers always
-  follow their left neighbour; the eval split hides the first one, which only its right
-  neighbour gives. The span-corruption pretraining has filled numbers at every place of a
-  run; a model fine-tuned from scratch has only learned "one more than the left one"."""
+  """A counting run of the corpus with one number hidden. The seq2seq fields write it in
+  T5's span layout, as the span-corruption pretraining does: input "count : 4 5
+  <extra_id_0> 7 8 .", target "<extra_id_0> 6 <extra_id_1>" (ending with the next
+  sentinel, as pretraining targets do); the completion fields in plain text: prompt
+  "count : 4 5 _ 7 8 .", completion "6". The train split hides an inner or the last
+  number, so its answers always follow their left neighbour; the eval split hides the
+  first one, which only its right neighbour gives. The span-corruption pretraining has
+  filled numbers at every place of a run; fine-tuning from scratch sees no first one."""
   run = synthetic._counting_run(rng)
   k = 0 if split == "eval" else rng.randrange(1, len(run))
-  question = "fill : " + " ".join(run[:k] + ["_"] + run[k + 1:]) + " ."
-  return {"input": question, "target": run[k], "prompt": question, "completion": run[k]}
+  question = "count : " + " ".join(run[:k] + ["_"] + run[k + 1:]) + " ."
+  return {"input": question.replace(" _ ", " <extra_id_0> "), "target": f"<extra_id_0> {run[k]} <extra_id_1>",
+          "prompt": question, "completion": run[k]}
 
 
 def paraphrase(rng: random.Random, split: str = "train") -> dict:
@@ -199,7 +217,7 @@ def paraphrase(rng: random.Random, split: str = "train") -> dict:
 
 TASKS = {"grammar_check": grammar_check, "grammar_pair": grammar_pair, "grammar_tags": grammar_tags, "arith_check": arith_check,
          "arith_pair": arith_pair, "error_tags": error_tags, "arith_qa": arith_qa, "grammar_qa": grammar_qa, "count_qa": count_qa,
-         "paraphrase": paraphrase}
+         "word_category": word_category, "paraphrase": paraphrase}
 
 
 def write_task(out_dir: str, task: str, *, num_train: int, num_eval: int, seed: int = 0) -> dict:

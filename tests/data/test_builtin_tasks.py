@@ -19,7 +19,8 @@ def test_every_task_writes_its_fields_once_and_keeps_them(tmp_path):
             "arith_pair": {"text", "text_pair", "label"}, "error_tags": {"tokens", "tags"},
             "arith_qa": {"input", "target", "prompt", "completion"},
             "grammar_qa": {"input", "target", "prompt", "completion"},
-            "count_qa": {"input", "target", "prompt", "completion"}, "paraphrase": {"text", "text_pair"}}
+            "count_qa": {"input", "target", "prompt", "completion"},
+            "word_category": {"input", "target", "prompt", "completion"}, "paraphrase": {"text", "text_pair"}}
   assert set(fields) == set(B.TASKS)
   for task, want in fields.items():
     paths = B.write_task(str(tmp_path), task, num_train=50, num_eval=10)
@@ -37,13 +38,30 @@ def test_count_qa_hides_the_first_number_only_in_eval():
     rng = random.Random(split)
     for _ in range(500):
       ex = B.count_qa(rng, split)
-      words = ex["input"].split()
-      assert words[:2] == ["fill", ":"] and words[-1] == "." and words.count("_") == 1
+      words = ex["prompt"].split()
+      assert words[:2] == ["count", ":"] and words[-1] == "." and words.count("_") == 1
       run = words[2:-1]
       k = run.index("_")
       assert (k == 0) == (split == "eval")
-      run[k] = ex["target"]
+      # seq2seq: the same question in T5's span layout, the answer behind sentinel 0
+      assert ex["input"].split() == [*words[:2 + k], "<extra_id_0>", *words[3 + k:]]
+      assert ex["target"] == f"<extra_id_0> {ex['completion']} <extra_id_1>"
+      run[k] = ex["completion"]
       assert [int(w) for w in run] == list(range(int(run[0]), int(run[0]) + len(run)))
+
+
+def test_word_category_holds_out_words_never_in_training():
+  words, names = {"train": set(), "eval": set()}, {"noun": synthetic._NOUN, "adjective": synthetic._ADJ,
+                                                   "verb": synthetic._VERB}
+  for split in words:
+    rng = random.Random(split)
+    for _ in range(1000):
+      ex = B.word_category(rng, split)
+      prefix, word = ex["input"].split(" : ")
+      assert prefix == "category" and word in names[ex["target"]] and ex["completion"] == ex["target"]
+      words[split].add(word)
+  assert not words["train"] & words["eval"]
+  assert words["train"] | words["eval"] == {w for ws in names.values() for w in ws}
 
 
 def test_grammar_errors_use_disjoint_words_in_train_and_eval():

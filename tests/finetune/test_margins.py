@@ -17,7 +17,7 @@ _spec.loader.exec_module(margins)
 
 # task -> the smallest margin asserted, in the task's metric (absolute): about half of the
 # one measured (docs/finetuning.md), and above the noise of 256 held-out examples.
-MIN_MARGIN = {"completion": 0.15, "classify": 0.15, "pair_classify": 0.07, "tag": 0.15}
+MIN_MARGIN = {"completion": 0.15, "classify": 0.15, "pair_classify": 0.07, "tag": 0.15, "seq2seq": 0.13}
 
 
 @pytest.fixture(scope="module")
@@ -28,5 +28,7 @@ def workdir(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("task", list(MIN_MARGIN))
 def test_pretraining_beats_random_init(workdir, task):
-  r = margins.compare(workdir, task, finetune_steps=150 if task == "completion" else 0)
+  # seq2seq: the mean of three fine-tuning seeds (one seed's margin ranged 0.11-0.35)
+  r = margins.compare(workdir, task, finetune_steps=150 if task == "completion" else 0,
+                      seeds=3 if task == "seq2seq" else 1)
   assert r["margin"] >= MIN_MARGIN[task], r
