@@ -1,0 +1,239 @@
+"""Where one transformer layer's backward pass spends its time, on this machine: each part
+of a layer timed forward and forward + backward (gradients of the parameters and of the
+input), with the ratio of the two. Forward + backward costs 3x the forward when the time
+is in matmuls (each forward matmul becomes two in the backward); a part above 3x spends
+its backward elsewhere. Also counts the optimised HLO's transposes and copies, the layout
+changes a backward pass may add.
+
+  python scripts/profile_layer.py                       # GPT-2-style layer, 8 x 256, d 256
+  python scripts/profile_layer.py --preset llama:llama_1b --batch 1 --seq 512 --d-model 512
+  python scripts/profile_layer.py --dump /tmp/hlo       # the optimised HLO of each part
+  python scripts/profile_layer.py --trace               # per-op times of the whole layer
+
+Parts: the whole layer (layers/transformer.py:Block), its attention and MLP sub-layers
+(each with its norm and residual), the attention core (jax.nn.dot_product_attention), one
+dense matmul of the MLP's shape, and an independent numpy-style layer written here with
+jax.numpy (same shapes, explicit softmax attention, tanh GELU): when it shows the same
+ratio, the cost is XLA's, not the layer code's. `--trace` runs the whole layer's forward
+and forward + backward under `jax.profiler`, reads the trace (XSpace protobuf) and prints
+the time per kind of XLA op and the slowest ops with their operand shapes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+# Before JAX reads its configuration: keeps JAX off an absent TPU, whose profiler plugin
+# crashes jax.profiler on a CPU-only machine with libtpu installed (the test extra).
+import t5x_like  # noqa: E402, F401
+
+
+def _median_ms(fn, args, repeats: int) -> float:
+  import jax
+
+  jax.block_until_ready(fn(*args))  # compile and warm up
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append((time.perf_counter() - t0) * 1e3)
+  return statistics.median(times)
+
+
+def _hlo_counts(fn, args) -> dict:
+  text = fn.lower(*args).compile().as_text()
+  return {op: len(re.findall(rf"= \S+ {op}\(", text)) for op in ("transpose", "copy", "dot", "fusion")}, text
+
+
+def _trace_ops(fn, args, repeats: int, hlo_text: str) -> tuple[float, dict]:
+  """Wall ms per call and {op name: ms per call} of `fn` from a jax.profiler trace."""
+  import glob
+  import tempfile
+
+  import jax
+  from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+  with tempfile.TemporaryDirectory() as tmp:
+    jax.block_until_ready(fn(*args))
+    jax.profiler.start_trace(tmp)
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+      jax.block_until_ready(fn(*args))
+    wall = (time.perf_counter() - t0) * 1e3 / repeats
+    jax.profiler.stop_trace()
+    space = xplane_pb2.XSpace()
+    with open(glob.glob(os.path.join(tmp, "**", "*.xplane.pb"), recursive=True)[0], "rb") as f:
+      space.ParseFromString(f.read())
+  names = set(re.findall(r"^\s*(?:ROOT )?%([\w.\-]+) = ", hlo_text, re.M))  # the entry's ops
+  ops: dict[str, float] = {}
+  for plane in space.planes:
+    meta = {i: m.name for i, m in plane.event_metadata.items()}
+    for line in plane.lines:
+      for ev in line.events:
+        name = meta.get(ev.metadata_id, "")
+        if name in names:
+          ops[name] = ops.get(name, 0.0) + ev.duration_ps / 1e9 / repeats
+  return wall, ops
+
+
+def _print_trace(label: str, wall: float, ops: dict, hlo_text: str, top: int = 8) -> None:
+  kinds: dict[str, float] = {}
+  for name, ms in ops.items():
+    kind = re.sub(r"\.\d+$", "", name)
+    kinds[kind] = kinds.get(kind, 0.0) + ms
+  print(f"\n{label}: {wall:.1f} ms per call traced, {sum(ops.values()):.1f} ms in XLA ops")
+  for kind, ms in sorted(kinds.items(), key=lambda kv: -kv[1])[:8]:
+    print(f"  {ms:8.2f} ms  {kind}")
+  print("  slowest ops (output <- operands; dims contracted):")
+  for name, ms in sorted(ops.items(), key=lambda kv: -kv[1])[:top]:
+    line = re.search(rf"%{re.escape(name)} = (\S+) \w+\(([^)]*)\)(.*)", hlo_text)
+    called = re.search(r"calls=%([\w.\-]+)", line.group(3)) if line else None
+    body = ""
+    if called:
+      comp = re.search(rf"\n%{re.escape(called.group(1))} \(([^\n]*)\) -> [^\n]*\{{\n(.*?)\n\}}", hlo_text, re.S)
+      body = comp.group(2) if comp else ""
+    operands = re.findall(r"= (\w+\[[\d,]*\])\S* parameter", body)
+    dims = re.search(r"lhs_contracting_dims=\{([\d,]*)\}, rhs_contracting_dims=\{([\d,]*)\}", body or (line.group(3) if line else ""))
+    shape = line.group(1).split("{")[0] if line else "?"
+    extra = f"  lhs {dims.group(1)} rhs {dims.group(2)}" if dims else ""
+    print(f"  {ms:8.2f} ms  {name:<26} {shape} <- {', '.join(operands)}{extra}")
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--preset", default="gpt:gpt2_small", help="MODULE:NAME of configs/models")
+  p.add_argument("--batch", type=int, default=8)
+  p.add_argument("--seq", type=int, default=256)
+  p.add_argument("--d-model", type=int, default=256)
+  p.add_argument("--heads", type=int, default=4)
+  p.add_argument("--d-ff", type=int, default=1024)
+  p.add_argument("--repeats", type=int, default=10)
+  p.add_argument("--dump", default="", help="write each part's optimised HLO here")
+  p.add_argument("--json", default="", help="append the rows as JSON lines here")
+  p.add_argument("--trace", action="store_true", help="per-op times of the whole layer from a profiler trace")
+  a = p.parse_args(argv)
+
+  import jax
+  import jax.numpy as jnp
+  from flax import nnx
+
+  from t5x_like.config import load_model_preset
+  from t5x_like.layers.transformer import Block
+
+  module, name = a.preset.split(":")
+  cfg = load_model_preset(os.path.join(ROOT, "configs", "models", f"{module}.py"), name)
+  cfg.d_model, cfg.num_heads, cfg.d_ff, cfg.head_dim, cfg.dropout_rate = a.d_model, a.heads, a.d_ff, 0, 0.0
+  if cfg.num_kv_heads:
+    cfg.num_kv_heads = a.heads
+  b, t, d, f = a.batch, a.seq, a.d_model, a.d_ff
+  h = d // a.heads
+  block = Block(cfg, causal=True, cross=False, rngs=nnx.Rngs(0))
+  graphdef, params = nnx.split(block, nnx.Param)
+  key = jax.random.PRNGKey(0)
+  x = jax.random.normal(key, (b, t, d), jnp.float32)
+  positions = jnp.broadcast_to(jnp.arange(t), (b, t))
+  mask = jnp.broadcast_to(jnp.tril(jnp.ones((t, t), bool)), (b, 1, t, t))
+  ctx = {"self_mask": mask, "positions": positions, "mask_is_causal": True}
+
+  def layer(p, x):
+    return nnx.merge(graphdef, p)(x, ctx)
+
+  def attention_sublayer(p, x):
+    m = nnx.merge(graphdef, p)
+    rope = cfg.rope_theta if cfg.position == "rope" else None
+    return m._residual(x, m.self_attn_norm, lambda y: m.self_attn(
+        y, mask_b1ts=mask, q_positions_bt=positions, k_positions_bs=positions, rope_theta=rope,
+        is_causal=True), None)
+
+  def mlp_sublayer(p, x):
+    m = nnx.merge(graphdef, p)
+    return m._residual(x, m.mlp_norm, m.mlp, None)
+
+  q = jax.random.normal(key, (b, t, a.heads, h), jnp.float32)
+
+  def attention_core(qkv, _):
+    return jax.nn.dot_product_attention(qkv[0], qkv[1], qkv[2], mask=mask, is_causal=True)
+
+  w = jax.random.normal(key, (d, f), jnp.float32) * 0.02
+
+  def matmul(w, x):
+    return jnp.einsum("btd,df->btf", x, w)
+
+  ks = jax.random.split(key, 6)
+  ref = {"ln1": jnp.ones(d), "ln2": jnp.ones(d), "wq": jax.random.normal(ks[0], (d, d)) * 0.02,
+         "wk": jax.random.normal(ks[1], (d, d)) * 0.02, "wv": jax.random.normal(ks[2], (d, d)) * 0.02,
+         "wo": jax.random.normal(ks[3], (d, d)) * 0.02, "wi": jax.random.normal(ks[4], (d, f)) * 0.02,
+         "wf": jax.random.normal(ks[5], (f, d)) * 0.02}
+
+  def reference(r, x):  # pre-norm layer in plain jax.numpy: layer norm, softmax attention, tanh GELU
+    def norm(y, g):
+      mu = y.mean(-1, keepdims=True)
+      return (y - mu) * jax.lax.rsqrt(((y - mu) ** 2).mean(-1, keepdims=True) + 1e-5) * g
+
+    y = norm(x, r["ln1"])
+    split = lambda z: z.reshape(b, t, a.heads, h)  # noqa: E731
+    qh, kh, vh = split(y @ r["wq"]), split(y @ r["wk"]), split(y @ r["wv"])
+    s = jnp.einsum("btnh,bsnh->bnts", qh, kh) * h ** -0.5
+    s = jnp.where(mask, s, -1e30)
+    o = jnp.einsum("bnts,bsnh->btnh", jax.nn.softmax(s, axis=-1), vh).reshape(b, t, d)
+    x = x + o @ r["wo"]
+    y = norm(x, r["ln2"])
+    return x + jax.nn.gelu(y @ r["wi"], approximate=True) @ r["wf"]
+
+  parts = [("layer", layer, params, x), ("attention sub-layer", attention_sublayer, params, x),
+           ("mlp sub-layer", mlp_sublayer, params, x), ("attention core", attention_core, (q, q, q), None),
+           (f"matmul {b * t}x{d} @ {d}x{f}", matmul, w, x), ("reference layer (jnp)", reference, ref, x)]
+  print(f"{jax.devices()[0].device_kind}, {jax.device_count()} device(s), jax {jax.__version__}; "
+        f"preset {a.preset} with d_model {d}, {a.heads} heads, d_ff {f}; batch {b} x {t}, float32; "
+        f"median of {a.repeats}")
+  print(f"{'part':<34} {'fwd ms':>8} {'fwd+bwd ms':>11} {'ratio':>6}  backward HLO: transposes copies dots fusions")
+  rows = []
+  for label, fn, p_, x_ in parts:
+    # A random cotangent, passed in: with jnp.sum's all-ones one XLA folds the last matmul's
+    # backward into a reduction, and a constant one it would transpose at compile time.
+    cot = jax.random.normal(jax.random.PRNGKey(1), jax.eval_shape(fn, p_, x_).shape, jnp.float32)
+
+    def loss(p_, x_, cot, fn=fn):
+      return jnp.vdot(fn(p_, x_), cot)
+
+    fwd = jax.jit(loss)
+    bwd = jax.jit(jax.grad(loss, argnums=(0, 1)) if x_ is not None else jax.grad(loss))
+    fwd_ms = _median_ms(fwd, (p_, x_, cot), a.repeats)
+    bwd_ms = _median_ms(bwd, (p_, x_, cot), a.repeats)
+    counts, text = _hlo_counts(bwd, (p_, x_, cot))
+    if a.dump:
+      os.makedirs(a.dump, exist_ok=True)
+      with open(os.path.join(a.dump, re.sub(r"\W+", "_", label).strip("_") + ".hlo.txt"), "w") as fh:
+        fh.write(text)
+    rows.append({"part": label, "fwd_ms": fwd_ms, "fwd_bwd_ms": bwd_ms, "ratio": bwd_ms / fwd_ms, **counts})
+    print(f"{label:<34} {fwd_ms:>8.2f} {bwd_ms:>11.2f} {bwd_ms / fwd_ms:>5.2f}x  "
+          f"{counts['transpose']:>10} {counts['copy']:>6} {counts['dot']:>4} {counts['fusion']:>7}")
+  if a.trace:
+    cot = jax.random.normal(jax.random.PRNGKey(1), x.shape, jnp.float32)
+
+    def layer_loss(p_, x_, c):
+      return jnp.vdot(layer(p_, x_), c)
+
+    for label, fn in (("layer forward", jax.jit(layer_loss)),
+                      ("layer forward + backward", jax.jit(jax.grad(layer_loss, argnums=(0, 1))))):
+      text = fn.lower(params, x, cot).compile().as_text()
+      wall, ops = _trace_ops(fn, (params, x, cot), a.repeats, text)
+      _print_trace(label, wall, ops, text)
+  if a.json:
+    with open(a.json, "a") as fh:
+      for r in rows:
+        fh.write(json.dumps({"preset": a.preset, "batch": b, "seq": t, "d_model": d, "d_ff": f, **r}) + "\n")
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())
