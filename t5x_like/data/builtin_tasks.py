@@ -223,12 +223,16 @@ TASKS = {"grammar_check": grammar_check, "grammar_pair": grammar_pair, "grammar_
 def write_task(out_dir: str, task: str, *, num_train: int, num_eval: int, seed: int = 0) -> dict:
   """Writes `task-NAME-train.jsonl` and `task-NAME-eval.jsonl` (whole files, renamed into
   place; a `.params.json` beside each says what it holds, so a rerun with the same
-  parameters keeps it); returns the two paths."""
+  parameters keeps it); returns the two paths. The parameters include a hash of the first
+  examples, so files written by an older version of a task are written anew."""
   os.makedirs(out_dir, exist_ok=True)
   paths = {}
   for split, n in (("train", num_train), ("eval", num_eval)):
     path = os.path.join(out_dir, f"task-{task}-{split}.jsonl")
-    params = {"task": task, "split": split, "n": n, "seed": seed, "version": synthetic.FORMAT_VERSION}
+    first = random.Random(f"t5x_like.builtin_tasks/{task}/{split}/{seed}")
+    probe = json.dumps([TASKS[task](first, split) for _ in range(min(n, 8))])
+    params = {"task": task, "split": split, "n": n, "seed": seed, "version": synthetic.FORMAT_VERSION,
+              "first_examples_sha256": hashlib.sha256(probe.encode()).hexdigest()}
     paths[split] = path
     marker = path + ".params.json"
     try:

@@ -33,6 +33,14 @@ def test_every_task_writes_its_fields_once_and_keeps_them(tmp_path):
     assert rows != _read(paths["eval"])[:10]
 
 
+def test_a_changed_task_rewrites_its_files(tmp_path, monkeypatch):
+  paths = B.write_task(str(tmp_path), "word_category", num_train=20, num_eval=5)
+  old = B.TASKS["word_category"]
+  monkeypatch.setitem(B.TASKS, "word_category", lambda rng, split: {**old(rng, split), "target": "thing"})
+  B.write_task(str(tmp_path), "word_category", num_train=20, num_eval=5)  # same parameters, new generator
+  assert all(r["target"] == "thing" for r in _read(paths["train"]) + _read(paths["eval"]))
+
+
 def test_count_qa_hides_the_first_number_only_in_eval():
   for split in ("train", "eval"):
     rng = random.Random(split)
