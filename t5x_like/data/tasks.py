@@ -80,6 +80,16 @@ def _field(ex: Example, name: str, kind: type, key: str, optional: bool = False)
   return value
 
 
+def _encoded(tok: Tokenizer, ex: Example, name: str, key: str) -> list[int]:
+  """The ids of a text field; an error in it (an unknown sentinel) names the line."""
+  try:
+    return tok.encode(_field(ex, name, str, key))
+  except DataError as e:
+    if str(e).startswith(ex.where):
+      raise
+    raise DataError(f"{ex.where}: {e}") from None
+
+
 def label_index(value, labels: list, num_labels: int, ex: Example, key: str) -> int:
   """A label's class id: its position in `labels`, or an integer id below `num_labels`."""
   if labels and isinstance(value, str) and value in labels:
@@ -117,7 +127,7 @@ def classification(examples, cfg: DataConfig, tok: Tokenizer, num_labels: int) -
                                              F.ENCODER_POSITIONS, F.ENCODER_LOSS_WEIGHTS,
                                              F.ENCODER_TOKEN_TYPE_IDS)} | {F.ENCODER_CLASS_LABELS: 1})
   for i, ex in enumerate(examples):
-    a = tok.encode(_field(ex, t.text_field, str, "data.task.text_field"))
+    a = _encoded(tok, ex, t.text_field, "data.task.text_field")
     pair = _field(ex, t.pair_field, str, "data.task.pair_field", optional=True)
     b = tok.encode(pair) if pair is not None else None
     budget = L - (2 if b is not None else 1)
@@ -177,8 +187,8 @@ def seq2seq(examples, cfg: DataConfig, tok: Tokenizer, num_labels: int) -> dict:
                               F.DECODER_INPUT_TOKENS: T, F.DECODER_TARGET_TOKENS: T, F.DECODER_SEGMENT_IDS: T,
                               F.DECODER_POSITIONS: T, F.DECODER_LOSS_WEIGHTS: T})
   for i, ex in enumerate(examples):
-    inputs = tok.encode(_field(ex, t.input_field, str, "data.task.input_field"))[:L - 1] + [eos]
-    targets = tok.encode(_field(ex, t.target_field, str, "data.task.target_field"))[:T - 1] + [eos]
+    inputs = _encoded(tok, ex, t.input_field, "data.task.input_field")[:L - 1] + [eos]
+    targets = _encoded(tok, ex, t.target_field, "data.task.target_field")[:T - 1] + [eos]
     for name, values in ((F.ENCODER_INPUT_TOKENS, inputs), (F.ENCODER_SEGMENT_IDS, [1] * len(inputs)),
                          (F.ENCODER_POSITIONS, _positions(len(inputs))), (F.DECODER_TARGET_TOKENS, targets),
                          (F.DECODER_INPUT_TOKENS, [0] + targets[:-1]), (F.DECODER_SEGMENT_IDS, [1] * len(targets)),
@@ -193,8 +203,8 @@ def completion(examples, cfg: DataConfig, tok: Tokenizer, num_labels: int) -> di
   rows = Rows(len(examples), {k: L for k in (F.DECODER_INPUT_TOKENS, F.DECODER_TARGET_TOKENS, F.DECODER_SEGMENT_IDS,
                                              F.DECODER_POSITIONS, F.DECODER_LOSS_WEIGHTS)})
   for i, ex in enumerate(examples):
-    prompt = tok.encode(_field(ex, t.prompt_field, str, "data.task.prompt_field"))
-    answer = (tok.encode(_field(ex, t.completion_field, str, "data.task.completion_field")) + [eos])[:L - 1]
+    prompt = _encoded(tok, ex, t.prompt_field, "data.task.prompt_field")
+    answer = (_encoded(tok, ex, t.completion_field, "data.task.completion_field") + [eos])[:L - 1]
     prompt = prompt[max(len(prompt) - (L - len(answer)), 0):]
     targets = prompt + answer
     for name, values in ((F.DECODER_TARGET_TOKENS, targets), (F.DECODER_INPUT_TOKENS, [0] + targets[:-1]),
@@ -210,8 +220,8 @@ def pairs(examples, cfg: DataConfig, tok: Tokenizer, num_labels: int) -> dict:
   rows = Rows(len(examples), {k: L for k in (F.ENCODER_INPUT_TOKENS, F.ENCODER_TARGET_TOKENS, F.ENCODER_SEGMENT_IDS,
                                              F.ENCODER_POSITIONS, F.ENCODER_LOSS_WEIGHTS)})
   for i, ex in enumerate(examples):
-    a = tok.encode(_field(ex, t.text_field, str, "data.task.text_field"))[:half - 1] + [eos]
-    b = tok.encode(_field(ex, t.pair_field, str, "data.task.pair_field"))[:half - 1] + [eos]
+    a = _encoded(tok, ex, t.text_field, "data.task.text_field")[:half - 1] + [eos]
+    b = _encoded(tok, ex, t.pair_field, "data.task.pair_field")[:half - 1] + [eos]
     for name, values in ((F.ENCODER_INPUT_TOKENS, a + b), (F.ENCODER_TARGET_TOKENS, a + b),
                          (F.ENCODER_SEGMENT_IDS, [1] * len(a) + [2] * len(b)),
                          (F.ENCODER_POSITIONS, _positions(len(a)) + _positions(len(b)))):

@@ -108,6 +108,9 @@ def test_seq2seq_reads_t5_sentinels_by_name(tmp_path, tok, spm_path):
   want_out = [s0] + tok.encode("5") + [s1, eos]
   assert batch[F.ENCODER_INPUT_TOKENS][0, :len(want_in) + 1].tolist() == want_in + [0]
   assert batch[F.DECODER_TARGET_TOKENS][0, :len(want_out) + 1].tolist() == want_out + [0]
+  bad = _write(tmp_path / "bad.jsonl", [{"input": "a <extra_id_3> b", "target": "c"}])
+  with pytest.raises(DataError, match=r"bad\.jsonl:1: <extra_id_3> .* has 3 sentinels"):
+    tasks.make_task_dataset(cfg, files=bad, tokenizer_path=spm_path, batch_size=1, num_labels=0)
 
 
 @pytest.mark.parametrize("row, needle", [
