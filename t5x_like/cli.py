@@ -209,9 +209,6 @@ def _data_show(args, overrides=()) -> int:
   tok = Tokenizer(files.tokenizer, cfg.data.tokenizer.extra_ids)  # sentinels (and the MLM mask) by name
   contract = family_class(cfg.model.family).contract
 
-  def piece(t: int) -> str:
-    return tok.decode([t])
-
   ds = pipeline.make_dataset(cfg.data, files=files.train, tokenizer_path=files.tokenizer, batch_size=1,
                              shuffle=False, repeat=False, split="train")
   tokens = {f.name for f in contract.features if f.role in ("inputs", "targets")}
@@ -222,7 +219,7 @@ def _data_show(args, overrides=()) -> int:
         row = v.numpy()[0]
         if k in tokens:
           segs = batch[contract.side_of(k).segment_ids].numpy()[0]
-          pieces = [piece(int(t)) if segs[j] else "<pad>" for j, t in enumerate(row)]
+          pieces = [tok.decode([int(t)]) if segs[j] else "<pad>" for j, t in enumerate(row)]
           print(f"{k}: {' '.join(repr(p) for p in pieces[:64])}{' ...' if len(pieces) > 64 else ''}")
         else:
           print(f"{k}: {row[:64].tolist()}{' ...' if len(row) > 64 else ''}")
