@@ -24,8 +24,7 @@ class Loaded:
   cfg: ModelConfig
   step_dir: str
   imported: bool  # converted from Hugging Face (`t5x-like convert --from-hf`), not trained here
-  tokenizer: object | None  # data.tokenizer.Tokenizer
-  extra_ids: int  # sentinels after the tokenizer's pieces (data.tokenizer.extra_ids)
+  tokenizer: object | None  # data.tokenizer.Tokenizer, with the run's sentinels (extra_ids)
   hf: dict = dataclasses.field(default_factory=dict)  # an import's model_type and token_ids
 
   @property
@@ -51,16 +50,15 @@ def load(checkpoint: str, tokenizer_path: str = "", *, need_tokenizer: bool = Fa
     raise ConfigError(f"{step_dir}: its params do not fit its saved model config ({e})") from None
   meta = layout.read_meta(step_dir)
   tok_path = tokenizer_path or find_tokenizer(step_dir, meta)
-  saved_tok = ((meta.get("config") or {}).get("data") or {}).get("tokenizer") or {}
-  extra_ids = saved_tok.get("extra_ids", config_lib.TokenizerConfig().extra_ids)
   tokenizer = None
   if tok_path:
     from t5x_like.data.tokenizer import Tokenizer  # imports TensorFlow: only when needed
-    tokenizer = Tokenizer(tok_path, extra_ids)
+    saved_tok = ((meta.get("config") or {}).get("data") or {}).get("tokenizer") or {}
+    tokenizer = Tokenizer(tok_path, saved_tok.get("extra_ids", config_lib.TokenizerConfig().extra_ids))
   elif need_tokenizer:
     raise DataError(f"no tokenizer found for {step_dir}; pass --tokenizer PATH (a SentencePiece .model)")
   return Loaded(nnx.merge(graphdef, state), cfg, step_dir, imported=bool(meta.get("source")),
-                tokenizer=tokenizer, extra_ids=extra_ids, hf=meta.get("hf") or {})
+                tokenizer=tokenizer, hf=meta.get("hf") or {})
 
 
 def find_tokenizer(step_dir: str, meta: dict) -> str:
