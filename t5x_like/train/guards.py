@@ -58,40 +58,52 @@ class StopFlag:
 
 
 class NonFiniteGuard:
-  """Counts consecutive skipped (non-finite) steps. Each step's `skipped` scalar is read one
-  step late, after the next step was dispatched, so the host never waits for the step it just
-  launched: the device keeps one step queued and the check costs no pipeline stall."""
+  """Counts consecutive skipped (non-finite) steps. Each step's on-device `skipped` flag is
+  kept, not read, until a logging step (every `every` steps), a checkpoint save or the end of
+  the run: then all kept flags come to the host in one transfer and are counted in order.
+  So the loop never waits on the device between logging steps; a streak that reaches
+  `limit` is acted on at the next such step (at most `every - 1` steps late, all of them
+  skipped or finite ones, so the saved params are still those of the last finite step)."""
 
-  def __init__(self, limit: int, count: int = 0, last: int = 0):
+  def __init__(self, limit: int, count: int = 0, last: int = 0, every: int = 1):
     # A resumed run continues the streak its checkpoint was saved in.
-    self.limit, self.count, self.last, self._pending = limit, count, last, None
+    self.limit, self.count, self.last, self.every = limit, count, last, max(1, every)
+    self.tripped, self._pending = False, []
 
   def push(self, step: int, skipped) -> bool:
-    """Records `step`'s on-device flag; True once `limit` steps in a row were skipped."""
+    """Keeps `step`'s on-device flag; on a logging step counts the kept ones. True once
+    `limit` steps in a row were skipped."""
     if self.limit <= 0:
       return False
-    done, self._pending = self._pending, (step, skipped)
-    return done is not None and self._count(*done)
+    self._pending.append((step, skipped))
+    if step % self.every == 0:
+      self._resolve()
+    return self.tripped
 
   def flush(self) -> bool:
-    done, self._pending = self._pending, None
-    return done is not None and self._count(*done)
+    """Counts every kept flag now (the end of the run); True if a streak reached `limit`."""
+    self._resolve()
+    return self.tripped
 
-  def _count(self, step: int, skipped) -> bool:
-    if float(jax.device_get(skipped)) > 0:
-      self.count, self.last = self.count + 1, step
-    else:
-      self.count = 0
-    return self.limit > 0 and self.count >= self.limit
+  def _resolve(self) -> None:
+    pending, self._pending = self._pending, []
+    if not pending or self.tripped:  # after a trip the streak that tripped is what is reported
+      return
+    flags = jax.device_get([f for _, f in pending])
+    for (step, _), flag in zip(pending, flags, strict=True):
+      if float(flag) > 0:
+        self.count, self.last = self.count + 1, step
+      else:
+        self.count = 0
+      if self.count >= self.limit:
+        self.tripped = True
+        return
 
   def streak(self) -> dict:
-    """The streak as of the last pushed step (its flag read now), without consuming it: what
-    a checkpoint saved at this step records."""
-    count, last = self.count, self.last
-    if self._pending is not None:
-      step, skipped = self._pending
-      count, last = (count + 1, step) if float(jax.device_get(skipped)) > 0 else (0, last)
-    return {"count": count, "last": last}
+    """The streak as of the last pushed step (the kept flags counted now): what a checkpoint
+    saved at this step records."""
+    self._resolve()
+    return {"count": self.count, "last": self.last}
 
   def error(self, where: str, good_step: int | None, learning_rate: float) -> NonFiniteError:
     back = (f", or go back to step {good_step} with --config.checkpoint.restore_from={good_step}"

@@ -65,7 +65,8 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
       log(f"[t5x_like] compiled train step in {compile_s:.1f}s")
 
     # Steps, with the periodic work in hooks.
-    guard = NonFiniteGuard(cfg.train.max_consecutive_nonfinite, start.nonfinite_count, start.nonfinite_last)
+    guard = NonFiniteGuard(cfg.train.max_consecutive_nonfinite, start.nonfinite_count, start.nonfinite_last,
+                           every=cfg.train.log_every)
     state = Run(cfg, session.path, setup, feed, ckpt, MetricsWriter(session.path), log, start.state,
                 start.step, end_step, start.tokens_seen, session.stop, guard, start_step=start.step)
     hooks = default_hooks(cfg, files.tokenizer)
@@ -106,14 +107,14 @@ def train_steps(run: Run, compiled, batch: dict | None, rng, hooks) -> None:
       hook.before_step(run, batch)
     run.state, run.metrics = compiled(run.state, run.feed.global_batch(batch), rng)
     batch, run.step = None, run.step + 1
-    diverged = run.guard.push(run.step, run.metrics["skipped"])
+    run.guard.push(run.step, run.metrics["skipped"])  # read on logging and save steps only
     row = {}
     for hook in hooks:
       if hook.due(run):
         hook.after_step(run, row)
     for hook in hooks:
       hook.end_step(run)
-    if diverged:
+    if run.guard.tripped:  # set by the push above or by a save's streak() in the hooks
       _stop_nonfinite(run)
     if run.stop.agreed(run.step):
       log(f"[t5x_like] {run.stop.reason} received: saving step {run.step} and stopping")

@@ -46,12 +46,12 @@ def test_divergence_never_costs_the_last_healthy_step(tmp_path, data, healthy):
   with pytest.raises(NonFiniteError) as e:
     run(cfg, str(wd))
   msg = str(e.value)
-  # Step 8's flag is read while step 9 runs (one step late, so the host never waits): the
-  # stop saves step 9, in the streak too.
+  # Flags are read on logging and save steps; saving every step reads step 8's there, and the
+  # run stops at step 8.
   assert "3 consecutive steps (6-8)" in msg and "--config.checkpoint.restore_from=4" in msg
-  assert _steps(wd) == [4, 8, 9]  # 5, 6 and 7 went; 4, the newest healthy step, stays
+  assert _steps(wd) == [4, 7, 8]  # 5 and 6 went; 4, the newest healthy step, stays
   assert read_meta(str(wd / "checkpoints" / "4"))["nonfinite"]["count"] == 0
-  assert read_meta(str(wd / "checkpoints" / "9"))["nonfinite"] == {"count": 4, "last": 9}
+  assert read_meta(str(wd / "checkpoints" / "8"))["nonfinite"] == {"count": 3, "last": 8}
   with pytest.raises(NonFiniteError, match=r"consecutive steps \(6-\d+\).*restore_from=4"):
     run(cfg, str(wd))
   assert 4 in _steps(wd) and _steps(wd)[-1] <= 11, _steps(wd)  # a rerun stops again at once
