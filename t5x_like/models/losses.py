@@ -29,7 +29,10 @@ def cross_entropy(logits_btv: jax.Array, targets_bt: jax.Array, weights_bt: jax.
   nll_bt = log_z_bt - target_logit_bt
   weights = weights_bt.astype(jnp.float32)
   z_bt = z_loss * jnp.square(log_z_bt)
-  correct_bt = (jnp.argmax(logits, axis=-1) == targets_bt).astype(jnp.float32)
+  # Correct when the target's logit is the largest: the same as argmax == target except on an
+  # exact tie, and a plain max-reduce where argmax is a (value, index) reduce that XLA CPU
+  # runs unvectorised (28 ms of a 700 ms step at V 8192, measured).
+  correct_bt = (target_logit_bt >= jnp.max(logits, axis=-1)).astype(jnp.float32)
   aux = {
       "nll_sum": jnp.sum(nll_bt * weights),
       "z_loss_sum": jnp.sum(z_bt * weights),

@@ -56,6 +56,11 @@ def test_cross_entropy_matches_numpy():
   np.testing.assert_allclose(aux["nll_sum"], (nll * weights).sum(), rtol=1e-5)
   np.testing.assert_allclose(total, (nll * weights).sum() + 1e-2 * (logz ** 2 * weights).sum(), rtol=1e-5)
   assert aux["weight_sum"] == weights.sum()
+  # Accuracy against numpy's argmax, with half the targets set to the argmax so it is not 0.
+  targets[0] = logits[0].argmax(-1)
+  _, aux = cross_entropy(jnp.asarray(logits), jnp.asarray(targets), jnp.ones((2, 5)))
+  want = (logits.argmax(-1) == targets).sum()
+  assert aux["correct_sum"] == want and 5 <= want < 10
 
 
 def test_score_is_sum_of_token_logprobs():
