@@ -57,7 +57,8 @@ class ModelConfig:
   dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # compute dtype
   param_dtype: Literal["float32", "bfloat16"] = "float32"  # master weights
   scan_layers: bool = True  # run the stack with jax.lax.scan (compile time flat in depth)
-  remat_policy: Literal["none", "full", "dots", "dots_no_batch"] = "none"
+  # auto: dots on CPU (less memory traffic, 7-19% faster steps there, measured), none on GPU/TPU
+  remat_policy: Literal["auto", "none", "full", "dots", "dots_no_batch"] = "auto"
   attention_impl: Literal["xla", "cudnn"] = "xla"  # jax.nn.dot_product_attention implementation
   z_loss: float = _f(0.0, ge=0)  # coefficient of log(Z)^2 in the loss
   # Positions of the length axis per chunk of the loss (head + cross-entropy, each chunk

@@ -100,7 +100,8 @@ def run_bench(cfg: C.Config, targets: int, *, name: str, peak_tflops: float = 0.
   peak_bytes = mem.get("peak_bytes_in_use")
   return {
       "name": name, "family": model.family, "params": count_params(setup.abstract_params),
-      "dtype": model.dtype, "dropout": model.dropout_rate, "attention": model.attention_impl, "remat": model.remat_policy,
+      "dtype": model.dtype, "dropout": model.dropout_rate, "attention": model.attention_impl,
+      "remat": model.remat_policy if model.remat_policy == setup.remat_policy else f"{model.remat_policy} ({setup.remat_policy})",
       "loss_chunk": model.loss_chunk, "batch": batch, "seq": seq, "targets": targets,
       "mesh": dict(setup.mesh.shape), "device": f"{jax.device_count()} x {dev.device_kind}",
       "platform": dev.platform, "jax": jax.__version__, "steps": steps,

@@ -4,11 +4,13 @@ benchmarks and the tests all start from `make_setup(cfg)`, then `init_state` or 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import jax
 
 from t5x_like.config import Config, check_parallelism
+from t5x_like.layers.transformer import remat_for
 from t5x_like.runtime import data_parallel_size, make_mesh, rules_from_config
 from t5x_like.train.state import TrainSetup, build_setup, init_state
 from t5x_like.train.step import batch_sharding, make_eval_step, make_train_step
@@ -25,10 +27,14 @@ def make_setup(cfg: Config, devices: Sequence[jax.Device] | None = None, *,
   use on purpose."""
   mesh = make_mesh(cfg.mesh, devices)
   rules = rules_from_config(cfg.mesh)
+  remat = remat_for(cfg.model.remat_policy, mesh.devices.flat[0].platform)
+  if remat != cfg.model.remat_policy:  # `auto`, for the platform the step compiles for
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, remat_policy=remat))
   if check:
     check_parallelism(cfg, dict(mesh.shape), data_parallel_size(mesh, rules), jax.process_count())
   setup = build_setup(cfg, mesh, rules)
   setup.train_step = make_train_step(setup, cfg)
   setup.eval_step = make_eval_step(setup)
   setup.batch_sharding = batch_sharding(setup)
+  setup.remat_policy = remat
   return setup

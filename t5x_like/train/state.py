@@ -43,6 +43,7 @@ class TrainSetup:
   train_step: object = None  # jitted (state, batch, rng) -> (state, metrics), state donated
   eval_step: object = None  # jitted (params, batch) -> loss sums
   batch_sharding: object = None
+  remat_policy: str = "none"  # model.remat_policy as compiled (`auto` resolved for the platform)
 
 
 def abstract_model(cfg: Config):

@@ -30,6 +30,20 @@ def test_remat_lowers_the_temporaries_on_8_devices(capsys):
   assert "compiled for 8 x cpu" in out and "temporaries" in out and "memory size unknown" in out
 
 
+def test_auto_remat_is_dots_on_cpu_and_none_on_accelerators():
+  """The default compiles the CPU step as `dots` (the same temporaries, below `none`'s)."""
+  from t5x_like.layers.transformer import remat_for
+  from t5x_like.train.setup import make_setup
+
+  assert _tiny().model.remat_policy == "auto"
+  assert [remat_for("auto", p) for p in ("cpu", "gpu", "tpu")] == ["dots", "none", "none"]
+  assert remat_for("full", "cpu") == "full" and remat_for("none", "cpu") == "none"
+  assert make_setup(_tiny()).remat_policy == "dots"
+  auto, dots, none = (fit.compile_report(C.replace(_tiny(), model=dict(remat_policy=p))).temp_bytes
+                      for p in ("auto", "dots", "none"))
+  assert auto == dots < none
+
+
 def test_topology_names():
   assert fit.topology_name("v5p-128") == "v5p:4x4x4" and fit.topology_name("v5e-256") == "v5e:16x16"
   assert fit.topology_name("v4-32") == "v4:2x2x4" and fit.topology_name("v5p:2x2x2") == "v5p:2x2x2"
