@@ -88,3 +88,46 @@ def test_two_processes_match_one(tmp_path):
   assert p.returncode == 0, p.stderr[-3000:]
   assert "resumed from step 4" in p.stdout and "the data stream restarts" in p.stdout
   assert dict(_losses(multi))[5] == pytest.approx(dict(_losses(ref))[5], rel=1e-6)  # measured: bit-equal
+
+
+@pytest.mark.slow  # ~60 s: two training processes and a resume
+def test_a_signal_to_one_process_stops_both_at_the_same_logging_step(tmp_path):
+  """SIGTERM reaches process 1 only. The processes agree on it at the next logging step
+  (log_every=3 here; they do not sync every step), both save that one step and exit 0, and
+  a rerun of both resumes from it."""
+  import signal
+  import time
+
+  wd = tmp_path / "run"
+  env = _env(tmp_path / "jax_cache")
+  port = _free_port()
+  extra = ["--config.train.log_every=3", "--config.checkpoint.every_steps=1000", "--config.train.eval_every=1000"]
+  cmd = lambda i, p: _cmd(wd, 400, "--cpu-devices", "4", "--coordinator", f"127.0.0.1:{p}", "--num-processes", "2",
+                          "--process-id", str(i), *extra)
+  procs = [subprocess.Popen(cmd(i, port), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+           for i in range(2)]
+  metrics = wd / "metrics.jsonl"
+  deadline = time.time() + 240
+  while time.time() < deadline and not (metrics.exists() and len(_losses(wd)) >= 2):
+    time.sleep(0.2)
+  assert procs[0].poll() is None and procs[1].poll() is None, "finished before the signal"
+  procs[1].send_signal(signal.SIGTERM)
+  outs = [pr.communicate(timeout=300) for pr in procs]
+  for pr, (_, err) in zip(procs, outs, strict=True):
+    assert pr.returncode == 0, err[-3000:]
+  out = outs[0][0]
+  assert "a stop signal on another process received: saving step" in out, out[-2000:]
+  step = int(out.split("saving step ")[1].split()[0])
+  assert step % 3 == 0 and step < 400
+  saved = sorted(int(n) for n in os.listdir(wd / "checkpoints") if n.isdigit())
+  assert saved == [step]
+  assert {n.split(".")[0] for n in os.listdir(wd / "checkpoints" / str(step) / "data")} >= {
+      "process_0_of_2", "process_1_of_2"}  # both processes saved into the one step
+  # Both rerun and resume from the agreed step (stopping two steps later).
+  port = _free_port()
+  procs = [subprocess.Popen(cmd(i, port) + [f"--config.train.stop_at_step={step + 2}"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env) for i in range(2)]
+  outs = [pr.communicate(timeout=300) for pr in procs]
+  for pr, (_, err) in zip(procs, outs, strict=True):
+    assert pr.returncode == 0, err[-3000:]
+  assert f"resumed from step {step}" in outs[0][0]

@@ -20,8 +20,9 @@ class StopRequested(Exception):
 class StopFlag:
   """SIGTERM/SIGINT set a flag instead of killing the process; the loop saves and exits."""
 
-  def __init__(self):
+  def __init__(self, every: int = 1):
     self.reason = None  # what asked the run to stop, for the log line
+    self.every = max(1, every)  # multi-process: agree on signals every this many steps
     self._old = {}
 
   def install(self):
@@ -36,10 +37,16 @@ class StopFlag:
       signal.signal(sig, old)
     self._old = {}
 
-  def agreed(self, step: int) -> bool:
+  def agreed(self, step: int, force: bool = False) -> bool:
     """True on every process once any process was signalled, or (multi-process) once the
     JAX preemption service reached its sync point for a preemption notice, which is how
-    TPU maintenance events arrive. Every process calls this at every step."""
+    TPU maintenance events arrive. Every process calls this at every step.
+
+    One process decides alone. Several agree through a collective, which waits for the
+    devices, so they do it only every `every` steps (the loop sets the logging interval,
+    where metrics are read anyway) or when `force` (between final-evaluation batches):
+    a signal is acted on at most `every - 1` steps late. The preemption sync point is a
+    local check, made every step."""
     local = self.reason is not None
     if jax.process_count() == 1:
       return local
@@ -51,6 +58,8 @@ class StopFlag:
       notice = False
     if notice and self.reason is None:
       self.reason = "a TPU preemption notice"
+    if not (notice or force or step % self.every == 0):
+      return False
     stop = notice or bool(np.max(multihost_utils.process_allgather(np.array([int(local)]))))
     if stop and self.reason is None:
       self.reason = "a stop signal on another process"

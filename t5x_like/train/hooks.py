@@ -156,7 +156,7 @@ class ThroughputHook(Hook):
 def _stop_check(run: Run):
   """For the final phase: raises StopRequested once a stop is agreed on (between batches)."""
   def check():
-    if run.stop.agreed(run.step):
+    if run.stop.agreed(run.step, force=True):
       run.log(f"[t5x_like] {run.stop.reason} received during the final evaluation; stopping")
       raise StopRequested(run.stop.reason)
   return check

@@ -67,6 +67,7 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
     # Steps, with the periodic work in hooks.
     guard = NonFiniteGuard(cfg.train.max_consecutive_nonfinite, start.nonfinite_count, start.nonfinite_last,
                            every=cfg.train.log_every)
+    session.stop.every = cfg.train.log_every  # processes agree on a signal at logging steps
     state = Run(cfg, session.path, setup, feed, ckpt, MetricsWriter(session.path), log, start.state,
                 start.step, end_step, start.tokens_seen, session.stop, guard, start_step=start.step)
     hooks = default_hooks(cfg, files.tokenizer)
