@@ -15,8 +15,9 @@ Parts: the whole layer (layers/transformer.py:Block), its attention and MLP sub-
 dense matmul of the MLP's shape, and an independent numpy-style layer written here with
 jax.numpy (same shapes, explicit softmax attention, tanh GELU): when it shows the same
 ratio, the cost is XLA's, not the layer code's. `--trace` runs the whole layer's forward
-and forward + backward under `jax.profiler`, reads the trace (XSpace protobuf) and prints
-the time per kind of XLA op and the slowest ops with their operand shapes.
+and forward + backward under `jax.profiler` and prints the time per kind of XLA op and the
+slowest ops with their operand shapes (`t5x_like/train/opprofile.py`, which `t5x-like
+bench --trace N` uses for the whole train step).
 """
 
 from __future__ import annotations
@@ -54,60 +55,6 @@ def _hlo_counts(fn, args) -> dict:
   return {op: len(re.findall(rf"= \S+ {op}\(", text)) for op in ("transpose", "copy", "dot", "fusion")}, text
 
 
-def _trace_ops(fn, args, repeats: int, hlo_text: str) -> tuple[float, dict]:
-  """Wall ms per call and {op name: ms per call} of `fn` from a jax.profiler trace."""
-  import glob
-  import tempfile
-
-  import jax
-  from tensorflow.tsl.profiler.protobuf import xplane_pb2
-
-  with tempfile.TemporaryDirectory() as tmp:
-    jax.block_until_ready(fn(*args))
-    jax.profiler.start_trace(tmp)
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-      jax.block_until_ready(fn(*args))
-    wall = (time.perf_counter() - t0) * 1e3 / repeats
-    jax.profiler.stop_trace()
-    space = xplane_pb2.XSpace()
-    with open(glob.glob(os.path.join(tmp, "**", "*.xplane.pb"), recursive=True)[0], "rb") as f:
-      space.ParseFromString(f.read())
-  names = set(re.findall(r"^\s*(?:ROOT )?%([\w.\-]+) = ", hlo_text, re.M))  # the entry's ops
-  ops: dict[str, float] = {}
-  for plane in space.planes:
-    meta = {i: m.name for i, m in plane.event_metadata.items()}
-    for line in plane.lines:
-      for ev in line.events:
-        name = meta.get(ev.metadata_id, "")
-        if name in names:
-          ops[name] = ops.get(name, 0.0) + ev.duration_ps / 1e9 / repeats
-  return wall, ops
-
-
-def _print_trace(label: str, wall: float, ops: dict, hlo_text: str, top: int = 8) -> None:
-  kinds: dict[str, float] = {}
-  for name, ms in ops.items():
-    kind = re.sub(r"\.\d+$", "", name)
-    kinds[kind] = kinds.get(kind, 0.0) + ms
-  print(f"\n{label}: {wall:.1f} ms per call traced, {sum(ops.values()):.1f} ms in XLA ops")
-  for kind, ms in sorted(kinds.items(), key=lambda kv: -kv[1])[:8]:
-    print(f"  {ms:8.2f} ms  {kind}")
-  print("  slowest ops (output <- operands; dims contracted):")
-  for name, ms in sorted(ops.items(), key=lambda kv: -kv[1])[:top]:
-    line = re.search(rf"%{re.escape(name)} = (\S+) \w+\(([^)]*)\)(.*)", hlo_text)
-    called = re.search(r"calls=%([\w.\-]+)", line.group(3)) if line else None
-    body = ""
-    if called:
-      comp = re.search(rf"\n%{re.escape(called.group(1))} \(([^\n]*)\) -> [^\n]*\{{\n(.*?)\n\}}", hlo_text, re.S)
-      body = comp.group(2) if comp else ""
-    operands = re.findall(r"= (\w+\[[\d,]*\])\S* parameter", body)
-    dims = re.search(r"lhs_contracting_dims=\{([\d,]*)\}, rhs_contracting_dims=\{([\d,]*)\}", body or (line.group(3) if line else ""))
-    shape = line.group(1).split("{")[0] if line else "?"
-    extra = f"  lhs {dims.group(1)} rhs {dims.group(2)}" if dims else ""
-    print(f"  {ms:8.2f} ms  {name:<26} {shape} <- {', '.join(operands)}{extra}")
-
-
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--preset", default="gpt:gpt2_small", help="MODULE:NAME of configs/models")
@@ -128,6 +75,7 @@ def main(argv=None) -> int:
 
   from t5x_like.config import load_model_preset
   from t5x_like.layers.transformer import Block
+  from t5x_like.train import opprofile
 
   module, name = a.preset.split(":")
   cfg = load_model_preset(os.path.join(ROOT, "configs", "models", f"{module}.py"), name)
@@ -226,8 +174,8 @@ def main(argv=None) -> int:
     for label, fn in (("layer forward", jax.jit(layer_loss)),
                       ("layer forward + backward", jax.jit(jax.grad(layer_loss, argnums=(0, 1))))):
       text = fn.lower(params, x, cot).compile().as_text()
-      wall, ops = _trace_ops(fn, (params, x, cot), a.repeats, text)
-      _print_trace(label, wall, ops, text)
+      wall, ops = opprofile.trace_ops(fn, (params, x, cot), a.repeats, text)
+      print("\n" + opprofile.format_ops(label, wall, ops, text))
   if a.json:
     with open(a.json, "a") as fh:
       for r in rows:

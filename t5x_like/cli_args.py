@@ -166,6 +166,9 @@ def parser() -> argparse.ArgumentParser:
   be.add_argument("--compare-torch", action="store_true",
                   help="then time the Hugging Face PyTorch model of the same family and shape (AdamW, "
                        "float32) in a child process and print the speed ratio (needs torch and transformers)")
+  be.add_argument("--trace", type=int, default=0, metavar="N",
+                  help="after timing, trace N more steps with jax.profiler and print the time per XLA op "
+                       "(ops inside the layer scan are marked with its trip count)")
   be.add_argument("--name", default="", help="the row's name in the table and JSON (default: the preset or config)")
   be.add_argument("--json", default="", help="also append the JSON line to this file")
   be.add_argument("--cpu-devices", type=int, default=0, help="simulate N devices on the CPU")

@@ -62,7 +62,7 @@ def bench_config(args, overrides: list[str]) -> tuple[C.Config, int]:
   return C.validate(cfg), targets
 
 
-def _time_steps(setup, state, batches, steps: int) -> tuple[float, list[float], dict]:
+def _time_steps(setup, state, batches, steps: int, trace: int = 0) -> tuple[float, list[float], dict, str]:
   key = jax.random.key(0)
   with jax.set_mesh(setup.mesh):
     t0 = time.perf_counter()
@@ -77,13 +77,27 @@ def _time_steps(setup, state, batches, steps: int) -> tuple[float, list[float], 
       state, metrics = compiled(state, batches[i % 2], key)
       jax.block_until_ready(metrics)
       times.append(time.perf_counter() - t0)
+    profile = ""
+    if trace:
+      from t5x_like.train import opprofile
+
+      holder = {"state": state}
+
+      def one_step(batch):
+        holder["state"], m = compiled(holder["state"], batch, key)
+        return m
+
+      hlo = compiled.as_text()
+      wall, ops = opprofile.trace_ops(one_step, (batches[0],), trace, hlo)
+      profile = opprofile.format_ops(f"train step, {trace} traced", wall, ops, hlo, top=20)
   metrics["temp_bytes"] = compiled.memory_analysis().temp_size_in_bytes
-  return compile_s, times, metrics
+  return compile_s, times, metrics, profile
 
 
-def run_bench(cfg: C.Config, targets: int, *, name: str, peak_tflops: float = 0.0) -> dict:
+def run_bench(cfg: C.Config, targets: int, *, name: str, peak_tflops: float = 0.0, trace: int = 0) -> dict:
   """Compiles and times `cfg.train.steps` steps (the first two untimed) and returns the
-  figures as one flat dict (the JSON line)."""
+  figures as one flat dict (the JSON line); `trace` > 0 also traces that many more steps
+  with `jax.profiler` and puts the per-op table under "profile" (printed, not in the JSON)."""
   model, batch, seq = cfg.model, cfg.train.batch_size, cfg.data.seq_len
   steps = cfg.train.steps - WARMUP_STEPS
   setup = make_setup(cfg)
@@ -91,7 +105,7 @@ def run_bench(cfg: C.Config, targets: int, *, name: str, peak_tflops: float = 0.
   batches = [jax.device_put(contract.fake_batch(batch, seq, targets, vocab_size=model.vocab_size, seed=i),
                             setup.batch_sharding) for i in range(2)]
   state = init_state(setup, cfg, 0)
-  compile_s, times, metrics = _time_steps(setup, state, batches, steps)
+  compile_s, times, metrics, profile = _time_steps(setup, state, batches, steps, trace)
   step_s = float(np.median(times))
   flops = setup.model_class.flops_per_sequence(model, seq, targets) * batch
   peak = device_peak(model.dtype, peak_tflops)
@@ -113,6 +127,7 @@ def run_bench(cfg: C.Config, targets: int, *, name: str, peak_tflops: float = 0.
       "peak_memory_gib": None if peak_bytes is None else round(peak_bytes / 2**30, 2),
       "memory_limit_gib": round(mem["bytes_limit"] / 2**30, 1) if "bytes_limit" in mem else None,
       "temp_mib": round(metrics["temp_bytes"] / 2**20, 1), "loss": float(metrics["loss"]),
+      **({"profile": profile} if profile else {}),
   }
 
 
@@ -170,10 +185,14 @@ def bench(args, overrides: list[str]) -> dict:
     # it), so ours does too: GPT-2 and BERT presets carry 0.1, which costs a random mask per
     # residual branch and would time different work on the two sides.
     cfg.model.dropout_rate = 0.0
-  row = run_bench(cfg, targets, name=args.name or args.preset or args.config, peak_tflops=args.peak_tflops)
+  row = run_bench(cfg, targets, name=args.name or args.preset or args.config, peak_tflops=args.peak_tflops,
+                  trace=args.trace)
+  profile = row.pop("profile", "")
   if args.compare_torch:
     row.update(_torch_side(cfg, row))
   print(format_table(row))
+  if profile:
+    print(profile)
   line = json.dumps(row)
   print(line, flush=True)
   if args.json:

@@ -31,6 +31,40 @@ def test_bench_prints_a_table_and_a_json_line(capsys, tmp_path, monkeypatch):
   assert json.loads(out_file.read_text()) == row
 
 
+def test_bench_trace_prints_the_time_per_op_with_the_layer_loop_marked(capsys, tmp_path, monkeypatch):
+  """--trace N: the per-op table of a profiled step, where ops of the 3-layer scan carry x3
+  and the head's matmul (outside the scan) does not; the JSON line stays figures only."""
+  monkeypatch.setenv("T5X_LIKE_CACHE_DIR", str(tmp_path))
+  rc = main(["bench", "--config", TINY, "--batch", "8", "--seq", "32", "--steps", "1", "--trace", "2",
+             "--config.model.num_layers=3", "--config.model.d_model=32", "--config.model.d_ff=64"])
+  assert rc == 0
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert "profile" not in json.loads(lines[-1])
+  start = next(i for i, line in enumerate(lines) if line.startswith("train step, 2 traced:"))
+  ops = [line.split() for line in lines[start:] if " ms " in line and "<-" in line]
+  assert ops and all(float(op[0]) >= 0 for op in ops)
+  marked = [op for op in ops if op[2] == "x3"]
+  assert marked, lines[start:]
+  assert all(op[2] not in ("x1", "x2") for op in ops)
+
+
+def test_loop_trips_reads_the_scan_trip_count():
+  import jax
+  import jax.numpy as jnp
+
+  from t5x_like.train.opprofile import loop_trips
+
+  def f(x):
+    y, _ = jax.lax.scan(lambda c, _: (jnp.sin(c) @ c, None), x, None, length=5)
+    return jnp.tanh(y)
+
+  text = jax.jit(f).lower(jnp.ones((8, 8))).compile().as_text()
+  trips = loop_trips(text)
+  assert trips and set(trips.values()) == {5}
+  entry_ops = [n for n in trips if "tanh" in n]
+  assert not entry_ops  # the tanh after the loop is outside it
+
+
 @pytest.mark.slow  # 20 s; the tiny decoder bench test stays fast
 def test_bench_encoder_decoder_preset_counts_both_rows(capsys, tmp_path, monkeypatch):
   monkeypatch.setenv("T5X_LIKE_CACHE_DIR", str(tmp_path))
