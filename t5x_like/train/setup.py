@@ -15,7 +15,7 @@ from t5x_like.runtime import data_parallel_size, make_mesh, rules_from_config
 from t5x_like.train.state import TrainSetup, build_setup, init_state
 from t5x_like.train.step import batch_sharding, make_eval_step, make_train_step
 
-__all__ = ["TrainSetup", "init_state", "make_setup"]
+__all__ = ["TrainSetup", "init_state", "make_setup", "remat_label"]
 
 
 def make_setup(cfg: Config, devices: Sequence[jax.Device] | None = None, *,
@@ -38,3 +38,9 @@ def make_setup(cfg: Config, devices: Sequence[jax.Device] | None = None, *,
   setup.batch_sharding = batch_sharding(setup)
   setup.remat_policy = remat
   return setup
+
+
+def remat_label(cfg: Config, setup: TrainSetup) -> str:
+  """The remat policy as configured, with what it compiled to when that differs: `auto (dots)`."""
+  asked = cfg.model.remat_policy
+  return asked if asked == setup.remat_policy else f"{asked} ({setup.remat_policy})"
