@@ -16,8 +16,10 @@ margins = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(margins)
 
 # task -> the smallest margin asserted, in the task's metric (absolute): about half of the
-# one measured (docs/finetuning.md), and above the noise of 256 held-out examples.
-MIN_MARGIN = {"completion": 0.15, "classify": 0.15, "pair_classify": 0.07, "tag": 0.15, "seq2seq": 0.13}
+# one measured (docs/finetuning.md), and above the noise of 256 held-out examples. seq2seq
+# depends on the pretraining's rounding as well: +0.25 and +0.13 from two pretrainings that
+# differ only in remat policy (same seeds and machine), +0.27 on another machine.
+MIN_MARGIN = {"completion": 0.15, "classify": 0.15, "pair_classify": 0.07, "tag": 0.15, "seq2seq": 0.08}
 
 
 @pytest.fixture(scope="module")
