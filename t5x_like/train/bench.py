@@ -90,7 +90,9 @@ def _time_steps(setup, state, batches, steps: int, trace: int = 0) -> tuple[floa
       hlo = compiled.as_text()
       wall, ops = opprofile.trace_ops(one_step, (batches[0],), trace, hlo)
       profile = opprofile.format_ops(f"train step, {trace} traced", wall, ops, hlo, top=20)
-  metrics["temp_bytes"] = compiled.memory_analysis().temp_size_in_bytes
+  plan = compiled.memory_analysis()
+  metrics["temp_bytes"], metrics["state_bytes"] = plan.temp_size_in_bytes, plan.output_size_in_bytes
+  metrics["donated_bytes"] = plan.alias_size_in_bytes  # outputs written into donated inputs
   return compile_s, times, metrics, profile
 
 
@@ -126,7 +128,8 @@ def run_bench(cfg: C.Config, targets: int, *, name: str, peak_tflops: float = 0.
       "mfu_peak": peak.describe(),
       "peak_memory_gib": None if peak_bytes is None else round(peak_bytes / 2**30, 2),
       "memory_limit_gib": round(mem["bytes_limit"] / 2**30, 1) if "bytes_limit" in mem else None,
-      "temp_mib": round(metrics["temp_bytes"] / 2**20, 1), "loss": float(metrics["loss"]),
+      "temp_mib": round(metrics["temp_bytes"] / 2**20, 1), "output_mib": round(metrics["state_bytes"] / 2**20, 1),
+      "donated_mib": round(metrics["donated_bytes"] / 2**20, 1), "loss": float(metrics["loss"]),
       **({"profile": profile} if profile else {}),
   }
 
@@ -148,6 +151,8 @@ def format_table(row: dict) -> str:
       ("MFU", f"{100 * row['mfu']:.1f}% ({row['tflops']:.3g} TFLOP/s) of {row['mfu_peak']}"),
       ("memory", memory),
       ("temporaries", f"{row['temp_mib']:,.0f} MiB (XLA's plan for the compiled step)"),
+      ("donation", f"{row['donated_mib']:,.0f} of {row['output_mib']:,.0f} MiB of outputs (new params and optimizer "
+                   "state) written into the donated inputs' buffers"),
       ("loss", f"{row['loss']:.4f}"),
   ]
   if "torch_step_ms" in row:

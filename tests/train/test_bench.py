@@ -26,6 +26,8 @@ def test_bench_prints_a_table_and_a_json_line(capsys, tmp_path, monkeypatch):
   assert (row["seq"], row["batch"], row["loss_chunk"], row["steps"]) == (32, 8, 8, 2)
   assert "measured: 2048x2048 float32 matmul" in row["mfu_peak"] and 0 < row["mfu"]
   assert row["peak_memory_gib"] is None  # the CPU keeps no peak count
+  # The donated state: every output but the scalar metrics reuses an input buffer.
+  assert 0 < row["donated_mib"] <= row["output_mib"] and row["output_mib"] - row["donated_mib"] < 0.01
   assert any(line.startswith("memory") and "n/a" in line for line in lines)
   assert any(line.startswith("MFU") and row["mfu_peak"] in line for line in lines)
   assert json.loads(out_file.read_text()) == row
