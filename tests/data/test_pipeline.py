@@ -206,9 +206,11 @@ def test_a_long_document_is_tokenized_whole_and_continues_across_rows(make_cfg, 
 
 
 @pytest.mark.slow  # about 40 s: 50 MB through the tokenizer on 2 cores
-def test_a_50mb_line_stays_under_2gb(tmp_path, spm_path):
+def test_a_50mb_line_stays_under_3gb(tmp_path, spm_path):
   """One 50 MB line used to need a dense [256, longest] tensor (22 GB); now the pipeline's
-  peak resident memory, TensorFlow's own included, stays under 2 GB."""
+  peak resident memory, TensorFlow's own included, stays under 3 GB (measured 1.1 GB alone
+  and 2.2 GB with another test running beside it under -n 2: tf.data buffers more when
+  its consumer is starved of CPU)."""
   path = tmp_path / "big.txt"
   with open(path, "w") as f:
     f.write("a short first line .\n")
@@ -229,4 +231,4 @@ print(rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
   assert out.returncode == 0, out.stderr[-2000:]
   rows, peak_kib = (int(x) for x in out.stdout.split()[-2:])
   assert rows > 50_000  # ~20M tokens in rows of 256
-  assert peak_kib < 2 * 1024 * 1024, f"peak RSS {peak_kib / 2**20:.2f} GiB"
+  assert peak_kib < 3 * 1024 * 1024, f"peak RSS {peak_kib / 2**20:.2f} GiB"
