@@ -209,8 +209,8 @@ def test_a_long_document_is_tokenized_whole_and_continues_across_rows(make_cfg, 
 def test_a_50mb_line_stays_under_3gb(tmp_path, spm_path):
   """One 50 MB line used to need a dense [256, longest] tensor (22 GB); now the pipeline's
   peak resident memory, TensorFlow's own included, stays under 3 GB (measured 1.1 GB alone
-  and 2.2 GB with another test running beside it under -n 2: tf.data buffers more when
-  its consumer is starved of CPU)."""
+  and 2.2 GB with another test running beside it under -n 2; why it grows under load was
+  not found)."""
   path = tmp_path / "big.txt"
   with open(path, "w") as f:
     f.write("a short first line .\n")
