@@ -61,6 +61,9 @@ def test_cross_entropy_matches_numpy():
   _, aux = cross_entropy(jnp.asarray(logits), jnp.asarray(targets), jnp.ones((2, 5)))
   want = (logits.argmax(-1) == targets).sum()
   assert aux["correct_sum"] == want and 5 <= want < 10
+  # All-equal logits (a zero-initialised head): no target is the top, none is correct.
+  _, aux = cross_entropy(jnp.zeros((2, 5, 11)), jnp.asarray(targets), jnp.ones((2, 5)))
+  assert aux["correct_sum"] == 0
 
 
 def test_score_is_sum_of_token_logprobs():
