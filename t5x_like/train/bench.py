@@ -62,7 +62,7 @@ def bench_config(args, overrides: list[str]) -> tuple[C.Config, int]:
   return C.validate(cfg), targets
 
 
-def _time_steps(setup, state, batches, steps: int, trace: int = 0) -> tuple[float, list[float], dict, str]:
+def _time_steps(setup, state, batches, steps: int, trace: int = 0) -> tuple[float, list[float], dict, object, str]:
   key = jax.random.key(0)
   with jax.set_mesh(setup.mesh):
     t0 = time.perf_counter()
@@ -90,10 +90,7 @@ def _time_steps(setup, state, batches, steps: int, trace: int = 0) -> tuple[floa
       hlo = compiled.as_text()
       wall, ops = opprofile.trace_ops(one_step, (batches[0],), trace, hlo)
       profile = opprofile.format_ops(f"train step, {trace} traced", wall, ops, hlo, top=20)
-  plan = compiled.memory_analysis()
-  metrics["temp_bytes"], metrics["state_bytes"] = plan.temp_size_in_bytes, plan.output_size_in_bytes
-  metrics["donated_bytes"] = plan.alias_size_in_bytes  # outputs written into donated inputs
-  return compile_s, times, metrics, profile
+  return compile_s, times, metrics, compiled.memory_analysis(), profile
 
 
 def run_bench(cfg: C.Config, targets: int, *, name: str, peak_tflops: float = 0.0, trace: int = 0) -> dict:
@@ -107,7 +104,7 @@ def run_bench(cfg: C.Config, targets: int, *, name: str, peak_tflops: float = 0.
   batches = [jax.device_put(contract.fake_batch(batch, seq, targets, vocab_size=model.vocab_size, seed=i),
                             setup.batch_sharding) for i in range(2)]
   state = init_state(setup, cfg, 0)
-  compile_s, times, metrics, profile = _time_steps(setup, state, batches, steps, trace)
+  compile_s, times, metrics, plan, profile = _time_steps(setup, state, batches, steps, trace)
   step_s = float(np.median(times))
   flops = setup.model_class.flops_per_sequence(model, seq, targets) * batch
   peak = device_peak(model.dtype, peak_tflops)
@@ -128,8 +125,9 @@ def run_bench(cfg: C.Config, targets: int, *, name: str, peak_tflops: float = 0.
       "mfu_peak": peak.describe(),
       "peak_memory_gib": None if peak_bytes is None else round(peak_bytes / 2**30, 2),
       "memory_limit_gib": round(mem["bytes_limit"] / 2**30, 1) if "bytes_limit" in mem else None,
-      "temp_mib": round(metrics["temp_bytes"] / 2**20, 1), "output_mib": round(metrics["state_bytes"] / 2**20, 1),
-      "donated_mib": round(metrics["donated_bytes"] / 2**20, 1), "loss": float(metrics["loss"]),
+      # XLA's memory plan; "donated": outputs written into the donated input state's buffers.
+      "temp_mib": round(plan.temp_size_in_bytes / 2**20, 1), "output_mib": round(plan.output_size_in_bytes / 2**20, 1),
+      "donated_mib": round(plan.alias_size_in_bytes / 2**20, 1), "loss": float(metrics["loss"]),
       **({"profile": profile} if profile else {}),
   }
 

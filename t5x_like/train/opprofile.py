@@ -63,10 +63,10 @@ def _computations(hlo_text: str) -> dict[str, str]:
   return out
 
 
-def loop_trips(hlo_text: str) -> dict[str, int]:
+def loop_trips(hlo_text: str, comps: dict[str, str] | None = None) -> dict[str, int]:
   """{op name: how many times one call runs it} for the ops inside `while` bodies with a
   known trip count (nested loops multiply); ops outside loops are absent."""
-  comps = _computations(hlo_text)
+  comps = _computations(hlo_text) if comps is None else comps
   trips: dict[str, int] = {}
 
   def visit(comp: str, factor: int) -> None:
@@ -91,7 +91,8 @@ def format_ops(label: str, wall: float, ops: dict[str, float], hlo_text: str, to
   for name, ms in ops.items():
     kind = re.sub(r"\.\d+$", "", name)
     kinds[kind] = kinds.get(kind, 0.0) + ms
-  trips = loop_trips(hlo_text)
+  comps = _computations(hlo_text)
+  trips = loop_trips(hlo_text, comps)
   lines = [f"{label}: {wall:.1f} ms per call traced, {sum(ops.values()):.1f} ms in XLA ops"]
   for kind, ms in sorted(kinds.items(), key=lambda kv: -kv[1])[:8]:
     lines.append(f"  {ms:8.2f} ms  {kind}")
@@ -99,10 +100,7 @@ def format_ops(label: str, wall: float, ops: dict[str, float], hlo_text: str, to
   for name, ms in sorted(ops.items(), key=lambda kv: -kv[1])[:top]:
     line = re.search(rf"%{re.escape(name)} = (\S+) \w+\(([^)]*)\)(.*)", hlo_text)
     called = re.search(r"calls=%([\w.\-]+)", line.group(3)) if line else None
-    body = ""
-    if called:
-      comp = re.search(rf"\n%{re.escape(called.group(1))} \(([^\n]*)\) -> [^\n]*\{{\n(.*?)\n\}}", hlo_text, re.S)
-      body = comp.group(2) if comp else ""
+    body = comps.get(called.group(1), "") if called else ""
     operands = re.findall(r"= (\w+\[[\d,]*\])\S* parameter", body)
     dims = re.search(r"lhs_contracting_dims=\{([\d,]*)\}, rhs_contracting_dims=\{([\d,]*)\}",
                      body or (line.group(3) if line else ""))
