@@ -154,7 +154,7 @@ def parser() -> argparse.ArgumentParser:
   be.add_argument("--targets", type=int, default=0,
                   help="encoder-decoder target row length (default: derived from --seq as span corruption does)")
   be.add_argument("--dtype", default=None, help="model.dtype: float32, bfloat16 (default: the config's)")
-  be.add_argument("--attention", default=None, help="model.attention_impl: xla, cudnn (default: the config's)")
+  be.add_argument("--attention", default=None, help="model.attention_impl: auto (chunked on CPU, xla elsewhere), xla, cudnn, chunked (default: the config's)")
   be.add_argument("--remat", default=None, help="model.remat_policy: auto (dots on CPU, none on GPU/TPU), none, full, dots, dots_no_batch")
   be.add_argument("--loss-chunk", type=int, default=None, help="model.loss_chunk: length positions per "
                                                                    "chunk of the loss; 0 = whole logits")

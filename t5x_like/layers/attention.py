@@ -39,13 +39,93 @@ def attention_mask(q_segment_bt: jax.Array, k_segment_bs: jax.Array, *, causal: 
   return mask[:, None]
 
 
+def query_block(length: int, is_causal: bool) -> int:
+  """Queries per block of `chunked_attention`. Measured on XLA CPU at lengths 256-2048
+  (docs/benchmarks.md, "Attention in query blocks"): 128 is fastest or near it for causal
+  attention, 64 for bidirectional (whose blocks read every key); and at most 32 blocks, since
+  each one is compiled separately."""
+  return max(128 if is_causal else 64, -(-length // 32))
+
+
+def chunked_attention(q_btnh: jax.Array, k_bskh: jax.Array, v_bskh: jax.Array, *,
+                      bias: jax.Array | None = None, mask: jax.Array | None = None,
+                      scale: float, is_causal: bool = False,
+                      block: int | None = None) -> jax.Array:
+  """Attention computed for `block` queries at a time, with the numerics of
+  `jax.nn.dot_product_attention`'s XLA path (fp32 logits and softmax, masked logits at -0.7
+  of the float32 maximum) and the same arguments: `mask` [b|1, 1|n, t, s] boolean, `bias`
+  [b|1, n, t, s]; `k`/`v` may have fewer heads than `q` (grouped queries).
+
+  Two savings, both plain XLA and differentiated by JAX: with `is_causal` (query i sits at
+  key i and no query may see a later key) a block of queries reads only the keys up to its
+  last query, so about half the logits are never formed; and each block's logits are small
+  enough to stay in cache through the mask, the softmax and their backward. On 2 CPU cores
+  this halves a GPT-2 small layer's attention forward+backward (length 512), and bidirectional
+  attention gains too (docs/benchmarks.md). The blocks are unrolled (their key ranges differ),
+  so a call compiles `t / block` small attentions.
+  """
+  b, t, n, h = q_btnh.shape
+  s, kv_heads = k_bskh.shape[1], k_bskh.shape[2]
+  if is_causal and t != s:
+    raise ValueError(f"is_causal needs as many queries as keys, got {t} queries and {s} keys")
+  groups = n // kv_heads
+  block = block or query_block(t, is_causal)
+  dt = q_btnh.dtype
+  logits_dt = jnp.promote_types(dt, jnp.float32)
+  precision = jax.lax.DotAlgorithmPreset.BF16_BF16_F32 if dt == jnp.bfloat16 else None
+  large_negative = jnp.asarray(-0.7 * float(jnp.finfo(jnp.float32).max), logits_dt)
+
+  # Grouped queries: [b, u, n, h] queries as [b, u, kv_heads, groups, h], and the masks and
+  # biases' head axis split to match. Without groups the einsums stay 4-d (a size-1 group axis
+  # costs XLA CPU a layout change per block, measured).
+  if groups == 1:
+    q_spec, out_spec, heads = "bunh", "bnus", lambda x: x
+  else:
+    q_spec, out_spec = "bukgh", "bkgus"
+    def heads(x):  # [b|1, n|1, u, s] -> [b|1, kv_heads|1, groups|1, u, s]
+      if x.shape[1] == 1:
+        return x[:, :, None]
+      return x.reshape(x.shape[0], kv_heads, groups, *x.shape[2:])
+  k_spec = "bskh" if groups > 1 else "bsnh"
+
+  outs = []
+  for start in range(0, t, block):
+    end = min(t, start + block)
+    keys = end if is_causal else s
+    q_block = q_btnh[:, start:end]
+    if groups > 1:
+      q_block = q_block.reshape(b, end - start, kv_heads, groups, h)
+    logits = jnp.einsum(f"{q_spec},{k_spec}->{out_spec}", q_block, k_bskh[:, :keys],
+                        precision=precision, preferred_element_type=logits_dt)
+    logits = logits * jnp.asarray(scale, logits_dt)
+    if bias is not None:
+      logits = (logits + heads(bias[:, :, start:end, :keys])).astype(logits_dt)
+    visible = None if mask is None else heads(mask[:, :, start:end, :keys])
+    if is_causal and mask is None:  # the block's own diagonal
+      visible = jnp.arange(start, end)[:, None] >= jnp.arange(keys)[None, :]
+    if visible is not None:
+      logits = jnp.where(visible, logits, large_negative)
+    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v_bskh.dtype)
+    out = jnp.einsum(f"{out_spec},{k_spec}->{q_spec}", probs, v_bskh[:, :keys])
+    outs.append(out.reshape(b, end - start, n, h))
+  return outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=1)
+
+
+def attention_for(implementation: str, platform: str) -> str:
+  """`model.attention_impl` made concrete for a platform: `auto` is `chunked` on CPU, where
+  it is measured faster, and `xla` elsewhere (where `cudnn` is the fast choice on GPUs)."""
+  if implementation != "auto":
+    return implementation
+  return "chunked" if platform == "cpu" else "xla"
+
+
 class Attention(nnx.Module):
   def __init__(self, d_model: int, num_heads: int, num_kv_heads: int, head_dim: int, *,
                use_bias: bool, std: float, rngs: nnx.Rngs, scale: float | None = None,
                implementation: str = "xla", qkv_bias: bool = False):
     self.num_heads, self.num_kv_heads, self.head_dim = num_heads, num_kv_heads, head_dim
     self.scale = scale  # None means 1/sqrt(head_dim); T5 uses 1.0 (folded into init)
-    self.implementation = None if implementation == "xla" else implementation
+    self.implementation = implementation
     # With an explicit scale (T5: 1.0) the usual 1/sqrt(head_dim) moves into the query init,
     # so initial attention logits have the same spread either way.
     q_std = std if scale is None else std * head_dim ** -0.5 / scale
@@ -107,9 +187,14 @@ class Attention(nnx.Module):
     dt = q_btnh.dtype
     scale = self.scale if self.scale is not None else self.head_dim ** -0.5
     bias = None if bias_bnts is None else bias_bnts.astype(dt)
-    out_btnh = jax.nn.dot_product_attention(
-        q_btnh, k_bskh, v_bskh, bias=bias, mask=mask_b1ts, scale=scale, is_causal=is_causal,
-        implementation=self.implementation)
+    impl = attention_for(self.implementation, jax.default_backend())
+    if impl == "chunked":
+      out_btnh = chunked_attention(q_btnh, k_bskh, v_bskh, bias=bias, mask=mask_b1ts,
+                                   scale=scale, is_causal=is_causal)
+    else:
+      out_btnh = jax.nn.dot_product_attention(
+          q_btnh, k_bskh, v_bskh, bias=bias, mask=mask_b1ts, scale=scale, is_causal=is_causal,
+          implementation=None if impl == "xla" else impl)
     out_btd = jnp.einsum("btnh,nhd->btd", out_btnh, self.wo[...].astype(dt))
     if self.use_bias:
       out_btd = out_btd + self.bo[...].astype(dt)

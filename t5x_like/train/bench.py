@@ -20,7 +20,7 @@ from t5x_like.data import spans
 from t5x_like.errors import ConfigError, UserError
 from t5x_like.models import family_class
 from t5x_like.train.peak import device_peak
-from t5x_like.train.setup import init_state, make_setup, remat_label
+from t5x_like.train.setup import attention_label, init_state, make_setup, remat_label
 from t5x_like.train.state import count_params
 
 WARMUP_STEPS = 2
@@ -113,7 +113,7 @@ def run_bench(cfg: C.Config, targets: int, *, name: str, peak_tflops: float = 0.
   peak_bytes = mem.get("peak_bytes_in_use")
   return {
       "name": name, "family": model.family, "params": count_params(setup.abstract_params),
-      "dtype": model.dtype, "dropout": model.dropout_rate, "attention": model.attention_impl,
+      "dtype": model.dtype, "dropout": model.dropout_rate, "attention": attention_label(cfg, setup),
       "remat": remat_label(cfg, setup),
       "loss_chunk": model.loss_chunk, "batch": batch, "seq": seq, "targets": targets,
       "mesh": dict(setup.mesh.shape), "device": f"{jax.device_count()} x {dev.device_kind}",

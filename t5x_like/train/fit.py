@@ -168,7 +168,7 @@ def compile_report(cfg: Config, devices=None) -> FitReport:
 def fit_check(cfg: Config, topology: str = "") -> FitReport:
   """Prints the compiled step's memory, FLOPs and collectives and the verdict; with a
   topology, for that TPU slice (the mesh's -1 axis takes the slice's devices)."""
-  from t5x_like.train.setup import make_setup, remat_label
+  from t5x_like.train.setup import attention_label, make_setup, remat_label
   from t5x_like.train.state import count_params
 
   devices = topology_devices(topology) if topology else None
@@ -176,7 +176,7 @@ def fit_check(cfg: Config, topology: str = "") -> FitReport:
   setup = make_setup(cfg, devices)
   print(f"[t5x_like] fit check of {cfg.name}: {count_params(setup.abstract_params):,} parameters, mesh "
         f"{dict(setup.mesh.shape)}, rules {cfg.mesh.rules}, batch {cfg.train.batch_size} x {cfg.data.seq_len}, "
-        f"{cfg.model.dtype}, remat {remat_label(cfg, setup)}" + (f", topology {topology_name(topology)}" if topology else ""))
+        f"{cfg.model.dtype}, remat {remat_label(cfg, setup)}, attention {attention_label(cfg, setup)}" + (f", topology {topology_name(topology)}" if topology else ""))
   for line in report.lines():
     print(f"[t5x_like] {line}")
   return report

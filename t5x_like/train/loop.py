@@ -18,7 +18,7 @@ from t5x_like.train.feed import Feed
 from t5x_like.train.guards import NonFiniteGuard, StopRequested
 from t5x_like.train.hooks import Run, ThroughputHook, default_hooks
 from t5x_like.train.metrics import MetricsWriter
-from t5x_like.train.setup import make_setup, remat_label
+from t5x_like.train.setup import attention_label, make_setup, remat_label
 from t5x_like.train.state import count_params, memory_report, sharding_table
 from t5x_like.train.summary import write_summary
 from t5x_like.workdir import Session, write_json
@@ -39,7 +39,7 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
   log(f"[t5x_like] {jax.process_count()} process(es), {jax.device_count()} {jax.devices()[0].platform} "
       f"device(s), mesh {dict(setup.mesh.shape)}, rules {cfg.mesh.rules}")
   log(f"[t5x_like] model {cfg.model.family}: {n_params:,} parameters, {cfg.model.dtype}, "
-      f"remat {remat_label(cfg, setup)}")
+      f"remat {remat_label(cfg, setup)}, attention {attention_label(cfg, setup)}")
   log(sharding_table(setup))
   log(memory_report(setup))
   if dry_run:

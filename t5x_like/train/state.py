@@ -44,6 +44,7 @@ class TrainSetup:
   eval_step: object = None  # jitted (params, batch) -> loss sums
   batch_sharding: object = None
   remat_policy: str = "none"  # model.remat_policy as compiled (`auto` resolved for the platform)
+  attention_impl: str = "xla"  # model.attention_impl as compiled (likewise)
 
 
 def abstract_model(cfg: Config):

@@ -68,6 +68,7 @@ def test_tiny_gpt_compiles_for_a_v5p_slice_and_the_verdict_flips(capsys):
   assert big.verdict().startswith("DOES NOT FIT") and big.temp_bytes > big.hbm
   out = capsys.readouterr().out
   assert "FITS:" in out and "DOES NOT FIT" in out and "topology v5p:2x2x2" in out
+  assert "remat auto (none), attention auto (xla)" in out  # `auto` resolves for the TPU, not this host
 
 
 @needs_libtpu

@@ -87,7 +87,7 @@ def test_dry_run_prints_table_and_memory_without_training(tmp_path, capsys):
   text = capsys.readouterr().out
   assert out == {"params": out["params"]} and out["params"] > 0
   assert "stack/blocks/self_attn/wq" in text and "per-device memory" in text
-  assert "remat auto (dots)" in text  # the default, resolved for these CPU devices
+  assert "remat auto (dots), attention auto (chunked)" in text  # the defaults, resolved for CPU
   assert not os.path.exists(tmp_path / "dry" / "checkpoints")
 
 
