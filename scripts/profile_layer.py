@@ -11,7 +11,8 @@ changes a backward pass may add.
   python scripts/profile_layer.py --trace               # per-op times of the whole layer
 
 Parts: the whole layer (layers/transformer.py:Block), its attention and MLP sub-layers
-(each with its norm and residual), the attention core (jax.nn.dot_product_attention), one
+(each with its norm and residual), the attention core (jax.nn.dot_product_attention, and
+layers/attention.py:chunked_attention, the layer's own on CPU), one
 dense matmul of the MLP's shape, and an independent numpy-style layer written here with
 jax.numpy (same shapes, explicit softmax attention, tanh GELU): when it shows the same
 ratio, the cost is XLA's, not the layer code's. `--trace` runs the whole layer's forward
@@ -74,6 +75,7 @@ def main(argv=None) -> int:
   from flax import nnx
 
   from t5x_like.config import load_model_preset
+  from t5x_like.layers.attention import chunked_attention
   from t5x_like.layers.transformer import Block
   from t5x_like.train import opprofile
 
@@ -111,6 +113,9 @@ def main(argv=None) -> int:
   def attention_core(qkv, _):
     return jax.nn.dot_product_attention(qkv[0], qkv[1], qkv[2], mask=mask, is_causal=True)
 
+  def chunked_core(qkv, _):
+    return chunked_attention(qkv[0], qkv[1], qkv[2], mask=mask, scale=h ** -0.5, is_causal=True)
+
   w = jax.random.normal(key, (d, f), jnp.float32) * 0.02
 
   def matmul(w, x):
@@ -138,7 +143,8 @@ def main(argv=None) -> int:
     return x + jax.nn.gelu(y @ r["wi"], approximate=True) @ r["wf"]
 
   parts = [("layer", layer, params, x), ("attention sub-layer", attention_sublayer, params, x),
-           ("mlp sub-layer", mlp_sublayer, params, x), ("attention core", attention_core, (q, q, q), None),
+           ("mlp sub-layer", mlp_sublayer, params, x), ("attention core (XLA)", attention_core, (q, q, q), None),
+           ("attention core (chunked)", chunked_core, (q, q, q), None),
            (f"matmul {b * t}x{d} @ {d}x{f}", matmul, w, x), ("reference layer (jnp)", reference, ref, x)]
   print(f"{jax.devices()[0].device_kind}, {jax.device_count()} device(s), jax {jax.__version__}; "
         f"preset {a.preset} with d_model {d}, {a.heads} heads, d_ff {f}; batch {b} x {t}, float32; "
