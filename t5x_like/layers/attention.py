@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from t5x_like.layers.common import param
+from t5x_like.layers.common import dense, param
 from t5x_like.layers.positions import RopeScaling, apply_rope
 
 
@@ -161,7 +161,7 @@ class Attention(nnx.Module):
   def queries(self, x_btd: jax.Array, positions_bt: jax.Array | None = None,
               rope_theta: float | None = None, rope_scaling: RopeScaling | None = None) -> jax.Array:
     dt = x_btd.dtype
-    q_btnh = jnp.einsum("btd,dnh->btnh", x_btd, self.wq[...].astype(dt))
+    q_btnh = dense(x_btd, self.wq[...].astype(dt))
     if self.qkv_bias:
       q_btnh = q_btnh + self.bq[...].astype(dt)
     if rope_theta is not None:
@@ -172,8 +172,8 @@ class Attention(nnx.Module):
                   rope_theta: float | None = None,
                   rope_scaling: RopeScaling | None = None) -> tuple[jax.Array, jax.Array]:
     dt = kv_bsd.dtype
-    k_bskh = jnp.einsum("bsd,dkh->bskh", kv_bsd, self.wk[...].astype(dt))
-    v_bskh = jnp.einsum("bsd,dkh->bskh", kv_bsd, self.wv[...].astype(dt))
+    k_bskh = dense(kv_bsd, self.wk[...].astype(dt))
+    v_bskh = dense(kv_bsd, self.wv[...].astype(dt))
     if self.qkv_bias:
       k_bskh = k_bskh + self.bk[...].astype(dt)
       v_bskh = v_bskh + self.bv[...].astype(dt)
@@ -195,7 +195,7 @@ class Attention(nnx.Module):
       out_btnh = jax.nn.dot_product_attention(
           q_btnh, k_bskh, v_bskh, bias=bias, mask=mask_b1ts, scale=scale, is_causal=is_causal,
           implementation=None if impl == "xla" else impl)
-    out_btd = jnp.einsum("btnh,nhd->btd", out_btnh, self.wo[...].astype(dt))
+    out_btd = dense(out_btnh, self.wo[...].astype(dt), contract=2)
     if self.use_bias:
       out_btd = out_btd + self.bo[...].astype(dt)
     return out_btd

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import jax
@@ -33,6 +34,22 @@ def param(rngs: nnx.Rngs, shape: Sequence[int], axes: Sequence[str | None], *, s
   else:
     raise ValueError(f"unknown init {init!r}")
   return nnx.Param(value, out_sharding=tuple(axes))
+
+
+def dense(x: jax.Array, w: jax.Array, contract: int = 1) -> jax.Array:
+  """`x`'s last `contract` axes times `w`'s first ones, computed as one 2-D matmul
+  [rows, k] @ [k, outputs]: the einsum "btd,df->btf" (or "btnh,nhd->btd" with contract=2).
+
+  The same numbers as the einsum, but its gradient differs in form: the einsum's weight
+  gradient contracts two axes (batch and length), which XLA CPU lays out with transposing
+  copies fused with the layer's saved activations, while the 2-D form's is a plain matmul.
+  Measured on 2 cores: four scanned gated-GELU MLPs (8 x 256, d 256, d_ff 1024) forward +
+  backward 500 -> 220 ms, plain GELU 280 -> 148 ms (docs/benchmarks.md, "Projections as 2-D
+  matmuls")."""
+  lead, k = x.shape[:x.ndim - contract], math.prod(x.shape[x.ndim - contract:])
+  out = w.shape[contract:]
+  y = jnp.dot(x.reshape(-1, k), w.reshape(k, -1))
+  return y.reshape(*lead, *out)
 
 
 def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from t5x_like.layers.common import param
+from t5x_like.layers.common import dense, param
 
 
 class Embed(nnx.Module):
@@ -18,4 +18,4 @@ class Embed(nnx.Module):
 
   def attend(self, x_btd: jax.Array) -> jax.Array:
     """Logits against the embedding table (the tied output head)."""
-    return jnp.einsum("btd,vd->btv", x_btd, self.embedding[...].astype(x_btd.dtype))
+    return dense(x_btd, self.embedding[...].astype(x_btd.dtype).T)

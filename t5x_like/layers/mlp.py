@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
-from t5x_like.layers.common import param
+from t5x_like.layers.common import dense, param
 
 _ACT = {
     "gelu": lambda x: jax.nn.gelu(x, approximate=True),
@@ -33,7 +32,7 @@ class Mlp(nnx.Module):
 
   def __call__(self, x_btd: jax.Array) -> jax.Array:
     dt = x_btd.dtype
-    h_btf = jnp.einsum("btd,df->btf", x_btd, self.wi[...].astype(dt))
+    h_btf = dense(x_btd, self.wi[...].astype(dt))
     if self.use_bias:
       h_btf = h_btf + self.bi[...].astype(dt)
     if self.activation in ("gelu", "gated_gelu") and self.exact_gelu:
@@ -41,8 +40,8 @@ class Mlp(nnx.Module):
     else:
       act = _ACT[self.activation](h_btf)
     if self.gated:
-      act = act * jnp.einsum("btd,df->btf", x_btd, self.wg[...].astype(dt))
-    out_btd = jnp.einsum("btf,fd->btd", act, self.wo[...].astype(dt))
+      act = act * dense(x_btd, self.wg[...].astype(dt))
+    out_btd = dense(act, self.wo[...].astype(dt))
     if self.use_bias:
       out_btd = out_btd + self.bo[...].astype(dt)
     return out_btd

@@ -21,7 +21,7 @@ from flax import nnx
 from t5x_like import features
 from t5x_like.config import ModelConfig
 from t5x_like.layers.attention import attention_mask
-from t5x_like.layers.common import dropout, dtype_of
+from t5x_like.layers.common import dense, dropout, dtype_of
 from t5x_like.layers.transformer import ACTIVATION_AXES
 from t5x_like.models.losses import chunked_cross_entropy, cross_entropy
 from t5x_like.runtime import shard
@@ -192,7 +192,7 @@ class LanguageModel(nnx.Module):
     if self.cfg.tie_embeddings:
       logits_btv = self.embed.attend(x_btd)
     else:
-      logits_btv = jnp.einsum("btd,dv->btv", x_btd, self.head[...].astype(x_btd.dtype))
+      logits_btv = dense(x_btd, self.head[...].astype(x_btd.dtype))
     if bias is not None:
       logits_btv = logits_btv + bias[...].astype(x_btd.dtype)
     return shard(logits_btv, ("batch", "length", "vocab"))

@@ -15,7 +15,7 @@ from flax import nnx
 from t5x_like import features as F
 from t5x_like.config import ModelConfig
 from t5x_like.layers.attention import attention_mask
-from t5x_like.layers.common import dropout, dtype_of, param, split_rng
+from t5x_like.layers.common import dense, dropout, dtype_of, param, split_rng
 from t5x_like.layers.embeddings import Embed
 from t5x_like.layers.norms import Norm
 from t5x_like.layers.positions import LearnedPositions, RelativePositionBias
@@ -92,7 +92,7 @@ class EncoderOnly(LanguageModel):
     cfg = self.cfg
     dt = x_btd.dtype
     if cfg.mlm_head:
-      h_btd = jnp.einsum("btd,de->bte", x_btd, self.mlm_dense[...].astype(dt))
+      h_btd = dense(x_btd, self.mlm_dense[...].astype(dt))
       h_btd = h_btd + self.mlm_dense_bias[...].astype(dt)
       # BERT's head uses the MLP's activation (hidden_act); gated MLPs fall back to gelu.
       if cfg.mlp_activation == "relu":
