@@ -43,9 +43,8 @@ def dense(x: jax.Array, w: jax.Array, contract: int = 1) -> jax.Array:
   The same numbers as the einsum, but its gradient differs in form: the einsum's weight
   gradient contracts two axes (batch and length), which XLA CPU lays out with transposing
   copies fused with the layer's saved activations, while the 2-D form's is a plain matmul.
-  Measured on 2 cores: four scanned gated-GELU MLPs (8 x 256, d 256, d_ff 1024) forward +
-  backward 500 -> 220 ms, plain GELU 280 -> 148 ms (docs/benchmarks.md, "Projections as 2-D
-  matmuls")."""
+  Measured on 2 cores, whole train steps: t5_4+4x256 1,896 -> 1,202 ms, decoder_4x256
+  568 -> 507 ms (docs/benchmarks.md, "Projections as 2-D matmuls")."""
   lead, k = x.shape[:x.ndim - contract], math.prod(x.shape[x.ndim - contract:])
   out = w.shape[contract:]
   y = jnp.dot(x.reshape(-1, k), w.reshape(k, -1))
