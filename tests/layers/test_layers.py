@@ -193,3 +193,23 @@ def test_mlp_matches_numpy(act):
     a = a * (x @ np.asarray(mlp.wg[...]))
   want = a @ np.asarray(mlp.wo[...]) + np.asarray(mlp.bo[...])
   np.testing.assert_allclose(mlp(jnp.asarray(x)), want, rtol=1e-4, atol=1e-5)
+
+
+def test_dense_matches_einsum_and_differentiates_as_2d_matmuls():
+  import jax
+
+  from t5x_like.layers.common import dense
+  rng = np.random.default_rng(7)
+  x3, w2 = rng.normal(size=(2, 3, 4)).astype(np.float32), rng.normal(size=(4, 6)).astype(np.float32)
+  x4, w3 = rng.normal(size=(2, 3, 4, 5)).astype(np.float32), rng.normal(size=(4, 5, 6)).astype(np.float32)
+  np.testing.assert_allclose(dense(jnp.asarray(x3), jnp.asarray(w2)), np.einsum("btd,df->btf", x3, w2),
+                             rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(dense(jnp.asarray(x4), jnp.asarray(w3), contract=2),
+                             np.einsum("btnh,nhd->btd", x4, w3), rtol=1e-5, atol=1e-5)
+  assert dense(jnp.asarray(x3), jnp.ones((4, 2, 3))).shape == (2, 3, 2, 3)  # several output axes
+  # The point of `dense`: every matmul of its gradient is 2-D, so XLA CPU needs no transposing
+  # copies of [b, t, ...] activations for the weight gradient (docs/benchmarks.md).
+  jaxpr = jax.make_jaxpr(jax.grad(lambda x, w: jnp.sum(dense(x, w, contract=2) ** 2), argnums=(0, 1)))(
+      jnp.asarray(x4), jnp.asarray(w3))
+  dots = [e for e in jaxpr.eqns if e.primitive.name == "dot_general"]
+  assert len(dots) == 3 and all(v.aval.ndim == 2 for e in dots for v in e.invars)
