@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from t5x_like.layers.common import param
+from t5x_like.layers.common import dense, param
 
 
 def pool(x_btd: jax.Array, segments_bt: jax.Array, segment: int, how: str) -> jax.Array:
@@ -57,7 +57,7 @@ class TagHead(nnx.Module):
 
   def __call__(self, x_btd: jax.Array) -> jax.Array:
     dt = x_btd.dtype
-    return jnp.einsum("btd,dc->btc", x_btd, self.kernel[...].astype(dt)) + self.bias[...].astype(dt)
+    return dense(x_btd, self.kernel[...].astype(dt)) + self.bias[...].astype(dt)
 
 
 def row_valid(segments_bt: jax.Array) -> jax.Array:
