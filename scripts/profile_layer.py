@@ -12,9 +12,10 @@ changes a backward pass may add.
 
 Parts: the whole layer (layers/transformer.py:Block), its attention and MLP sub-layers
 (each with its norm and residual), the attention core (jax.nn.dot_product_attention, and
-layers/attention.py:chunked_attention, the layer's own on CPU), one
-dense matmul of the MLP's shape, and an independent numpy-style layer written here with
-jax.numpy (same shapes, explicit softmax attention, tanh GELU): when it shows the same
+layers/attention.py:chunked_attention, the layer's own on CPU), one dense matmul of the
+MLP's shape (as a [b, t, d] einsum and as the layers' 2-D matmul), and an independent
+numpy-style layer written here with jax.numpy (same shapes, explicit softmax attention,
+tanh GELU, matmuls on [b, t, d]): when it shows the same
 ratio, the cost is XLA's, not the layer code's. `--trace` runs the whole layer's forward
 and forward + backward under `jax.profiler` and prints the time per kind of XLA op and the
 slowest ops with their operand shapes (`t5x_like/train/opprofile.py`, which `t5x-like
@@ -76,6 +77,7 @@ def main(argv=None) -> int:
 
   from t5x_like.config import load_model_preset
   from t5x_like.layers.attention import chunked_attention
+  from t5x_like.layers.common import dense
   from t5x_like.layers.transformer import Block
   from t5x_like.train import opprofile
 
@@ -121,6 +123,9 @@ def main(argv=None) -> int:
   def matmul(w, x):
     return jnp.einsum("btd,df->btf", x, w)
 
+  def matmul_2d(w, x):  # how the layers write it (layers/common.py:dense)
+    return dense(x, w)
+
   ks = jax.random.split(key, 6)
   ref = {"ln1": jnp.ones(d), "ln2": jnp.ones(d), "wq": jax.random.normal(ks[0], (d, d)) * 0.02,
          "wk": jax.random.normal(ks[1], (d, d)) * 0.02, "wv": jax.random.normal(ks[2], (d, d)) * 0.02,
@@ -145,7 +150,8 @@ def main(argv=None) -> int:
   parts = [("layer", layer, params, x), ("attention sub-layer", attention_sublayer, params, x),
            ("mlp sub-layer", mlp_sublayer, params, x), ("attention core (XLA)", attention_core, (q, q, q), None),
            ("attention core (chunked)", chunked_core, (q, q, q), None),
-           (f"matmul {b * t}x{d} @ {d}x{f}", matmul, w, x), ("reference layer (jnp)", reference, ref, x)]
+           (f"matmul {b * t}x{d} @ {d}x{f}, einsum", matmul, w, x),
+           (f"matmul {b * t}x{d} @ {d}x{f}, 2-D", matmul_2d, w, x), ("reference layer (jnp)", reference, ref, x)]
   print(f"{jax.devices()[0].device_kind}, {jax.device_count()} device(s), jax {jax.__version__}; "
         f"preset {a.preset} with d_model {d}, {a.heads} heads, d_ff {f}; batch {b} x {t}, float32; "
         f"median of {a.repeats}")

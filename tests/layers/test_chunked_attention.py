@@ -97,3 +97,44 @@ def test_block_size_and_platform_choice():
   assert attention_for("auto", "cpu") == "chunked"
   assert attention_for("auto", "gpu") == attention_for("auto", "tpu") == "xla"
   assert attention_for("cudnn", "gpu") == "cudnn"
+
+
+def test_grouped_query_decoder_trains_alike_in_blocks_on_meshes(monkeypatch):
+  """Training losses with the attention in blocks of 16 (3 per row) equal those of
+  `jax.nn.dot_product_attention` on one device, also with heads and batch sharded over a
+  (2, 2, 2) mesh and all 8 devices on `tensor` (grouped queries: 8 query heads on 4)."""
+  from t5x_like import config as C
+  from t5x_like.layers import attention
+  from t5x_like.train.setup import init_state, make_setup
+
+  monkeypatch.setattr(attention, "query_block", lambda length, is_causal: 16)
+  b, t = 8, 48
+  rng = np.random.default_rng(0)
+  tokens = rng.integers(3, 120, (b, t)).astype(np.int32)
+  seg = np.ones((b, t), np.int32)
+  seg[:, 20:] = 2  # a second document across the block borders
+  seg[::3, 40:] = 0
+  pos = np.where(np.arange(t) < 20, np.arange(t), np.arange(t) - 20)[None].repeat(b, 0).astype(np.int32)
+  batch = {"decoder_input_tokens": np.roll(tokens, 1, 1), "decoder_target_tokens": tokens,
+           "decoder_segment_ids": seg, "decoder_positions": pos,
+           "decoder_loss_weights": (seg > 0).astype(np.float32)}
+
+  def losses(impl, shape, rules):
+    cfg = C.replace(C.Config(), model=dict(family="decoder", vocab_size=128, d_model=32, num_layers=2,
+                                           num_heads=8, num_kv_heads=4, d_ff=64, attention_impl=impl),
+                    data=dict(seq_len=t), train=dict(batch_size=b, steps=3),
+                    optimizer=dict(warmup_steps=0, learning_rate=1e-2),
+                    mesh=dict(data=shape[0], fsdp=shape[1], tensor=shape[2], rules=rules))
+    setup = make_setup(cfg, jax.devices()[:int(np.prod(shape))])
+    state = init_state(setup, cfg, 0)
+    placed = {k: jax.device_put(v, setup.batch_sharding) for k, v in batch.items()}
+    out = []
+    for _ in range(3):
+      state, m = setup.train_step(state, placed, jax.random.key(0))
+      out.append(float(m["loss"]))
+    return np.array(out)
+
+  want = losses("xla", (1, 1, 1), "fsdp")
+  assert want[-1] < want[0]
+  for shape, rules in [((1, 1, 1), "fsdp"), ((2, 2, 2), "fsdp_tp"), ((1, 1, 8), "tp")]:
+    np.testing.assert_allclose(losses("chunked", shape, rules), want, rtol=1e-5, err_msg=f"{shape} {rules}")
