@@ -78,15 +78,15 @@ def chunked_attention(q_btnh: jax.Array, k_bskh: jax.Array, v_bskh: jax.Array, *
   # Grouped queries: [b, u, n, h] queries as [b, u, kv_heads, groups, h], and the masks and
   # biases' head axis split to match. Without groups the einsums stay 4-d (a size-1 group axis
   # costs XLA CPU a layout change per block, measured).
+  k_spec = "bskh"
   if groups == 1:
-    q_spec, out_spec, heads = "bunh", "bnus", lambda x: x
+    q_spec, out_spec, heads = "bukh", "bkus", lambda x: x
   else:
     q_spec, out_spec = "bukgh", "bkgus"
     def heads(x):  # [b|1, n|1, u, s] -> [b|1, kv_heads|1, groups|1, u, s]
       if x.shape[1] == 1:
         return x[:, :, None]
       return x.reshape(x.shape[0], kv_heads, groups, *x.shape[2:])
-  k_spec = "bskh" if groups > 1 else "bsnh"
 
   outs = []
   for start in range(0, t, block):
