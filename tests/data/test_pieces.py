@@ -115,6 +115,25 @@ def test_a_line_longer_than_a_read_block_is_whole(tmp_path):
   assert [x.decode() for x in got.as_numpy_iterator()] == ["first", long, "end"]
 
 
+def test_a_checkpoint_inside_a_long_line_resumes_it(tmp_path):
+  """The unfinished line's fragments are iterator state: saved mid-line, restored, the line
+  comes out whole."""
+  long = "".join(chr(97 + i % 26) for i in range(5 * pieces.READ_BYTES + 3))
+  path = tmp_path / "long.txt"
+  path.write_text(f"first\n{long}\nend")
+  size = path.stat().st_size
+  blocks = pieces.line_blocks(str(path), 0, size, size)
+  it = iter(blocks)
+  seen = [next(it) for _ in range(3)]  # the first block's "first", then two fragments of the long line
+  assert [x.numpy().decode() for _, b in seen for x in b] == ["first"]
+  saved = tf.train.Checkpoint(iterator=it).save(str(tmp_path / "mid"))
+  fresh = iter(blocks)
+  tf.train.Checkpoint(iterator=fresh).restore(saved).assert_consumed()
+  rest = [(int(n), [x.decode() for x in b.numpy()]) for n, b in fresh]
+  assert [line for _, b in rest for line in b] == [long, "end"]
+  assert [n for n, b in rest if b] == [1, 2]  # lines before each block that has lines
+
+
 def test_strata_are_consecutive_and_balanced():
   parts = [pieces.Piece("f", 1000, 10 * i, 10 * (i + 1)) for i in range(100)]
   groups = pieces.strata(parts, streams=10)

@@ -114,10 +114,18 @@ def strata(pieces: list[Piece], streams: int = STREAMS) -> list[list[int]]:
   return [g for g in groups if g]
 
 
+def _fragments() -> tf.TensorArray:
+  return tf.TensorArray(tf.string, size=0, dynamic_size=True, element_shape=[])
+
+
 def line_blocks(path, start, end, size) -> tf.data.Dataset:
   """The lines of bytes [start, end) of a file (whole lines), as TextLineDataset gives
   them (a "\\r" before the "\\n" dropped), in 1-D blocks with the number of lines before
-  each: read READ_BYTES at a time, each block's unfinished last line carried to the next."""
+  each: read READ_BYTES at a time, each block's unfinished last line carried to the next.
+
+  The carry is a list of the line's fragments, joined once when its newline comes: joining
+  it to each block in turn copied a line spanning k blocks k times, so a 48 MB line (370
+  blocks) took minutes of copying before its first token."""
   start, end, size = (tf.cast(x, tf.int64) for x in (start, end, size))
   n = end - start
   whole = n // READ_BYTES
@@ -133,16 +141,26 @@ def line_blocks(path, start, end, size) -> tf.data.Dataset:
   def split(state, element):
     carry, before = state
     block, last = element
-    # Split the block alone and join the carry to its first part: a line longer than a
-    # block is then copied once per block it spans but never searched again.
     parts = tf.strings.split(block, "\n")
-    joined = tf.concat([[carry + parts[0]], parts[1:]], 0)
-    final = tf.cond(tf.strings.length(joined[-1]) > 0, lambda: joined[-1:], lambda: joined[:0])
-    lines = tf.strings.regex_replace(tf.cond(last, lambda: final, lambda: joined[:-1]), "\r$", "")
-    after = before + tf.size(lines, out_type=tf.int64)
-    return (tf.where(last, "", joined[-1]), after), (before, lines)
+    ends = tf.logical_or(tf.size(parts) > 1, last)  # the carried line ends in this block
 
-  return marked.scan((tf.constant(""), tf.constant(0, tf.int64)), split)
+    def finish():
+      # The carried line's first fragment, its others and the block's first part, joined.
+      head = tf.strings.reduce_join(tf.concat([carry.stack(), parts[:1]], 0))
+      joined = tf.concat([[head], parts[1:]], 0)
+      final = tf.cond(tf.strings.length(joined[-1]) > 0, lambda: joined[-1:], lambda: joined[:0])
+      lines = tf.strings.regex_replace(tf.cond(last, lambda: final, lambda: joined[:-1]), "\r$", "")
+      rest = tf.cond(last, lambda: parts[:0], lambda: parts[-1:])
+      return _fragments().unstack(rest), lines
+
+    def extend():  # no newline in the block: one more fragment of the carried line
+      return carry.write(carry.size(), parts[0]), parts[:0]
+
+    carry, lines = tf.cond(ends, finish, extend)
+    after = before + tf.size(lines, out_type=tf.int64)
+    return (carry, after), (before, lines)
+
+  return marked.scan((_fragments(), tf.constant(0, tf.int64)), split)
 
 
 def _groups(block: tf.Tensor) -> tf.data.Dataset:
