@@ -1,6 +1,7 @@
 """tf.data input pipelines: reader (`readers/`, one per source) -> host share -> strata
-read side by side and a shuffle buffer (`readers/pieces.py`) -> tokenize (in graph) ->
-objective -> batch; or a weighted mixture of such streams.
+read side by side, long documents cut (`long_documents.py`) and a shuffle buffer
+(`readers/pieces.py`) -> tokenize (in graph) -> objective -> batch; or a weighted mixture
+of such streams.
 
 Everything stays in the TensorFlow graph (no `from_generator`, no `py_function`), so
 `tf.train.Checkpoint(iterator=it)` saves the exact position, shuffle buffers included, and
@@ -17,33 +18,29 @@ import tensorflow as tf  # noqa: E402
 
 from t5x_like.config import TASK_OBJECTIVES, DataConfig, mixture_components  # noqa: E402
 from t5x_like.config.validation import check_objective  # noqa: E402
+from t5x_like.data.long_documents import LONG_DOC_BYTES, pieces  # noqa: E402
 from t5x_like.data.objectives import OBJECTIVES, objective  # noqa: E402
 from t5x_like.data.readers import Share, needs_external_state, reader_for, skipped_lines  # noqa: E402
 from t5x_like.data.tokenizer import Tokenizer  # noqa: E402
 from t5x_like.errors import DataError  # noqa: E402
 
 TOKENIZE_BATCH = 256  # documents tokenized per call of the in-graph tokenizer
-# SentencePiece's in-graph op needs about 100 bytes of memory per input byte of one string
-# (5.8 GB for a 50 MB line), so a batch holding a document longer than LONG_DOC_BYTES is
-# tokenized in pieces of about 1,000 characters cut at whitespace (within 200 characters,
-# else mid-word), and each document's pieces are joined again: the ids are those of the
-# whole document (pieces never span whitespace), with the memory of 1,000-character strings.
-LONG_DOC_BYTES = 1 << 16
-_PIECE = r"([^\x00]{1000}(?:\S{0,200}\s)?)"
 
 
-def tokenized_chunks(docs: tf.data.Dataset, tokenizer: Tokenizer, *,
-                     num_parallel_calls: int = -1) -> tf.data.Dataset:
+def tokenized_chunks(docs: tf.data.Dataset, tokenizer: Tokenizer, *, num_parallel_calls: int = -1,
+                     cut: bool = False) -> tf.data.Dataset:
   """Ragged int32 chunks `[n_docs, (tokens)]` of up to `TOKENIZE_BATCH` documents, EOS
   appended to each. Documents without tokens (blank lines, JSON lines without the field)
-  are dropped here, vectorised, rather than by a per-line filter."""
+  are dropped here, vectorised, rather than by a per-line filter. `cut`: the readers cut
+  long documents (training), so plain batches are bounded; otherwise a long document is
+  tokenized alone (`_tokenize_batches`)."""
   sp = tokenizer.tf_tokenizer
   eos = tokenizer.eos_id
 
-  def in_pieces(batch):
-    pieces = tf.strings.split(tf.strings.regex_replace(batch, _PIECE, "\\1\x00"), "\x00")
-    ids = sp.tokenize(pieces.flat_values)
-    return tf.RaggedTensor.from_row_splits(ids, pieces.row_splits, validate=False).merge_dims(1, 2)
+  def in_pieces(batch):  # long documents: see long_documents.py
+    cut = pieces(batch)
+    ids = sp.tokenize(cut.flat_values)
+    return tf.RaggedTensor.from_row_splits(ids, cut.row_splits, validate=False).merge_dims(1, 2)
 
   def tokenize(batch):
     long = tf.reduce_any(tf.strings.length(batch) > LONG_DOC_BYTES)
@@ -57,7 +54,22 @@ def tokenized_chunks(docs: tf.data.Dataset, tokenizer: Tokenizer, *,
     return tf.concat([ids, eos_col], axis=1)
 
   calls = tf.data.AUTOTUNE if num_parallel_calls < 0 else max(num_parallel_calls, 1)
-  return docs.batch(TOKENIZE_BATCH).map(tokenize, num_parallel_calls=calls, deterministic=True)
+  batches = docs.batch(TOKENIZE_BATCH) if cut else _tokenize_batches(docs)
+  return batches.map(tokenize, num_parallel_calls=calls, deterministic=True)
+
+
+def _tokenize_batches(docs: tf.data.Dataset) -> tf.data.Dataset:
+  """Documents in batches of TOKENIZE_BATCH, except that one longer than LONG_DOC_BYTES
+  makes a batch alone, ahead of the short ones batched so far. A plain batch of long
+  documents multiplied everything after it: a training stream that repeats one 3.8 MB line
+  put 256 copies in one call (1 GB of text, 0.5G token ids, 12 GB peak before the first
+  batch). Without long documents the batches are those of `docs.batch(TOKENIZE_BATCH)`,
+  at half its throughput (a function call per document; 1.8M against 3.5M tokens/s in
+  scripts/bench_data.py), so only streams that read documents whole use it."""
+  return docs.group_by_window(
+      key_func=lambda doc: tf.cast(tf.strings.length(doc) > LONG_DOC_BYTES, tf.int64),
+      reduce_func=lambda _, window: window.batch(TOKENIZE_BATCH),
+      window_size_func=lambda long: tf.where(long > 0, tf.constant(1, tf.int64), TOKENIZE_BATCH))
 
 
 def _role(cfg: DataConfig, files: str, repeat: bool, split: str) -> str:
@@ -73,9 +85,10 @@ def _role(cfg: DataConfig, files: str, repeat: bool, split: str) -> str:
   return "train" if repeat else "eval"
 
 
-def _blocks(cfg: DataConfig, docs: tf.data.Dataset, tokenizer: Tokenizer, seed: int) -> tf.data.Dataset:
-  """Blocks of feature rows `{feature: [n, ...]}` of one stream of documents."""
-  chunks = tokenized_chunks(docs, tokenizer, num_parallel_calls=cfg.num_parallel_calls)
+def _blocks(cfg: DataConfig, docs: tf.data.Dataset, tokenizer: Tokenizer, seed: int, cut: bool) -> tf.data.Dataset:
+  """Blocks of feature rows `{feature: [n, ...]}` of one stream of documents (`cut`: its
+  long documents cut by the reader, as training streams are)."""
+  chunks = tokenized_chunks(docs, tokenizer, num_parallel_calls=cfg.num_parallel_calls, cut=cut)
   return objective(cfg.objective)(chunks, cfg, tokenizer=tokenizer, seed=seed)
 
 
@@ -95,7 +108,7 @@ def _mixed_rows(cfg: DataConfig, role: str, tokenizer: Tokenizer, share: Share) 
     seed = share.seed + i
     docs = reader.documents(reader.input_for(role), Share(share.process_index, share.process_count,
                                                           share.shuffle, share.repeat, seed))
-    blocks = _blocks(comp, docs, tokenizer, seed)
+    blocks = _blocks(comp, docs, tokenizer, seed, cut=share.shuffle)
     spec = _row_spec(blocks)
     if spec0 is not None and spec != spec0:
       raise DataError(f"data.mixture[{i}] (objective={comp.objective}, seq_len={comp.seq_len}) "
@@ -167,7 +180,7 @@ def make_dataset(data_cfg: DataConfig, *, files: str, tokenizer_path: str, batch
   else:
     reader = reader_for(cfg)
     docs = reader.documents(reader.input_for(role, files), share)
-    ds = _blocks(cfg, docs, tokenizer, seed).rebatch(batch_size, drop_remainder=repeat)
+    ds = _blocks(cfg, docs, tokenizer, seed, cut=share.shuffle).rebatch(batch_size, drop_remainder=repeat)
   if not repeat:
     ds = ds.map(lambda b: _pad_batch(b, batch_size))
   if by_rows:
@@ -188,4 +201,4 @@ def make_dataset(data_cfg: DataConfig, *, files: str, tokenizer_path: str, batch
   return ds.with_options(options).prefetch(2)
 
 
-__all__ = ["OBJECTIVES", "TOKENIZE_BATCH", "make_dataset", "skipped_lines", "tokenized_chunks"]
+__all__ = ["LONG_DOC_BYTES", "OBJECTIVES", "TOKENIZE_BATCH", "make_dataset", "skipped_lines", "tokenized_chunks"]

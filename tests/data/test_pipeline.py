@@ -196,39 +196,62 @@ def _long_document(n_words, seed=0):
 
 def test_a_long_document_is_tokenized_whole_and_continues_across_rows(make_cfg, spm_path, tok, tmp_path):
   """A document far longer than a row (and than the tokenizer's piece size) gives the ids of
-  SentencePiece on the whole text, continued row after row, then the next document."""
+  SentencePiece on the whole text, continued row after row, then the next document. It is
+  tokenized alone, ahead of the short documents batched before it (their order kept)."""
   long_doc = _long_document(60_000)  # about 300 KB, tokenized in about 300 pieces
   assert len(long_doc.encode()) > pipeline.LONG_DOC_BYTES
   docs = ["a short one .", long_doc, "the last one ."]
   (tmp_path / "d.txt").write_text("\n".join(docs) + "\n")
   got = documents(take(_make(make_cfg, spm_path, str(tmp_path / "d.txt"), shuffle=False, repeat=False)), tok.eos_id)
-  assert got == [tuple(tok.encode(d) + [tok.eos_id]) for d in docs]
+  assert got == [tuple(tok.encode(d) + [tok.eos_id]) for d in (long_doc, docs[0], docs[2])]
 
 
-@pytest.mark.slow  # about 40 s: 50 MB through the tokenizer on 2 cores
-def test_a_50mb_line_stays_under_3gb(tmp_path, spm_path):
+def test_a_tokenizer_call_holds_one_long_document_or_short_ones_only():
+  """A repeating stream of one 3.8 MB line put 256 copies into one tokenizer call (12 GB
+  before the first batch): now a long document is a batch alone, short ones batch as
+  before, and every document comes out once."""
+  long = [f"{i}" * (pipeline.LONG_DOC_BYTES + 1) for i in range(3)]
+  docs = ["a", long[0], "b", "c", long[1], long[2]] + [f"s{i}" for i in range(pipeline.TOKENIZE_BATCH + 5)]
+  batches = [list(b) for b in pipeline._tokenize_batches(tf.data.Dataset.from_tensor_slices(docs))
+             .as_numpy_iterator()]
+  flat = [d.decode() for b in batches for d in b]
+  assert sorted(flat) == sorted(docs)
+  assert [len(b) for b in batches] == [1, 1, 1, pipeline.TOKENIZE_BATCH, 8]
+  assert [b[0].decode() for b in batches[:3]] == long
+  assert flat[3:] == [d for d in docs if d not in long]  # the short ones in order
+
+
+@pytest.mark.slow  # about 40 s each: 50 MB through the tokenizer on 2 cores
+@pytest.mark.parametrize("role", ["eval", "train"])
+def test_a_50mb_line_stays_under_3gb(tmp_path, spm_path, role):
   """One 50 MB line used to need a dense [256, longest] tensor (22 GB); now the pipeline's
   peak resident memory, TensorFlow's own included, stays under 3 GB (measured 1.1 GB alone
   and 2.2 GB with another test running beside it under -n 2; why it grows under load was
-  not found)."""
+  not found). Evaluation reads every row of it once. Training, as the trainer reads it
+  (shuffled, repeating, a shuffle buffer of documents), once took 12 GB and minutes per
+  3.8 MB line to its first batch (256 copies in a tokenizer call, the line copied once per
+  read block, whole copies in the shuffle buffer); here it reads 300 batches, past the
+  buffer's fill and into the second pass over the file."""
   path = tmp_path / "big.txt"
   with open(path, "w") as f:
     f.write("a short first line .\n")
     f.write(_long_document(9_000_000, seed=1)[:50_000_000] + "\n")
     f.write("a short last line .\n")
+  train = role == "train"
   script = f"""
-import resource
+import itertools, resource
 from t5x_like import config as C
 from t5x_like.data import pipeline
-cfg = C.replace(C.Config(), data=dict(source="text", seq_len=256, shuffle_buffer=64)).data
-ds = pipeline.make_dataset(cfg, files={str(path)!r}, tokenizer_path={spm_path!r}, batch_size=8, shuffle=False,
-                           repeat=False)
-rows = sum(int((b["decoder_segment_ids"] > 0).any(axis=1).sum()) for b in ds.as_numpy_iterator())
+cfg = C.replace(C.Config(), data=dict(source="text", seq_len=256, shuffle_buffer={1000 if train else 64})).data
+ds = pipeline.make_dataset(cfg, files={str(path)!r}, tokenizer_path={spm_path!r}, batch_size=8, shuffle={train},
+                           repeat={train})
+batches = itertools.islice(ds.as_numpy_iterator(), {300 if train else None})
+rows = sum(int((b["decoder_segment_ids"] > 0).any(axis=1).sum()) for b in batches)
 print(rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
   out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
   assert out.returncode == 0, out.stderr[-2000:]
   rows, peak_kib = (int(x) for x in out.stdout.split()[-2:])
-  assert rows > 50_000  # ~20M tokens in rows of 256
+  assert rows == 300 * 8 if train else rows > 50_000  # ~20M tokens in rows of 256
   assert peak_kib < 3 * 1024 * 1024, f"peak RSS {peak_kib / 2**20:.2f} GiB"

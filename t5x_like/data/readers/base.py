@@ -56,14 +56,16 @@ class Reader(abc.ABC):
   @abc.abstractmethod
   def read(self, inp: Input, share: Share, counter, name: str) -> tf.data.Dataset:
     """This host's documents of `inp`, records checked in blocks (`counter`: skip and
-    count bad ones, None: fail on the first)."""
+    count bad ones, None: fail on the first); when training (`share.shuffle`), each block
+    through `long_documents.cut`."""
 
   def describe(self, inp: Input) -> str:
     """The name of the input in errors and skip counts: its config key and value."""
     return f"{inp.key} {inp.files}"
 
   def documents(self, inp: Input, share: Share) -> tf.data.Dataset:
-    """This host's documents (scalar strings), shuffled with a seeded buffer when training."""
+    """This host's documents (scalar strings), shuffled with a seeded buffer when training
+    (where `read` has cut long documents, `long_documents.py`)."""
     name = self.describe(inp)
     counter = checks.skip_counter(name) if self.cfg.skip_bad_lines else None
     docs = self.read(inp, share, counter, name)

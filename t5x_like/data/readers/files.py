@@ -10,6 +10,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
+from t5x_like.data import long_documents  # noqa: E402
 from t5x_like.data.readers import checks, pieces  # noqa: E402
 from t5x_like.data.readers.base import Input, Reader, Share  # noqa: E402
 from t5x_like.data.tokenizer import list_files  # noqa: E402
@@ -117,8 +118,8 @@ class FileReader(Reader):
     """This host's documents: whole files when there are at least as many files as hosts
     (host i reads files i, i+P, ...), otherwise every P-th document of all files. The
     hosts' streams are disjoint and together cover the data; the order depends only on the
-    seed. Training reads all parts of the host's files at once (`pieces.py`), evaluation
-    the files in order. `ranges` gives (skip, take) records per file (default: all)."""
+    seed. Training reads all parts of the host's files at once (`pieces.py`) and cuts long
+    documents (`long_documents.py`), evaluation reads the files in order. `ranges` gives (skip, take) records per file (default: all)."""
     p, count = share.process_index, share.process_count
     file_level = len(paths) >= count
     ranges = ranges or [(0, -1)] * len(paths)
@@ -129,7 +130,7 @@ class FileReader(Reader):
       parts = pieces.plan([paths[i] for i in mine], sizes, [ranges[i] for i in mine], self.line_records)
 
       def read(path, start, end, skip, take, size):
-        return self.piece_blocks(path, start, end, skip, take, size, counter, name)
+        return self.piece_blocks(path, start, end, skip, take, size, counter, name).map(long_documents.cut)
 
       docs = pieces.interleaved(parts, pieces.strata(parts), read, share.seed, share.repeat)
     else:  # evaluation reads the files in order, one after another

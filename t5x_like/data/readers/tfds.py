@@ -10,6 +10,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
+from t5x_like.data import long_documents  # noqa: E402
 from t5x_like.data.readers import checks  # noqa: E402
 from t5x_like.data.readers.base import FILE_CYCLE, Input, Reader, Share  # noqa: E402
 from t5x_like.data.readers.files import NOT_UTF8  # noqa: E402
@@ -134,8 +135,9 @@ class TfdsReader(Reader):
                                 block["tfds_id"][j]])
 
       docs = block[key]
-      return checks.check_block(docs, ~checks.is_utf8(docs), locate=locate, why=NOT_UTF8,
+      docs = checks.check_block(docs, ~checks.is_utf8(docs), locate=locate, why=NOT_UTF8,
                                 counter=counter, name=name)
+      return long_documents.cut(docs) if share.shuffle else docs
 
     return ds.batch(checks.CHECK_BLOCK).map(check).unbatch()
 
