@@ -4,6 +4,7 @@ preemption notice) that every process agrees on, and a streak of non-finite step
 from __future__ import annotations
 
 import signal
+import threading
 
 import jax
 import numpy as np
@@ -31,6 +32,35 @@ class StopFlag:
 
   def _handle(self, signum, frame):
     self.reason = f"signal {signum}"
+
+  def check(self, what: str) -> None:
+    """Raises StopRequested if this process was signalled (start-up, before any step)."""
+    if self.reason is not None:
+      raise StopRequested(f"{self.reason} during start-up ({what})")
+
+  def unless_stopped(self, fn, what: str):
+    """fn()'s result, run in a worker thread while this thread waits for it or for a stop
+    signal. A blocking call into C++ (the input pipeline's first batch, XLA's compile) runs
+    no Python signal handler until it returns, which for a first batch over a large input
+    or a big model's compile is minutes; here a signal raises StopRequested at once and the
+    worker is abandoned (a daemon thread). Start-up only: nothing is saved or shared yet,
+    so each process decides alone."""
+    self.check(what)
+    out, done = {}, threading.Event()
+
+    def work():
+      try:
+        out["value"] = fn()
+      except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+        out["error"] = e
+      done.set()
+
+    threading.Thread(target=work, name=f"t5x_like {what}", daemon=True).start()
+    while not done.wait(0.1):
+      self.check(what)
+    if "error" in out:
+      raise out["error"]
+    return out["value"]
 
   def uninstall(self):
     for sig, old in self._old.items():

@@ -46,24 +46,13 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
     return {"params": n_params}
 
   with Session(workdir, log) as session:  # the workdir checked and locked; signals set a stop flag
-    # Data: every input checked, then this host's pipeline over its share.
-    files = prepare_data(cfg, session.path, log)
-    feed = Feed(cfg, files, setup.batch_sharding)
-
-    # Init or restore, straight into the shardings; only then does config.json describe the run.
-    ckpt, start = checkpoint.start(cfg, session.path, setup, feed, log)
-    if jax.process_index() == 0:
-      write_json(os.path.join(session.path, "config.json"), to_dict(cfg))
-
-    # Compile the step once, on the first batch.
-    rng = jax.random.key(cfg.train.seed + 1)
-    t0 = time.time()
-    end_step = min(cfg.train.stop_at_step or cfg.train.steps, cfg.train.steps)
-    first = feed.next_train() if start.step < end_step else None
-    compiled = setup.train_step.lower(start.state, feed.global_batch(first), rng).compile() if first else None
-    compile_s = time.time() - t0
-    if compiled is not None:
-      log(f"[t5x_like] compiled train step in {compile_s:.1f}s")
+    try:
+      files, feed, ckpt, start, end_step, rng, first, compiled, compile_s = _start_up(cfg, session, setup)
+    except StopRequested as stop:
+      session.status("preempted")
+      log(f"[t5x_like] {stop}: stopped before the first step, nothing new to save; rerun the same "
+          "command to start")
+      return {"preempted": True, "step": None}
 
     # Steps, with the periodic work in hooks.
     guard = NonFiniteGuard(cfg.train.max_consecutive_nonfinite, start.nonfinite_count, start.nonfinite_last,
@@ -98,6 +87,45 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
                "metrics": os.path.join(session.path, "metrics.jsonl"),
                "tensorboard": os.path.join(session.path, "tensorboard")}
     return write_summary(summary, log)
+
+
+def _start_up(cfg: Config, session: Session, setup):
+  """Data, init or restore, config.json, the first batch and the compiled step. A stop
+  signal meanwhile raises StopRequested between these phases, and at once while the first
+  batch or the compile is under way: both block in C++, for minutes on a large input or a
+  large model, and would otherwise hold the signal until the first step was done."""
+  stop = session.stop
+  # Data: every input checked, then this host's pipeline over its share.
+  files = prepare_data(cfg, session.path, log)
+  stop.check("preparing the data")
+  feed = Feed(cfg, files, setup.batch_sharding)
+  stop.check("building the input pipeline")
+
+  # Init or restore, straight into the shardings; only then does config.json describe the run.
+  ckpt, start = checkpoint.start(cfg, session.path, setup, feed, log)
+  try:
+    stop.check("restoring" if start.step else "initialising")
+    if jax.process_index() == 0:
+      write_json(os.path.join(session.path, "config.json"), to_dict(cfg))
+
+    # Compile the step once, on the first batch.
+    rng = jax.random.key(cfg.train.seed + 1)
+    t0 = time.time()
+    end_step = min(cfg.train.stop_at_step or cfg.train.steps, cfg.train.steps)
+    first = stop.unless_stopped(feed.next_train, "reading the first batch") if start.step < end_step else None
+    compiled = None
+    if first is not None:
+      batch = feed.global_batch(first)
+      compiled = stop.unless_stopped(lambda: setup.train_step.lower(start.state, batch, rng).compile(),
+                                     "compiling the train step")
+    compile_s = time.time() - t0
+    if compiled is not None:
+      log(f"[t5x_like] compiled train step in {compile_s:.1f}s")
+  except BaseException:
+    if ckpt is not None:
+      ckpt.close()
+    raise
+  return files, feed, ckpt, start, end_step, rng, first, compiled, compile_s
 
 
 def train_steps(run: Run, compiled, batch: dict | None, rng, hooks) -> None:

@@ -48,3 +48,50 @@ def test_sigterm_saves_and_resume_matches(tmp_path):
   assert f"resumed from step {saved[0]}" in p.stdout
   a, b = _losses(straight), _losses(stopped)
   assert [b[s] for s in range(saved[0] + 1, 41)] == [a[s] for s in range(saved[0] + 1, 41)]
+
+
+def test_a_stop_while_start_up_blocks_raises_at_once():
+  """A first batch or a compile blocks in C++, where no Python signal handler runs: the
+  start-up waits for them in a worker thread, so a SIGTERM meanwhile stops it at once."""
+  import threading
+
+  from t5x_like.train.guards import StopFlag, StopRequested
+
+  assert StopFlag().unless_stopped(lambda: 7, "x") == 7
+  with pytest.raises(ValueError, match="invalid literal"):  # the call's own error passes through
+    StopFlag().unless_stopped(lambda: int("x"), "x")
+  flag, release = StopFlag(), threading.Event()
+  flag.install()
+  try:
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    t0 = time.time()
+    with pytest.raises(StopRequested, match=r"signal 15 during start-up \(reading\)"):
+      flag.unless_stopped(lambda: release.wait(60), "reading")
+    assert time.time() - t0 < 10
+  finally:
+    release.set()
+    flag.uninstall()
+
+
+def test_sigterm_before_the_first_batch_exits_promptly(tmp_path):
+  """A shuffle buffer far larger than the corpus keeps the first batch coming for minutes
+  (as a large input or a large model's compile does): a SIGTERM then ends the run within
+  seconds, exit 0, status "preempted", nothing saved."""
+  wd = tmp_path / "wd"
+  cmd = [*_cmd(wd), "--config.data.shuffle_buffer=100000000"]
+  proc = subprocess.Popen(cmd, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  try:
+    deadline = time.time() + 240
+    while time.time() < deadline and not (wd / "config.json").exists() and proc.poll() is None:
+      time.sleep(0.2)
+    time.sleep(2)  # inside the first batch's shuffle-buffer fill
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+  finally:
+    proc.kill()
+  assert proc.returncode == 0, err[-2000:]
+  assert "signal 15 during start-up (reading the first batch)" in out
+  assert "stopped before the first step" in out
+  assert json.loads((wd / "status.json").read_text())["status"] == "preempted"
+  assert not (wd / "metrics.jsonl").exists() or "loss" not in (wd / "metrics.jsonl").read_text()
