@@ -72,6 +72,10 @@ class ModelConfig:
   type_vocab_size: int = _f(0, ge=0)  # encoder: BERT token-type (sentence A/B) embeddings; 0 means none
   embed_norm: bool = False  # normalise the summed embeddings before the stack (BERT)
   mlm_head: bool = False  # encoder: dense + gelu + norm, then the projection plus a vocab bias (BERT)
+  # Encoder MLM loss: each row's scored positions moved to its front and the head (with the
+  # MLM transform) run over chunks of this many, skipping chunks where no row scores
+  # (models/losses.py:scored_cross_entropy); 0 runs the head over every position.
+  mlm_scored_chunk: int = _f(32, ge=0)
   rescale_decoder_output: bool = True  # encoder_decoder: final states * d_model**-0.5 before the head (T5 v1.0)
   # Llama-family details (Llama 3, Mistral, Qwen2); see docs/models.md.
   qkv_bias: bool = False  # biases on the q/k/v projections even when use_bias is false (Qwen2)

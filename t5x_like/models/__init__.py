@@ -26,6 +26,7 @@ def create_model(cfg: ModelConfig, rngs: nnx.Rngs):
   return family_class(cfg.family)(cfg, rngs=rngs)
 
 
-def flops_per_sequence(cfg: ModelConfig, inputs_len: int, targets_len: int = 0) -> float:
-  """Training FLOPs of one row of `cfg`'s family (the MFU numerator)."""
-  return family_class(cfg.family).flops_per_sequence(cfg, inputs_len, targets_len)
+def flops_per_sequence(cfg: ModelConfig, inputs_len: int, targets_len: int = 0, scored: float = 1.0) -> float:
+  """Training FLOPs of one row of `cfg`'s family (the MFU numerator); `scored`: the share
+  of positions the loss scores (see LanguageModel.flops_per_sequence)."""
+  return family_class(cfg.family).flops_per_sequence(cfg, inputs_len, targets_len, scored)

@@ -198,9 +198,12 @@ class LanguageModel(nnx.Module):
     return shard(logits_btv, ("batch", "length", "vocab"))
 
   @classmethod
-  def flops_per_sequence(cls, cfg: ModelConfig, inputs_len: int, targets_len: int = 0) -> float:
+  def flops_per_sequence(cls, cfg: ModelConfig, inputs_len: int, targets_len: int = 0,
+                         scored: float = 1.0) -> float:
     """Training FLOPs (forward + backward) of one row: a single stack and the head over
-    `inputs_len` tokens. Embedding lookups, norms and biases are left out."""
+    `inputs_len` tokens. Embedding lookups, norms and biases are left out. `scored`: the
+    share of positions the loss scores, for a family whose head runs on those only (the
+    encoder's MLM, `model.mlm_scored_chunk`); the others ignore it."""
     return stack_flops(cfg, cfg.num_layers, inputs_len) + head_flops(cfg, inputs_len)
 
   @classmethod

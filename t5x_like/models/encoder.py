@@ -21,8 +21,8 @@ from t5x_like.layers.norms import Norm
 from t5x_like.layers.positions import LearnedPositions, RelativePositionBias
 from t5x_like.layers.transformer import Stack
 from t5x_like.models import heads, skill
-from t5x_like.models.base import LanguageModel, side_inputs
-from t5x_like.models.losses import cross_entropy
+from t5x_like.models.base import LanguageModel, head_flops, side_inputs, stack_flops
+from t5x_like.models.losses import chunked_cross_entropy, cross_entropy, scored_cross_entropy
 
 
 class EncoderOnly(LanguageModel):
@@ -120,10 +120,32 @@ class EncoderOnly(LanguageModel):
       return jnp.stack([heads.pool(x_btd, segments_bt, s, cfg.pooling) for s in (1, 2)], axis=1)
     raise ValueError(f"model.head={cfg.head!r} has no task outputs")
 
+  @classmethod
+  def flops_per_sequence(cls, cfg: ModelConfig, inputs_len: int, targets_len: int = 0,
+                         scored: float = 1.0) -> float:
+    """With `model.mlm_scored_chunk` the MLM head runs on the scored positions (about 15%)
+    only, and so counts them only: the head of BERT's own pretraining, which gathers the
+    masked positions, has the same count."""
+    if not (cfg.head == "lm" and cfg.mlm_scored_chunk):
+      scored = 1.0
+    return stack_flops(cfg, cfg.num_layers, inputs_len) + head_flops(cfg, inputs_len * scored)
+
+  def _mlm_loss(self, x_btd: jax.Array, batch: dict) -> tuple[jax.Array, dict]:
+    """The MLM cross-entropy sums of the final states: over the scored positions only
+    (`model.mlm_scored_chunk`), else over every position (chunked with `model.loss_chunk`)."""
+    cfg = self.cfg
+    targets_bt, weights_bt = batch[F.ENCODER_TARGET_TOKENS], batch[F.ENCODER_LOSS_WEIGHTS]
+    head = lambda h_btd: self.head_logits(self._mlm_transform(h_btd))  # noqa: E731
+    if cfg.mlm_scored_chunk:
+      return scored_cross_entropy(head, x_btd, targets_bt, weights_bt, cfg.z_loss, cfg.mlm_scored_chunk)
+    if cfg.loss_chunk:
+      return chunked_cross_entropy(head, x_btd, targets_bt, weights_bt, cfg.z_loss, cfg.loss_chunk)
+    return cross_entropy(head(x_btd), targets_bt, weights_bt, cfg.z_loss)
+
   def loss(self, batch: dict, rng: jax.Array | None = None) -> tuple[jax.Array, dict]:
     cfg = self.cfg
     if cfg.head == "lm" and not cfg.nsp:
-      return super().loss(batch, rng)
+      return self._mlm_loss(self.encode(batch, rng), batch)
     _, segments_bt, _ = side_inputs(batch, F.ENCODER)
     valid_b = heads.row_valid(segments_bt)
     if cfg.head == "classify":
@@ -140,8 +162,7 @@ class EncoderOnly(LanguageModel):
     # nsp_loss / nsp_accuracy the other.
     r_enc, r_head = split_rng(rng, 2)
     x_btd = self.encode(batch, r_enc)
-    total, aux = cross_entropy(self.head_logits(self._mlm_transform(x_btd)), batch[F.ENCODER_TARGET_TOKENS],
-                               batch[F.ENCODER_LOSS_WEIGHTS], cfg.z_loss)
+    total, aux = self._mlm_loss(x_btd, batch)
     pooled_bd = heads.pool(x_btd, segments_bt, 1, cfg.pooling).astype(x_btd.dtype)
     nsp = heads.classification_loss(self.nsp_head(dropout(pooled_bd, cfg.dropout_rate, r_head)),
                                     batch[F.ENCODER_CLASS_LABELS][:, 0], valid_b)

@@ -50,7 +50,8 @@ class EncoderDecoder(LanguageModel):
   generates = True
 
   @classmethod
-  def flops_per_sequence(cls, cfg: ModelConfig, inputs_len: int, targets_len: int = 0) -> float:
+  def flops_per_sequence(cls, cfg: ModelConfig, inputs_len: int, targets_len: int = 0,
+                         scored: float = 1.0) -> float:
     """The encoder reads `inputs_len` tokens and the decoder `targets_len`; the
     cross-attention key/value projections run over the encoder tokens."""
     s, t = inputs_len, targets_len or inputs_len

@@ -1,4 +1,5 @@
-"""The training loss: token cross-entropy as sums, whole or over chunks of the length axis.
+"""The training loss: token cross-entropy as sums, whole, over chunks of the length axis, or
+over the scored positions only.
 
 The chunked form exists for large vocabularies: fp32 logits of `[batch, length, vocab]`
 (8 x 2048 x 128k is 8.4 GB) dominate a step's memory although each position's logits are
@@ -72,6 +73,51 @@ def chunked_cross_entropy(head: Callable[[jax.Array], jax.Array], x_btd: jax.Arr
   def one(xs):
     x_bcd, targets_bc, weights_bc = xs
     return cross_entropy(head(x_bcd), targets_bc, weights_bc, z_loss)[1]
+
+  sums_n = jax.lax.map(one, (x_nbcd, chunks(targets_bt), chunks(weights_bt)))
+  aux = {k: jnp.sum(v) for k, v in sums_n.items()}
+  return aux["nll_sum"] + aux["z_loss_sum"], aux
+
+
+def scored_cross_entropy(head: Callable[[jax.Array], jax.Array], x_btd: jax.Array,
+                         targets_bt: jax.Array, weights_bt: jax.Array, z_loss: float = 0.0,
+                         chunk: int = 32) -> tuple[jax.Array, dict]:
+  """`cross_entropy(head(x_btd), ...)` with the head run only where it can count: for a
+  masked LM, which scores about 15% of the positions.
+
+  Each row's positions are reordered (stably) so that those with a nonzero weight come
+  first; the reordered rows are cut into chunks of `chunk` positions, and a chunk in which
+  no row has a scored position is skipped (`lax.cond`: zero sums, no head matmul, no
+  backward). The sums are those of `cross_entropy` over every position, up to the order of
+  the float additions, for any weights. The gather keeps the batch axis whole (its
+  sharding); only the skip test reduces over it. BERT's own pretraining code gathers a
+  fixed number of masked positions per row instead, which needs the data to cap them.
+  """
+  b, t = targets_bt.shape
+  order_bt = jnp.argsort(weights_bt == 0, axis=1, stable=True)  # scored positions first
+  x_btd = jnp.take_along_axis(x_btd, order_bt[..., None], axis=1)
+  targets_bt = jnp.take_along_axis(targets_bt, order_bt, axis=1)
+  weights_bt = jnp.take_along_axis(weights_bt, order_bt, axis=1)
+  c = min(chunk, t)
+  n = -(-t // c)
+  pad = n * c - t
+  if pad:
+    x_btd = jnp.pad(x_btd, ((0, 0), (0, pad), (0, 0)))
+    targets_bt = jnp.pad(targets_bt, ((0, 0), (0, pad)))
+    weights_bt = jnp.pad(weights_bt, ((0, 0), (0, pad)))
+
+  def chunks(a):  # [b, n * c, ...] -> [n, b, c, ...]
+    return jnp.moveaxis(a.reshape(b, n, c, *a.shape[2:]), 1, 0)
+
+  x_nbcd = shard(chunks(x_btd), (None, "batch", "length", "embed"))
+  zeros = {k: jnp.zeros((), jnp.float32) for k in ("nll_sum", "z_loss_sum", "correct_sum", "weight_sum")}
+
+  @jax.checkpoint
+  def one(xs):
+    x_bcd, targets_bc, weights_bc = xs
+    return jax.lax.cond(jnp.any(weights_bc != 0),
+                        lambda: cross_entropy(head(x_bcd), targets_bc, weights_bc, z_loss)[1],
+                        lambda: zeros)
 
   sums_n = jax.lax.map(one, (x_nbcd, chunks(targets_bt), chunks(weights_bt)))
   aux = {k: jnp.sum(v) for k, v in sums_n.items()}

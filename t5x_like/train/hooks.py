@@ -109,7 +109,9 @@ class ThroughputHook(Hook):
   def before_step(self, run: Run, batch: dict) -> None:
     contract = run.setup.model_class.contract
     if self.flops_seq is None:
-      self.flops_seq = run.setup.model_class.flops_per_sequence(self.cfg.model, *contract.lengths(batch))
+      weights = batch[contract.target_side.loss_weights]  # the share scored: the MLM head's positions
+      self.flops_seq = run.setup.model_class.flops_per_sequence(self.cfg.model, *contract.lengths(batch),
+                                                                scored=float(np.mean(weights > 0)))
     # Packing efficiency: the share of this host's input slots that hold real tokens
     # (segment id > 0) on the side the model reads first.
     segments = batch[contract.first_side.segment_ids]

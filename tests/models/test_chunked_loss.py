@@ -16,7 +16,7 @@ from t5x_like.train.setup import init_state, make_setup
 V = 61
 BERT = dict(family="encoder", position="learned", norm="layernorm", norm_position="post",
             mlp_activation="gelu", gelu_approximate=False, use_bias=True, type_vocab_size=2,
-            embed_norm=True, mlm_head=True)
+            embed_norm=True, mlm_head=True, mlm_scored_chunk=0)  # the head on every position, here
 CASES = {
     "decoder_tied_zloss": dict(family="decoder", z_loss=1e-2),
     "decoder_untied": dict(family="decoder", tie_embeddings=False, position="learned", use_bias=True),
