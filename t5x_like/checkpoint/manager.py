@@ -61,7 +61,13 @@ class DataIteratorHandler(ocp.CheckpointHandler):
       path = os.path.join(directory, name)
       if not os.path.exists(path) or integrity.file_digest(path) != digest:
         raise DataIteratorError(f"data iterator file {path} is missing or changed (SHA-256 mismatch)")
-    tf.train.Checkpoint(iterator=args.iterator).read(prefix).assert_consumed()
+    try:
+      tf.train.Checkpoint(iterator=args.iterator).read(prefix).assert_consumed()
+    except (tf.errors.OpError, AssertionError, ValueError) as e:
+      # The files are the ones saved (their digests match): the pipeline they describe is
+      # not this run's (another t5x_like version's reader, or other data settings).
+      raise DataLayoutError(f"the data iterator saved in {directory} does not fit this run's input "
+                            f"pipeline ({brief(e)}); its files are intact") from e
     return True
 
   def metadata(self, directory: epath.Path):
@@ -74,6 +80,11 @@ OTHER_COUNT = "other_process_count"
 
 class DataIteratorError(RuntimeError):
   """A data-iterator file of a step is missing or changed."""
+
+
+class DataLayoutError(RuntimeError):
+  """A step's intact data iterator that this run's input pipeline cannot take: the
+  checkpoint is good, only its data position does not fit."""
 
 
 @ocp.args.register_with_handler(DataIteratorHandler, for_save=True)
@@ -282,6 +293,12 @@ class Checkpointer:
       error = e
     if not all_processes_ok(error is None):
       reason = brief(error) if error else "it failed on another process"
+      if isinstance(error, DataLayoutError):  # a good checkpoint: never advise setting it aside
+        raise CheckpointError(
+            f"checkpoint step {step} at {step_dir}: {error}. It was saved by an input pipeline of "
+            "another layout (an earlier t5x_like, or changed data settings). Resume it with "
+            "--config.checkpoint.reset_data_iterator=true: the model and optimizer state restore as "
+            "saved and the data stream restarts past the tokens already seen") from error
       raise CheckpointError(
           f"checkpoint step {step} at {step_dir} cannot be restored ({reason}). Rerun with "
           f"--config.checkpoint.skip_corrupt=true to set it aside (renamed {step}.corrupt-<time>) and "

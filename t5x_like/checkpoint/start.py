@@ -23,7 +23,13 @@ import os
 import jax
 import orbax.checkpoint as ocp
 
-from t5x_like.checkpoint.manager import OTHER_COUNT, Checkpointer, Restored, restore_items
+from t5x_like.checkpoint.manager import (
+  OTHER_COUNT,
+  Checkpointer,
+  DataLayoutError,
+  Restored,
+  restore_items,
+)
 from t5x_like.checkpoint.params import check_fits, find_step_dir, load_params, merge_params
 from t5x_like.checkpoint.quiet import brief, orbax_restore
 from t5x_like.config import CheckpointConfig, Config, from_dict, to_dict
@@ -130,7 +136,7 @@ def resume(ckpt: Checkpointer, cfg: Config, setup, feed, log) -> Restored | None
     try:
       return _restore(ckpt, step, setup, feed, cfg, log)
     except CheckpointError as e:
-      if not c.skip_corrupt:
+      if not c.skip_corrupt or isinstance(e.__cause__, DataLayoutError):  # a good step is never set aside
         raise
       aside = ckpt.set_aside(step, "corrupt")
       skipped.append(aside)
@@ -152,6 +158,9 @@ def restore_path(path: str, cfg: Config, setup, feed, log) -> Restored:
     with orbax_restore(), ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as c:
       state, meta, data_ok = restore_items(step_dir, setup.abstract_state, feed.train_iterator if data else None,
                                            lambda args: c.restore(step_dir, args=args))
+  except DataLayoutError as e:
+    raise CheckpointError(f"checkpoint.restore_from={step_dir}: {e}. Take its state with a fresh data stream "
+                          "(past the tokens it had seen) with --config.checkpoint.reset_data_iterator=true") from e
   except Exception as e:
     raise CheckpointError(f"checkpoint.restore_from={step_dir} cannot be restored ({brief(e)}); it needs "
                           "params and optimizer state of this model (for params alone use "

@@ -95,3 +95,34 @@ def test_garbled_bytes_anywhere_fail_or_restore_exactly(tmp_path):
       assert outcome == "detected", (rel, where)
   assert sum(rel.startswith("state/d/") for rel, _ in outcomes) >= 2
   assert sum(o == "detected" for o in outcomes.values()) >= 10, outcomes
+
+
+def test_an_intact_iterator_of_another_pipeline_is_not_called_corrupt(tmp_path):
+  """A step saved by another input pipeline layout (an earlier reader, other data settings)
+  restores no data position, but its files are intact: the error names
+  reset_data_iterator and never advises setting the good step aside (skip_corrupt keeps it
+  too: start.resume re-raises a DataLayoutError)."""
+  import pytest
+
+  from t5x_like.checkpoint.manager import DataLayoutError
+
+  mesh = _mesh()
+  state = _state(mesh)
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), state)
+  it = _iterator()
+  next(it)
+  ck = Checkpointer(str(tmp_path / "ck"), C.CheckpointConfig(async_save=False))
+  ck.save(7, state, it, {"step": 7})
+  ck.close()
+  other = iter(tf.data.Dataset.range(1000).shuffle(50, seed=1).map(lambda x: x + 1).batch(4))
+  ck = Checkpointer(str(tmp_path / "ck"), C.CheckpointConfig())
+  try:
+    with pytest.raises(CheckpointError, match="reset_data_iterator=true") as e:
+      ck.restore(7, abstract, other)
+    assert "skip_corrupt" not in str(e.value) and "files are intact" in str(e.value)
+    assert isinstance(e.value.__cause__, DataLayoutError)
+    restored = ck.restore(7, abstract, None)  # what reset_data_iterator does: the state alone
+  finally:
+    ck.close()
+  for a, b in zip(jax.tree.leaves(restored.state), jax.tree.leaves(state), strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
