@@ -101,8 +101,9 @@ def chunked_attention(q_btnh: jax.Array, k_bskh: jax.Array, v_bskh: jax.Array, *
     if bias is not None:
       logits = (logits + heads(bias[:, :, start:end, :keys])).astype(logits_dt)
     visible = None if mask is None else heads(mask[:, :, start:end, :keys])
-    if is_causal and mask is None:  # the block's own diagonal
-      visible = jnp.arange(start, end)[:, None] >= jnp.arange(keys)[None, :]
+    if is_causal:  # the block's own diagonal, also under a mask (as dot_product_attention does)
+      diagonal = jnp.arange(start, end)[:, None] >= jnp.arange(keys)[None, :]
+      visible = diagonal if visible is None else visible & diagonal
     if visible is not None:
       logits = jnp.where(visible, logits, large_negative)
     probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v_bskh.dtype)

@@ -48,6 +48,20 @@ def test_causal_without_a_mask_hides_later_keys():
   np.testing.assert_allclose(got, _numpy_attention(q, k, v, causal, None, 0.5), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("block", [3, None])
+def test_causal_with_a_mask_that_is_not_causal_keeps_later_keys_hidden(block):
+  """As in jax.nn.dot_product_attention, is_causal hides later keys whatever the mask says:
+  a same-segment mask alone (not causal) once let a block's queries see the later keys of
+  their own block (a random check of shapes found it; the models always pass causal masks)."""
+  q, k, v = _qkv(2, 10, 10, 4, 2, 8, seed=4)
+  seg = np.array([[1] * 6 + [2] * 4, [1] * 10])
+  same = (seg[:, None, :, None] == seg[:, None, None, :])
+  got = chunked_attention(jnp.asarray(q), jnp.asarray(k), jnp.asarray(v), mask=jnp.asarray(same), scale=0.4,
+                          is_causal=True, block=block)
+  want = _numpy_attention(q, k, v, same & np.tril(np.ones((10, 10), bool)), None, 0.4)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("kv_heads", [4, 2])
 def test_cross_attention_with_bias_and_padding_matches_numpy(kv_heads):
   # 21 queries over 13 keys (cross-attention shape), a per-head bias as T5's, padded keys.
