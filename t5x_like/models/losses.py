@@ -48,12 +48,14 @@ def cross_entropy(logits_btv: jax.Array, targets_bt: jax.Array, weights_bt: jax.
 
 def chunked_cross_entropy(head: Callable[[jax.Array], jax.Array], x_btd: jax.Array,
                           targets_bt: jax.Array, weights_bt: jax.Array, z_loss: float = 0.0,
-                          chunk: int = 512) -> tuple[jax.Array, dict]:
+                          chunk: int = 512, skip_unscored: bool = False) -> tuple[jax.Array, dict]:
   """`cross_entropy(head(x_btd), ...)` computed `chunk` positions of the length axis at a time.
 
   The batch axis stays whole, so every chunk keeps the activations' batch sharding. The
   length is padded to a multiple of the chunk with zero-weight positions, which add nothing
   to any sum. `jax.checkpoint` around a chunk keeps only its inputs for the backward pass.
+  `skip_unscored`: a chunk where no row has a nonzero weight is skipped (`lax.cond`: zero
+  sums, no head matmul, no backward).
   """
   b, t = targets_bt.shape
   c = min(chunk, t)
@@ -72,7 +74,12 @@ def chunked_cross_entropy(head: Callable[[jax.Array], jax.Array], x_btd: jax.Arr
   @jax.checkpoint
   def one(xs):
     x_bcd, targets_bc, weights_bc = xs
-    return cross_entropy(head(x_bcd), targets_bc, weights_bc, z_loss)[1]
+    if not skip_unscored:
+      return cross_entropy(head(x_bcd), targets_bc, weights_bc, z_loss)[1]
+    zeros = {k: jnp.zeros((), jnp.float32) for k in ("nll_sum", "z_loss_sum", "correct_sum", "weight_sum")}
+    return jax.lax.cond(jnp.any(weights_bc != 0),
+                        lambda: cross_entropy(head(x_bcd), targets_bc, weights_bc, z_loss)[1],
+                        lambda: zeros)
 
   sums_n = jax.lax.map(one, (x_nbcd, chunks(targets_bt), chunks(weights_bt)))
   aux = {k: jnp.sum(v) for k, v in sums_n.items()}
@@ -93,32 +100,8 @@ def scored_cross_entropy(head: Callable[[jax.Array], jax.Array], x_btd: jax.Arra
   sharding); only the skip test reduces over it. BERT's own pretraining code gathers a
   fixed number of masked positions per row instead, which needs the data to cap them.
   """
-  b, t = targets_bt.shape
   order_bt = jnp.argsort(weights_bt == 0, axis=1, stable=True)  # scored positions first
   x_btd = jnp.take_along_axis(x_btd, order_bt[..., None], axis=1)
   targets_bt = jnp.take_along_axis(targets_bt, order_bt, axis=1)
   weights_bt = jnp.take_along_axis(weights_bt, order_bt, axis=1)
-  c = min(chunk, t)
-  n = -(-t // c)
-  pad = n * c - t
-  if pad:
-    x_btd = jnp.pad(x_btd, ((0, 0), (0, pad), (0, 0)))
-    targets_bt = jnp.pad(targets_bt, ((0, 0), (0, pad)))
-    weights_bt = jnp.pad(weights_bt, ((0, 0), (0, pad)))
-
-  def chunks(a):  # [b, n * c, ...] -> [n, b, c, ...]
-    return jnp.moveaxis(a.reshape(b, n, c, *a.shape[2:]), 1, 0)
-
-  x_nbcd = shard(chunks(x_btd), (None, "batch", "length", "embed"))
-  zeros = {k: jnp.zeros((), jnp.float32) for k in ("nll_sum", "z_loss_sum", "correct_sum", "weight_sum")}
-
-  @jax.checkpoint
-  def one(xs):
-    x_bcd, targets_bc, weights_bc = xs
-    return jax.lax.cond(jnp.any(weights_bc != 0),
-                        lambda: cross_entropy(head(x_bcd), targets_bc, weights_bc, z_loss)[1],
-                        lambda: zeros)
-
-  sums_n = jax.lax.map(one, (x_nbcd, chunks(targets_bt), chunks(weights_bt)))
-  aux = {k: jnp.sum(v) for k, v in sums_n.items()}
-  return aux["nll_sum"] + aux["z_loss_sum"], aux
+  return chunked_cross_entropy(head, x_btd, targets_bt, weights_bt, z_loss, chunk, skip_unscored=True)
