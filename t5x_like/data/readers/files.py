@@ -119,7 +119,8 @@ class FileReader(Reader):
     (host i reads files i, i+P, ...), otherwise every P-th document of all files. The
     hosts' streams are disjoint and together cover the data; the order depends only on the
     seed. Training reads all parts of the host's files at once (`pieces.py`) and cuts long
-    documents (`long_documents.py`), evaluation reads the files in order. `ranges` gives (skip, take) records per file (default: all)."""
+    documents (`long_documents.py`), evaluation reads the files in order. `ranges` gives
+    (skip, take) records per file (default: all)."""
     p, count = share.process_index, share.process_count
     file_level = len(paths) >= count
     ranges = ranges or [(0, -1)] * len(paths)
