@@ -134,6 +134,23 @@ def _pad_batch(batch: dict, batch_size: int) -> dict:
   return {k: pad(v) for k, v in batch.items()}
 
 
+def skip_batches_of(ds: tf.data.Dataset, count: int) -> tf.data.Dataset:
+  """`ds` past its first `count` batches, through a Skip op even when `count` is 0 (with
+  `stream_options`, which keep it): a stream restarted past the tokens already seen (a
+  new batch size, `reset_data_iterator`) then saves an iterator of the same layout as any
+  other, and the next plain resume restores it. With the Skip only when skipping, that
+  resume found a layout it could not take."""
+  return ds.skip(count)
+
+
+def stream_options() -> tf.data.Options:
+  """Deterministic, and the no-op Skip of `skip_batches_of` kept (noop elimination off)."""
+  options = tf.data.Options()
+  options.deterministic = True
+  options.experimental_optimization.noop_elimination = False
+  return options
+
+
 def make_dataset(data_cfg: DataConfig, *, files: str, tokenizer_path: str, batch_size: int,
                  process_index: int = 0, process_count: int = 1, shuffle: bool = True,
                  repeat: bool = True, seed: int | None = None, split: str = "",
@@ -186,11 +203,9 @@ def make_dataset(data_cfg: DataConfig, *, files: str, tokenizer_path: str, batch
   if by_rows:
     lo = slice_index * host_batch
     ds = ds.map(lambda b: {k: v[lo:lo + host_batch] for k, v in b.items()})
-  if skip_batches:
-    ds = ds.skip(skip_batches)
+  ds = skip_batches_of(ds, skip_batches)
 
-  options = tf.data.Options()
-  options.deterministic = True
+  options = stream_options()
   if needs_external_state(cfg):
     # The skipped-record counter is a variable, which iterator checkpoints cannot hold;
     # everything that decides the stream is still saved.

@@ -268,15 +268,11 @@ def make_task_dataset(cfg: DataConfig, *, files: str, tokenizer_path: str, batch
   else:
     idx = tf.data.Dataset.range(n)
   ds = idx.batch(batch_size, drop_remainder=repeat).map(lambda i: {k: tf.gather(v, i) for k, v in table.items()})
-  if not repeat:
-    from t5x_like.data.pipeline import _pad_batch
+  from t5x_like.data.pipeline import _pad_batch, skip_batches_of, stream_options
 
+  if not repeat:
     ds = ds.map(lambda b: _pad_batch(b, batch_size))
-  if skip_batches:
-    ds = ds.skip(skip_batches)
-  options = tf.data.Options()
-  options.deterministic = True
-  return ds.with_options(options).prefetch(2)
+  return skip_batches_of(ds, skip_batches).with_options(stream_options()).prefetch(2)
 
 
 __all__ = ["TASKS", "label_index", "make_task_dataset", "read_examples", "task_rows"]

@@ -255,3 +255,18 @@ print(rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
   rows, peak_kib = (int(x) for x in out.stdout.split()[-2:])
   assert rows == 300 * 8 if train else rows > 50_000  # ~20M tokens in rows of 256
   assert peak_kib < 3 * 1024 * 1024, f"peak RSS {peak_kib / 2**20:.2f} GiB"
+
+
+def test_a_stream_restarted_past_seen_batches_resumes_into_a_plain_one(tmp_path):
+  """A resume with a new batch size (or reset_data_iterator) skips batches; the iterator it
+  saves must restore into the next plain resume's pipeline, which skips none."""
+  def make(n):
+    return pipeline.skip_batches_of(tf.data.Dataset.range(100).batch(4), n).with_options(
+        pipeline.stream_options()).prefetch(2)
+
+  it = iter(make(5))
+  assert [next(it).numpy()[0] for _ in range(2)] == [20, 24]
+  saved = tf.train.Checkpoint(iterator=it).save(str(tmp_path / "it"))
+  fresh = iter(make(0))
+  tf.train.Checkpoint(iterator=fresh).restore(saved).assert_consumed()
+  assert next(fresh).numpy().tolist() == [28, 29, 30, 31]
