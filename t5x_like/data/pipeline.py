@@ -38,9 +38,9 @@ def tokenized_chunks(docs: tf.data.Dataset, tokenizer: Tokenizer, *, num_paralle
   eos = tokenizer.eos_id
 
   def in_pieces(batch):  # long documents: see long_documents.py
-    cut = pieces(batch)
-    ids = sp.tokenize(cut.flat_values)
-    return tf.RaggedTensor.from_row_splits(ids, cut.row_splits, validate=False).merge_dims(1, 2)
+    split = pieces(batch)
+    ids = sp.tokenize(split.flat_values)
+    return tf.RaggedTensor.from_row_splits(ids, split.row_splits, validate=False).merge_dims(1, 2)
 
   def tokenize(batch):
     long = tf.reduce_any(tf.strings.length(batch) > LONG_DOC_BYTES)
