@@ -20,6 +20,9 @@ def _setup_env(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+  if argv is None:  # a command line, not a call from Python
+    from t5x_like.host_memory import reexec_with_huge_pages
+    reexec_with_huge_pages()
   argv = sys.argv[1:] if argv is None else argv
   args, rest = parser().parse_known_args(argv)
   _setup_env(args)

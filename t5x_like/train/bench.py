@@ -10,12 +10,14 @@ divides by and where that figure comes from (`train/peak.py`), the device's peak
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import jax
 import numpy as np
 
 from t5x_like import config as C
+from t5x_like import host_memory
 from t5x_like.data import spans
 from t5x_like.errors import ConfigError, UserError
 from t5x_like.models import family_class
@@ -89,7 +91,7 @@ def _time_steps(setup, state, batches, steps: int, trace: int = 0) -> tuple[floa
 
       hlo = compiled.as_text()
       wall, ops = opprofile.trace_ops(one_step, (batches[0],), trace, hlo)
-      profile = opprofile.format_ops(f"train step, {trace} traced", wall, ops, hlo, top=20)
+      profile = opprofile.format_ops(f"train step, {trace} traced", wall, ops, hlo, top=int(os.environ.get("T5X_LIKE_TRACE_TOP", 20)))
   return compile_s, times, metrics, compiled.memory_analysis(), profile
 
 
@@ -118,7 +120,8 @@ def run_bench(cfg: C.Config, targets: int, *, name: str, peak_tflops: float = 0.
       "remat": remat_label(cfg, setup),
       "loss_chunk": model.loss_chunk, "batch": batch, "seq": seq, "targets": targets,
       "mesh": dict(setup.mesh.shape), "device": f"{jax.device_count()} x {dev.device_kind}",
-      "platform": dev.platform, "jax": jax.__version__, "steps": steps,
+      "platform": dev.platform, "jax": jax.__version__, "host_huge_pages": host_memory.huge_pages_on(),
+      "steps": steps,
       "compile_s": round(compile_s, 2), "step_ms": round(1e3 * step_s, 2),
       "step_ms_min": round(1e3 * min(times), 2), "step_ms_max": round(1e3 * max(times), 2),
       "tokens_per_s": round(batch * (seq + targets) / step_s, 1),
@@ -143,6 +146,8 @@ def format_table(row: dict) -> str:
       ("shape", f"{rows} rows, {row['dtype']}, dropout {row['dropout']:g}, attention {row['attention']}, "
                 f"remat {row['remat']}, loss_chunk {row['loss_chunk']}"),
       ("devices", f"{row['device']} ({row['platform']}), mesh {row['mesh']}, jax {row['jax']}"),
+      ("host heap", "transparent huge pages" if row["host_huge_pages"] else
+                    "4 KiB pages (no transparent huge pages: docs/benchmarks.md, \"Huge pages\")"),
       ("compile", f"{row['compile_s']:.1f} s"),
       ("step", f"{row['step_ms']:.1f} ms median of {row['steps']} "
                f"(min {row['step_ms_min']:.1f}, max {row['step_ms_max']:.1f})"),
