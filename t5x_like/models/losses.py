@@ -32,11 +32,14 @@ def cross_entropy(logits_btv: jax.Array, targets_bt: jax.Array, weights_bt: jax.
   z_bt = z_loss * jnp.square(log_z_bt)
   # Correct when the target's logit is above every other logit: argmax == target, except
   # that a tie for the top counts as wrong (all-equal logits, as from a zero-initialised
-  # head, score 0 rather than 1). Counted as "no other logit reaches the target's", a
-  # compare-and-sum that XLA fuses into one pass, where argmax is a (value, index) reduce
-  # that XLA CPU runs unvectorised (28 ms of a 700 ms step at V 8192, measured).
-  reaching_bt = jnp.sum((logits >= target_logit_bt[..., None]).astype(jnp.int32), axis=-1)
-  correct_bt = (reaching_bt == 1).astype(jnp.float32)  # the target reaches itself
+  # head, score 0 rather than 1). Tested as "no other logit reaches the target's", a
+  # compare and a boolean any, where argmax is a (value, index) reduce that XLA CPU runs
+  # unvectorised (28 ms of a 700 ms step at V 8192, measured). XLA CPU writes the
+  # comparison out before reducing it; as booleans that is a quarter of the bytes of the
+  # int32 count this replaced (9 against 15 ms of the decoder_4x256 step, measured).
+  vocab_v = jax.lax.broadcasted_iota(targets_bt.dtype, logits.shape[-1:], 0)
+  rival_bt = jnp.any(~(logits < target_logit_bt[..., None]) & (vocab_v != targets_bt[..., None]), axis=-1)
+  correct_bt = (~rival_bt).astype(jnp.float32)  # every other logit strictly below (a NaN anywhere: wrong)
   aux = {
       "nll_sum": jnp.sum(nll_bt * weights),
       "z_loss_sum": jnp.sum(z_bt * weights),

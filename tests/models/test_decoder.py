@@ -64,6 +64,17 @@ def test_cross_entropy_matches_numpy():
   # All-equal logits (a zero-initialised head): no target is the top, none is correct.
   _, aux = cross_entropy(jnp.zeros((2, 5, 11)), jnp.asarray(targets), jnp.ones((2, 5)))
   assert aux["correct_sum"] == 0
+  # A tie for the top between the target and another token is wrong; the top alone is right
+  # at either end of the vocabulary; a NaN logit in the row makes it wrong.
+  row = np.zeros((1, 4, 11), np.float32)
+  row[0, 0, [3, 7]] = 5.0
+  row[0, 1, 0] = 5.0
+  row[0, 2, 10] = 5.0
+  row[0, 3, [2, 5]] = (5.0, np.nan)
+  _, aux = cross_entropy(jnp.asarray(row), jnp.asarray([[3, 0, 10, 2]]), jnp.asarray([[1.0, 0.0, 0.0, 0.0]]))
+  assert aux["correct_sum"] == 0
+  _, aux = cross_entropy(jnp.asarray(row), jnp.asarray([[3, 0, 10, 2]]), jnp.asarray([[0.0, 1.0, 1.0, 1.0]]))
+  assert aux["correct_sum"] == 2
 
 
 def test_score_is_sum_of_token_logprobs():
