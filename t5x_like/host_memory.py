@@ -9,7 +9,9 @@ entries. glibc >= 2.35 can ask the kernel for transparent huge pages (2 MiB) on 
 it maps (the `glibc.malloc.hugetlb=1` tunable), which the kernel grants when its THP mode
 is `madvise` (the default on many distributions; under `always` every process has them
 already, under `never` nobody does). Measured in docs/benchmarks.md ("Huge pages for the
-host heap"): about 13,000 faults a step instead of 66,000 and a 7-10% faster CPU step.
+host heap"): about 13,000 faults a step instead of 66,000, a 7-10% faster step at the small
+CPU benchmark shapes and the README's job, 5% slower at GPT-2 small's shape. Only a run
+whose computing is on the CPU gets it (with an accelerator the host heap was not measured).
 
 Tunables are read when a process starts, so the command line (`t5x-like ...`) sets the
 variable and replaces its own process with a fresh interpreter running the same command
@@ -21,6 +23,8 @@ with whatever its own process was started with.
 
 from __future__ import annotations
 
+import glob
+import importlib.util as util
 import os
 import platform
 import sys
@@ -40,11 +44,24 @@ def thp_mode() -> str:
   return text[start + 1:end] if 0 <= start < end else ""
 
 
-def tunables_with_huge_pages(env: dict, libc: tuple[str, str], thp: str) -> str | None:
+def cpu_backend(env: dict) -> bool:
+  """Whether JAX will compute on the CPU, judged without importing it: JAX_PLATFORMS says
+  so, or neither a TPU (device files, TPU_* variables) nor a GPU plugin is here."""
+  platforms = env.get("JAX_PLATFORMS", "")
+  if platforms:
+    return platforms.split(",")[0].strip().lower() == "cpu"
+  if glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*") or any(k.startswith("TPU_") for k in env):
+    return False
+  return not any(util.find_spec(p) for p in ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin",
+                                             "jax_plugins"))
+
+
+def tunables_with_huge_pages(env: dict, libc: tuple[str, str], thp: str, cpu: bool = True) -> str | None:
   """The GLIBC_TUNABLES value that turns huge pages on, or None when there is nothing to do:
-  turned off, not glibc or older than 2.35, a kernel mode under which the tunable changes
-  nothing, or the tunable already set (by us before the re-exec, or by the user)."""
-  if env.get("T5X_LIKE_HUGE_PAGES", "1").strip().lower() in ("0", "false", "no", "off"):
+  turned off, an accelerator doing the computing (not measured there), not glibc or older
+  than 2.35, a kernel mode under which the tunable changes nothing, or the tunable already
+  set (by us before the re-exec, or by the user)."""
+  if env.get("T5X_LIKE_HUGE_PAGES", "1").strip().lower() in ("0", "false", "no", "off") or not cpu:
     return None
   name, version = libc
   try:
@@ -71,7 +88,7 @@ def reexec_with_huge_pages() -> None:
   anything; returns (doing nothing) otherwise or if the exec fails."""
   if sys.platform != "linux" or not getattr(sys, "orig_argv", None) or not os.path.isfile(sys.argv[0]):
     return  # only a command started from a file (the console script, `python -m`), not -c or stdin
-  value = tunables_with_huge_pages(os.environ, platform.libc_ver(), thp_mode())
+  value = tunables_with_huge_pages(os.environ, platform.libc_ver(), thp_mode(), cpu_backend(os.environ))
   if value is None:
     return
   env = dict(os.environ, GLIBC_TUNABLES=value)

@@ -29,13 +29,24 @@ def test_the_tunable_is_added_only_where_it_changes_something():
   assert tunables_with_huge_pages({}, ("", ""), "madvise") is None
   for off in ("0", "false", "OFF"):
     assert tunables_with_huge_pages({"T5X_LIKE_HUGE_PAGES": off}, GLIBC, "madvise") is None
+  assert tunables_with_huge_pages({}, GLIBC, "madvise", cpu=False) is None  # an accelerator computes
+
+
+def test_the_cpu_backend_is_judged_without_importing_jax():
+  assert host_memory.cpu_backend({"JAX_PLATFORMS": "cpu"})
+  assert not host_memory.cpu_backend({"JAX_PLATFORMS": "cuda,cpu"})
+  assert not host_memory.cpu_backend({"JAX_PLATFORMS": "tpu"})
+  assert not host_memory.cpu_backend({"TPU_WORKER_ID": "0"})
+  # This machine: no accelerator, no GPU plugin installed (the test extra has none).
+  assert host_memory.cpu_backend({})
 
 
 def _expected_on(env: dict) -> bool:
   mode = host_memory.thp_mode()
   name, version = platform.libc_ver()
   new_enough = name == "glibc" and tuple(int(p) for p in version.split(".")[:2]) >= (2, 35)
-  return mode == "always" or (mode == "madvise" and new_enough and env.get("T5X_LIKE_HUGE_PAGES") != "0")
+  return mode == "always" or (mode == "madvise" and new_enough and env.get("T5X_LIKE_HUGE_PAGES") != "0"
+                              and host_memory.cpu_backend(env))
 
 
 def test_a_command_line_reexecs_itself_once_with_the_tunable(tmp_path):
