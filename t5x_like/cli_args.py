@@ -169,6 +169,7 @@ def parser() -> argparse.ArgumentParser:
   be.add_argument("--trace", type=int, default=0, metavar="N",
                   help="after timing, trace N more steps with jax.profiler and print the time per XLA op "
                        "(ops inside the layer scan are marked with its trip count)")
+  be.add_argument("--trace-top", type=int, default=20, metavar="K", help="with --trace: list the K slowest ops")
   be.add_argument("--name", default="", help="the row's name in the table and JSON (default: the preset or config)")
   be.add_argument("--json", default="", help="also append the JSON line to this file")
   be.add_argument("--cpu-devices", type=int, default=0, help="simulate N devices on the CPU")

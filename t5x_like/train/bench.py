@@ -10,7 +10,6 @@ divides by and where that figure comes from (`train/peak.py`), the device's peak
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import jax
@@ -64,7 +63,8 @@ def bench_config(args, overrides: list[str]) -> tuple[C.Config, int]:
   return C.validate(cfg), targets
 
 
-def _time_steps(setup, state, batches, steps: int, trace: int = 0) -> tuple[float, list[float], dict, object, str]:
+def _time_steps(setup, state, batches, steps: int, trace: int = 0,
+                trace_top: int = 20) -> tuple[float, list[float], dict, object, str]:
   key = jax.random.key(0)
   with jax.set_mesh(setup.mesh):
     t0 = time.perf_counter()
@@ -91,11 +91,12 @@ def _time_steps(setup, state, batches, steps: int, trace: int = 0) -> tuple[floa
 
       hlo = compiled.as_text()
       wall, ops = opprofile.trace_ops(one_step, (batches[0],), trace, hlo)
-      profile = opprofile.format_ops(f"train step, {trace} traced", wall, ops, hlo, top=int(os.environ.get("T5X_LIKE_TRACE_TOP", 20)))
+      profile = opprofile.format_ops(f"train step, {trace} traced", wall, ops, hlo, top=trace_top)
   return compile_s, times, metrics, compiled.memory_analysis(), profile
 
 
-def run_bench(cfg: C.Config, targets: int, *, name: str, peak_tflops: float = 0.0, trace: int = 0) -> dict:
+def run_bench(cfg: C.Config, targets: int, *, name: str, peak_tflops: float = 0.0, trace: int = 0,
+              trace_top: int = 20) -> dict:
   """Compiles and times `cfg.train.steps` steps (the first two untimed) and returns the
   figures as one flat dict (the JSON line); `trace` > 0 also traces that many more steps
   with `jax.profiler` and puts the per-op table under "profile" (printed, not in the JSON)."""
@@ -106,7 +107,7 @@ def run_bench(cfg: C.Config, targets: int, *, name: str, peak_tflops: float = 0.
   batches = [jax.device_put(contract.fake_batch(batch, seq, targets, vocab_size=model.vocab_size, seed=i),
                             setup.batch_sharding) for i in range(2)]
   state = init_state(setup, cfg, 0)
-  compile_s, times, metrics, plan, profile = _time_steps(setup, state, batches, steps, trace)
+  compile_s, times, metrics, plan, profile = _time_steps(setup, state, batches, steps, trace, trace_top)
   step_s = float(np.median(times))
   weights = np.asarray(batches[0][contract.target_side.loss_weights])  # fake MLM rows score 15%
   flops = setup.model_class.flops_per_sequence(model, seq, targets, scored=float(np.mean(weights > 0))) * batch
@@ -195,7 +196,7 @@ def bench(args, overrides: list[str]) -> dict:
     # residual branch and would time different work on the two sides.
     cfg.model.dropout_rate = 0.0
   row = run_bench(cfg, targets, name=args.name or args.preset or args.config, peak_tflops=args.peak_tflops,
-                  trace=args.trace)
+                  trace=args.trace, trace_top=args.trace_top)
   profile = row.pop("profile", "")
   if args.compare_torch:
     row.update(_torch_side(cfg, row))

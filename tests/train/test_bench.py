@@ -44,13 +44,14 @@ def test_bench_trace_prints_the_time_per_op_with_the_layer_loop_marked(capsys, t
   and the head's matmul (outside the scan) does not; the JSON line stays figures only."""
   monkeypatch.setenv("T5X_LIKE_CACHE_DIR", str(tmp_path))
   rc = main(["bench", "--config", TINY, "--batch", "8", "--seq", "32", "--steps", "1", "--trace", "2",
-             "--config.model.num_layers=3", "--config.model.d_model=32", "--config.model.d_ff=64"])
+             "--trace-top", "7", "--config.model.num_layers=3", "--config.model.d_model=32",
+             "--config.model.d_ff=64"])
   assert rc == 0
   lines = capsys.readouterr().out.strip().splitlines()
   assert "profile" not in json.loads(lines[-1])
   start = next(i for i, line in enumerate(lines) if line.startswith("train step, 2 traced:"))
   ops = [line.split() for line in lines[start:] if " ms " in line and "<-" in line]
-  assert ops and all(float(op[0]) >= 0 for op in ops)
+  assert len(ops) == 7 and all(float(op[0]) >= 0 for op in ops)  # --trace-top
   marked = [op for op in ops if op[2] == "x3"]
   assert marked, lines[start:]
   assert all(op[2] not in ("x1", "x2") for op in ops)
