@@ -15,7 +15,7 @@ whose computing is on the CPU gets it (with an accelerator the host heap was not
 
 Tunables are read when a process starts, so the command line (`t5x-like ...`) sets the
 variable and replaces its own process with a fresh interpreter running the same command
-(`os.execv`: the same process id, nothing printed or opened yet). Processes it starts
+(`os.execve`: the same process id, nothing printed or opened yet). Processes it starts
 inherit the variable. `T5X_LIKE_HUGE_PAGES=0` turns it off; a `GLIBC_TUNABLES` that
 already names the tunable is left as it is. Code that imports t5x_like as a library runs
 with whatever its own process was started with.
@@ -56,6 +56,16 @@ def cpu_backend(env: dict) -> bool:
                                              "jax_plugins"))
 
 
+def _has_tunable(libc: tuple[str, str]) -> bool:
+  """glibc 2.35 or later, which reads `glibc.malloc.hugetlb`."""
+  name, version = libc
+  try:
+    major, minor = (int(p) for p in version.split(".")[:2])
+  except ValueError:
+    return False
+  return name == "glibc" and (major, minor) >= (2, 35)
+
+
 def tunables_with_huge_pages(env: dict, libc: tuple[str, str], thp: str, cpu: bool = True) -> str | None:
   """The GLIBC_TUNABLES value that turns huge pages on, or None when there is nothing to do:
   turned off, an accelerator doing the computing (not measured there), not glibc or older
@@ -63,12 +73,7 @@ def tunables_with_huge_pages(env: dict, libc: tuple[str, str], thp: str, cpu: bo
   set (by us before the re-exec, or by the user)."""
   if env.get("T5X_LIKE_HUGE_PAGES", "1").strip().lower() in ("0", "false", "no", "off") or not cpu:
     return None
-  name, version = libc
-  try:
-    major, minor = (int(p) for p in version.split(".")[:2])
-  except ValueError:
-    return None
-  if name != "glibc" or (major, minor) < (2, 35) or thp != "madvise":
+  if not _has_tunable(libc) or thp != "madvise":
     return None
   current = env.get("GLIBC_TUNABLES", "")
   if TUNABLE in current:
@@ -79,14 +84,15 @@ def tunables_with_huge_pages(env: dict, libc: tuple[str, str], thp: str, cpu: bo
 def huge_pages_on() -> bool:
   """Whether this process's heap gets transparent huge pages (for benchmark reports)."""
   mode = thp_mode()
-  return mode == "always" or (mode == "madvise" and f"{TUNABLE}=1" in os.environ.get("GLIBC_TUNABLES", "")
-                              and platform.libc_ver()[0] == "glibc")
+  return mode == "always" or (mode == "madvise" and f"{TUNABLE}=1" in os.environ.get("GLIBC_TUNABLES", "").split(":")
+                              and _has_tunable(platform.libc_ver()))
 
 
 def reexec_with_huge_pages() -> None:
   """Re-run this command line in a fresh interpreter with huge pages on, when that changes
   anything; returns (doing nothing) otherwise or if the exec fails."""
-  if sys.platform != "linux" or not getattr(sys, "orig_argv", None) or not os.path.isfile(sys.argv[0]):
+  if (sys.platform != "linux" or not sys.executable or not getattr(sys, "orig_argv", None)
+      or not os.path.isfile(sys.argv[0])):
     return  # only a command started from a file (the console script, `python -m`), not -c or stdin
   value = tunables_with_huge_pages(os.environ, platform.libc_ver(), thp_mode(), cpu_backend(os.environ))
   if value is None:
