@@ -5,6 +5,18 @@ import importlib.util as _util
 import os as _os
 
 
+def accelerator_here(env) -> bool:
+  """Whether anything says JAX could compute on an accelerator, judged without importing
+  JAX: a TPU device (/dev/accel*, /dev/vfio/N), a TPU_* variable, or an installed GPU
+  plugin."""
+  if _glob.glob("/dev/accel*") or _glob.glob("/dev/vfio/[0-9]*"):
+    return True
+  if any(k.startswith("TPU_") for k in env):
+    return True
+  return any(_util.find_spec(p) for p in ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin",
+                                          "jax_plugins"))
+
+
 def _skip_absent_tpu() -> None:
   """With libtpu installed (the [tpu] and [test] extras) JAX probes for a TPU at start-up,
   and on a machine without one that probe prints three alarming error lines. When nothing
@@ -13,14 +25,8 @@ def _skip_absent_tpu() -> None:
   JAX_PLATFORMS set by the user always wins."""
   if "JAX_PLATFORMS" in _os.environ or _util.find_spec("libtpu") is None:
     return
-  if _glob.glob("/dev/accel*") or _glob.glob("/dev/vfio/[0-9]*"):
-    return
-  if any(k.startswith("TPU_") for k in _os.environ):
-    return
-  if any(_util.find_spec(p) for p in ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin",
-                                      "jax_plugins")):
-    return
-  _os.environ["JAX_PLATFORMS"] = "cpu"
+  if not accelerator_here(_os.environ):
+    _os.environ["JAX_PLATFORMS"] = "cpu"
 
 
 _skip_absent_tpu()

@@ -23,11 +23,11 @@ with whatever its own process was started with.
 
 from __future__ import annotations
 
-import glob
-import importlib.util as util
 import os
 import platform
 import sys
+
+from t5x_like import accelerator_here
 
 TUNABLE = "glibc.malloc.hugetlb"
 _THP_MODE = "/sys/kernel/mm/transparent_hugepage/enabled"
@@ -46,14 +46,11 @@ def thp_mode() -> str:
 
 def cpu_backend(env: dict) -> bool:
   """Whether JAX will compute on the CPU, judged without importing it: JAX_PLATFORMS says
-  so, or neither a TPU (device files, TPU_* variables) nor a GPU plugin is here."""
+  so, or nothing says an accelerator is here (`t5x_like.accelerator_here`)."""
   platforms = env.get("JAX_PLATFORMS", "")
   if platforms:
     return platforms.split(",")[0].strip().lower() == "cpu"
-  if glob.glob("/dev/accel*") or glob.glob("/dev/vfio/[0-9]*") or any(k.startswith("TPU_") for k in env):
-    return False
-  return not any(util.find_spec(p) for p in ("jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm60_plugin",
-                                             "jax_plugins"))
+  return not accelerator_here(env)
 
 
 def _has_tunable(libc: tuple[str, str]) -> bool:
