@@ -36,16 +36,12 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
   # Mesh, abstract state, shardings and the jitted steps; a dry run stops here, writing nothing.
   setup = make_setup(cfg)
   n_params = count_params(setup.abstract_params)
-  log(f"[t5x_like] {jax.process_count()} process(es), {jax.device_count()} {jax.devices()[0].platform} "
-      f"device(s), mesh {dict(setup.mesh.shape)}, rules {cfg.mesh.rules}")
-  log(f"[t5x_like] model {cfg.model.family}: {n_params:,} parameters, {cfg.model.dtype}, "
-      f"remat {remat_label(cfg, setup)}, attention {attention_label(cfg, setup)}")
-  log(sharding_table(setup))
-  log(memory_report(setup))
   if dry_run:
+    _describe(cfg, setup, n_params)
     return {"params": n_params}
 
   with Session(workdir, log) as session:  # the workdir checked and locked; signals set a stop flag
+    _describe(cfg, setup, n_params)  # after the lock: a second trainer on this workdir prints only why it stops
     try:
       files, feed, ckpt, start, end_step, rng, first, compiled, compile_s = _start_up(cfg, session, setup)
     except StopRequested as stop:
@@ -87,6 +83,15 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
                "metrics": os.path.join(session.path, "metrics.jsonl"),
                "tensorboard": os.path.join(session.path, "tensorboard")}
     return write_summary(summary, log)
+
+
+def _describe(cfg: Config, setup, n_params: int) -> None:
+  log(f"[t5x_like] {jax.process_count()} process(es), {jax.device_count()} {jax.devices()[0].platform} "
+      f"device(s), mesh {dict(setup.mesh.shape)}, rules {cfg.mesh.rules}")
+  log(f"[t5x_like] model {cfg.model.family}: {n_params:,} parameters, {cfg.model.dtype}, "
+      f"remat {remat_label(cfg, setup)}, attention {attention_label(cfg, setup)}")
+  log(sharding_table(setup))
+  log(memory_report(setup))
 
 
 def _start_up(cfg: Config, session: Session, setup):

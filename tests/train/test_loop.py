@@ -121,6 +121,7 @@ def test_a_second_trainer_on_the_same_workdir_is_refused(tmp_path, corpus):
   err = [line for line in second.stderr.strip().splitlines() if line.startswith("error:")]
   assert len(err) == 1 and f"pid {first.pid}" in err[0] and "in use by another trainer" in err[0], second.stderr
   assert "Traceback" not in second.stderr
+  assert "parameters" not in second.stdout, second.stdout  # refused before describing the model
   assert json.load(open(wd / "config.json"))["train"]["steps"] == 12  # not the refused run's 99
   assert sorted(_losses(str(wd))) == list(range(1, 13))
   assert not (wd / "lock.json").exists()
