@@ -51,7 +51,7 @@ for r in rows:
         f"| {r['tokens_per_s']:,.0f} | {100 * r['mfu']:.0f}% | {r['torch_model']}: {r['torch_step_ms']:.0f} ms "
         f"| {r['speedup_vs_torch']:.2f}x |")
 if rows:
-  heap = "huge pages" if rows[0].get("host_huge_pages") else "4 KiB pages"
+  heap = rows[0].get("host_heap", "?")
   print(f"\nMFU against {rows[0]['mfu_peak']}; jax {rows[0]['jax']}, torch {rows[0]['torch']}; "
         f"host heap {heap} (both sides).")
 PY

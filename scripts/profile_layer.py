@@ -155,7 +155,7 @@ def main(argv=None) -> int:
            (f"matmul {b * t}x{d} @ {d}x{f}, 2-D", matmul_2d, w, x), ("reference layer (jnp)", reference, ref, x)]
   print(f"{jax.devices()[0].device_kind}, {jax.device_count()} device(s), jax {jax.__version__}; "
         f"preset {a.preset} with d_model {d}, {a.heads} heads, d_ff {f}; batch {b} x {t}, float32; "
-        f"median of {a.repeats}; host heap {'huge pages' if host_memory.huge_pages_on() else '4 KiB pages'}")
+        f"median of {a.repeats}; host heap {host_memory.host_heap()}")
   print(f"{'part':<34} {'fwd ms':>8} {'fwd+bwd ms':>11} {'ratio':>6}  backward HLO: transposes copies dots fusions")
   rows = []
   for label, fn, p_, x_ in parts:
@@ -197,6 +197,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-  from t5x_like.host_memory import reexec_with_huge_pages
-  reexec_with_huge_pages()  # as the t5x-like command does (T5X_LIKE_HUGE_PAGES=0: not)
+  from t5x_like.host_memory import reexec_with_host_heap
+  reexec_with_host_heap()  # as the t5x-like command does (T5X_LIKE_HOST_HEAP=system: not)
   raise SystemExit(main())

@@ -21,8 +21,13 @@ def _setup_env(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
   if argv is None:  # a command line, not a call from Python
-    from t5x_like.host_memory import reexec_with_huge_pages
-    reexec_with_huge_pages()
+    from t5x_like.errors import UserError
+    from t5x_like.host_memory import reexec_with_host_heap
+    try:
+      reexec_with_host_heap()
+    except UserError as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 2
   argv = sys.argv[1:] if argv is None else argv
   args, rest = parser().parse_known_args(argv)
   _setup_env(args)

@@ -121,7 +121,7 @@ def run_bench(cfg: C.Config, targets: int, *, name: str, peak_tflops: float = 0.
       "remat": remat_label(cfg, setup),
       "loss_chunk": model.loss_chunk, "batch": batch, "seq": seq, "targets": targets,
       "mesh": dict(setup.mesh.shape), "device": f"{jax.device_count()} x {dev.device_kind}",
-      "platform": dev.platform, "jax": jax.__version__, "host_huge_pages": host_memory.huge_pages_on(),
+      "platform": dev.platform, "jax": jax.__version__, "host_heap": host_memory.host_heap(),
       "steps": steps,
       "compile_s": round(compile_s, 2), "step_ms": round(1e3 * step_s, 2),
       "step_ms_min": round(1e3 * min(times), 2), "step_ms_max": round(1e3 * max(times), 2),
@@ -147,8 +147,7 @@ def format_table(row: dict) -> str:
       ("shape", f"{rows} rows, {row['dtype']}, dropout {row['dropout']:g}, attention {row['attention']}, "
                 f"remat {row['remat']}, loss_chunk {row['loss_chunk']}"),
       ("devices", f"{row['device']} ({row['platform']}), mesh {row['mesh']}, jax {row['jax']}"),
-      ("host heap", "transparent huge pages" if row["host_huge_pages"] else
-                    "4 KiB pages (no transparent huge pages: docs/benchmarks.md, \"Huge pages\")"),
+      ("host heap", f"{row['host_heap']} (docs/benchmarks.md, \"The host heap\")"),
       ("compile", f"{row['compile_s']:.1f} s"),
       ("step", f"{row['step_ms']:.1f} ms median of {row['steps']} "
                f"(min {row['step_ms_min']:.1f}, max {row['step_ms_max']:.1f})"),

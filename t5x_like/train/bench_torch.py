@@ -101,8 +101,9 @@ def run(s: dict) -> dict:
 def compare(shape: dict) -> dict:
   """Runs `run(shape)` in a child process and returns its figures; a missing PyTorch or
   transformers is one plain error."""
+  from t5x_like import host_memory
   proc = subprocess.run([sys.executable, "-m", "t5x_like.train.bench_torch", json.dumps(shape)],
-                        capture_output=True, text=True)
+                        capture_output=True, text=True, env=host_memory.child_env())  # our heap on both sides
   if proc.returncode:
     last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
     raise RuntimeError(f"the PyTorch side of --compare-torch failed: {last}")
