@@ -11,12 +11,13 @@ docs/benchmarks.md ("The host heap"):
 - `mimalloc`: Microsoft's allocator, shipped as a shared library by the `cmeel-mimalloc`
   dependency and put in front of the C library's with `LD_PRELOAD`. It keeps freed memory
   mapped for `MIMALLOC_PURGE_DELAY` ms (set to 1 s here), so a step reuses the pages of the
-  step before: about 100 faults a step, and the tf.data pipeline's many threads get
+  step before (no faults a step measurable), and the tf.data pipeline's many threads get
   thread-local heaps. With the kernel's THP mode `madvise` it also asks for 2 MiB pages
   (`MIMALLOC_ALLOW_LARGE_OS_PAGES`). The default where the library is installed.
 - `huge_pages`: glibc >= 2.35 asks the kernel for transparent huge pages on the memory it
   maps (the `glibc.malloc.hugetlb=1` tunable; the kernel grants them in THP mode
-  `madvise`): the faults fall to about 13,000 a step. The default without mimalloc.
+  `madvise`): about 700 faults a step, but each fresh 2 MiB page is still zeroed by the
+  kernel. The default without mimalloc.
 
 Both are read when a process starts, so the command line (`t5x-like ...`) sets the variables
 and replaces its own process with a fresh interpreter running the same command (`os.execve`:
@@ -134,11 +135,6 @@ def heap_variables(env: dict, *, libc: tuple[str, str], thp: str, cpu: bool,
   return None
 
 
-def applied() -> dict[str, str]:
-  """The variables this process was re-executed with ({} if it was not)."""
-  return dict(_applied)
-
-
 def child_env() -> dict[str, str]:
   """An environment for a child process that should run with this process's host heap."""
   return {**os.environ, **_applied}
@@ -197,11 +193,8 @@ def reexec_with_host_heap() -> None:
       or not os.path.isfile(sys.argv[0])):
     return  # only a command started from a file (the console script, `python -m`), not -c or stdin
   env = os.environ
-  wanted = choice(env)
-  if wanted == "system" or not cpu_backend(env):
-    return
-  extra = heap_variables(env, libc=platform.libc_ver(), thp=thp_mode(), cpu=True,
-                         mimalloc=mimalloc_library() if wanted in ("auto", "mimalloc") else None)
+  extra = heap_variables(env, libc=platform.libc_ver(), thp=thp_mode(), cpu=cpu_backend(env),
+                         mimalloc=mimalloc_library())
   if extra is None:
     return
   sys.stdout.flush()
