@@ -146,3 +146,35 @@ def test_unigram_loss_matches_direct_computation(tok, spm_path, corpus):
   expected5 = -sum(math.log((counts5[i] + 1) / total5) for i in tokens) / len(tokens)
   got5 = tokenizer.unigram_loss(tokenizer.unigram_log_probs(tok, corpus["train"], vocab, max_docs=5), histogram)
   assert got5 == pytest.approx(expected5, rel=1e-9) and got5 > got
+
+
+def test_a_long_line_is_encoded_in_pieces_to_the_same_ids(tok, corpus):
+  """The unigram baseline reads train lines with the Python tokenizer; a line of tens of
+  megabytes in one SentencePiece call took gigabytes. Cut after whitespace, the pieces give
+  the ids of the whole line; a word longer than 200 characters is cut inside (one more
+  word start there, as in the input pipeline), losing no text."""
+  text = " ".join(lines_of(corpus["train"])[:300])
+  assert len(text) > 5000
+  assert tokenizer._encode_long(tok, text, piece_chars=100) == tok.encode(text)
+  assert tokenizer._encode_long(tok, "short text", piece_chars=100) == tok.encode("short text")
+  long_word = text + " " + "x" * 300 + " tail words"
+  ids = tokenizer._encode_long(tok, long_word, piece_chars=100)
+  assert len(ids) == len(tok.encode(long_word)) + 1
+  assert tok.decode(ids).replace(" ", "") == long_word.replace(" ", "")
+
+
+def test_the_unigram_baseline_reads_at_most_max_chars(tok, tmp_path):
+  """A one-line train file longer than the budget counts only its first `max_chars`
+  characters (the baseline of a corpus of books costs seconds, not the corpus)."""
+  words = ("the quick brown fox jumps over the lazy dog " * 2000).strip()
+  path = tmp_path / "one_line.txt"
+  path.write_text(words + "\n" + "zebra " * 100 + "\n")
+  vocab = tok.vocab_size
+  got = tokenizer.unigram_log_probs(tok, str(path), vocab, max_chars=10_000)
+  counts = np.bincount(tok.encode(words[:10_000]) + [tok.eos_id], minlength=vocab).astype(np.float64)
+  np.testing.assert_allclose(got, np.log(counts + 1) - math.log(counts.sum() + vocab), rtol=1e-12)
+  # Within the budget, every line counts.
+  whole = tokenizer.unigram_log_probs(tok, str(path), vocab)
+  counts = np.bincount(tok.encode(words) + [tok.eos_id] + tok.encode(("zebra " * 100).strip()) + [tok.eos_id],
+                       minlength=vocab).astype(np.float64)
+  np.testing.assert_allclose(whole, np.log(counts + 1) - math.log(counts.sum() + vocab), rtol=1e-12)
