@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import sentencepiece as spm  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from t5x_like.data.long_documents import PIECE_CHARS  # noqa: E402
 from t5x_like.errors import DataError  # noqa: E402
 
 try:  # TensorFlow must never take the accelerators JAX uses.
@@ -226,7 +227,7 @@ class Tokenizer:
 _PIECE_END = re.compile(r"\S{0,200}\s")
 
 
-def _encode_long(tokenizer: Tokenizer, text: str, piece_chars: int = 1000) -> list[int]:
+def _encode_long(tokenizer: Tokenizer, text: str, piece_chars: int = PIECE_CHARS) -> list[int]:
   """Ids of `text`, encoded in pieces of about `piece_chars` characters cut after
   whitespace (within 200 characters, else mid-word), as the input pipeline tokenizes a long
   document (data/long_documents.py): SentencePiece needs about 100 bytes of memory per input
