@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.ad_checkpoint import checkpoint_name
 
 # Shardings come from the logical names through explicit jit out_shardings (see
 # t5x_like/train/state.py), never from variables placed eagerly at creation time.
@@ -51,12 +52,32 @@ def dense(x: jax.Array, w: jax.Array, contract: int = 1) -> jax.Array:
   return y.reshape(*lead, *out)
 
 
+# The name the remat policies save dropout's keep masks under (layers/transformer.py).
+DROPOUT_KEEP = "dropout_keep"
+
+
+def keep_mask(rng: jax.Array, rate: float, shape: tuple[int, ...]) -> tuple[jax.Array, float]:
+  """(boolean mask of `shape`, each True with probability about 1 - `rate`; that
+  probability exactly). Each 32 random bits decide two elements, 16 bits each, so the
+  generator does half the work of `jax.random.bernoulli` (a float per element); the
+  probability is a multiple of 2^-16, within 8e-6 of 1 - rate."""
+  threshold = min(max(round((1.0 - rate) * 65536), 1), 65536)
+  last = shape[-1] if shape else 1
+  lead = shape[:-1] if shape else ()
+  bits = jax.random.bits(rng, (*lead, (last + 1) // 2), jnp.uint32)
+  halves = jnp.concatenate([bits & 0xFFFF, bits >> 16], axis=-1)[..., :last]
+  return (halves < threshold).reshape(shape), threshold / 65536
+
+
 def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
-  """Inverted dropout; identity when rate is 0 or no rng is given (evaluation)."""
+  """Inverted dropout; identity when rate is 0 or no rng is given (evaluation). The keep
+  mask is named DROPOUT_KEEP so that a rematerialised layer saves it (1 byte an element)
+  instead of running the generator again in the backward pass."""
   if rate <= 0.0 or rng is None:
     return x
-  keep = jax.random.bernoulli(rng, 1.0 - rate, x.shape)
-  return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+  keep, p = keep_mask(rng, rate, x.shape)
+  keep = checkpoint_name(keep, DROPOUT_KEEP)
+  return jnp.where(keep, x * jnp.asarray(1.0 / p, x.dtype), jnp.zeros_like(x))
 
 
 def split_rng(rng: jax.Array | None, n: int):

@@ -9,7 +9,7 @@ from flax import nnx
 from t5x_like.config import ModelConfig
 from t5x_like.layers import kv_cache
 from t5x_like.layers.attention import Attention
-from t5x_like.layers.common import dropout, split_rng
+from t5x_like.layers.common import DROPOUT_KEEP, dropout, split_rng
 from t5x_like.layers.mlp import Mlp
 from t5x_like.layers.norms import Norm
 from t5x_like.layers.positions import rope_scaling_of
@@ -17,10 +17,14 @@ from t5x_like.runtime import shard
 
 ACTIVATION_AXES = ("batch", "length", "embed")
 
+# `dots` and `dots_no_batch` also keep dropout's masks (1 byte an element) rather than
+# drawing them again in the backward pass; `full` keeps nothing.
+_KEEP_MASKS = jax.checkpoint_policies.save_only_these_names(DROPOUT_KEEP)
 _REMAT = {
     "full": jax.checkpoint_policies.nothing_saveable,
-    "dots": jax.checkpoint_policies.checkpoint_dots,
-    "dots_no_batch": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+    "dots": jax.checkpoint_policies.save_from_both_policies(jax.checkpoint_policies.checkpoint_dots, _KEEP_MASKS),
+    "dots_no_batch": jax.checkpoint_policies.save_from_both_policies(
+        jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims, _KEEP_MASKS),
 }
 
 
