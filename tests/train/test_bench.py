@@ -72,6 +72,27 @@ def test_loop_trips_reads_the_scan_trip_count():
   assert not entry_ops  # the tanh after the loop is outside it
 
 
+def test_trace_counts_the_asynchronous_dot_to_its_end():
+  """A dot XLA CPU hands to Eigen (the lhs contracted on its first axis, as in a weight
+  gradient x^T g) records only its launch in the trace and an "end:" event when done; its
+  time in the table must be the work's, not the launch's 0.1 ms."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from t5x_like.train.opprofile import _op_ps, trace_ops
+
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2048, 1024)), jnp.float32)
+  g = jnp.asarray(np.random.default_rng(1).normal(size=(2048, 512)), jnp.float32)
+  compiled = jax.jit(lambda x, g: x.T @ g).lower(x, g).compile()
+  text = compiled.as_text()
+  assert "__ynn_fusion" not in text.split("ENTRY")[1]  # the Eigen path this test is about
+  wall, ops = trace_ops(compiled, (x, g), 3, text)
+  assert len(ops) == 1 and 0.5 * wall < sum(ops.values()) <= 1.05 * wall, (wall, ops)
+  # Pairing: each launch ends at the first "end:" before the next launch; none: its own span.
+  assert _op_ps([(0, 1), (10, 11), (20, 21)], [5, 15]) == 5 + 5 + 1
+
+
 @pytest.mark.slow  # 20 s; the tiny decoder bench test stays fast
 def test_bench_encoder_decoder_preset_counts_both_rows(capsys, tmp_path, monkeypatch):
   monkeypatch.setenv("T5X_LIKE_CACHE_DIR", str(tmp_path))
