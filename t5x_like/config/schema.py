@@ -209,6 +209,9 @@ class DataConfig:
   nsp: NspConfig = _section(NspConfig)
   task: TaskConfig = _section(TaskConfig)
   shuffle_buffer: int = _f(10_000, ge=0)  # documents in the seeded shuffle buffer
+  # ... and at most this much text in it, by the input's mean document size (it is held in
+  # memory and saved in every checkpoint; docs/data.md)
+  shuffle_buffer_mib: int = _f(64, ge=1)
   # causal_lm, mlm: rows cut from the EOS-joined stream with no segment masks (GPT-2 style);
   # false keeps one segment per document piece, attention never crossing a document.
   cross_document: bool = False

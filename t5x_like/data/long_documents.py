@@ -11,7 +11,8 @@ cost per byte.
   gigabytes. And a whole 50 MB document gives its rows one after another, thousands of
   batches from one text. So training streams `cut` each long document, before the shuffle
   buffer, into documents of about LONG_DOC_BYTES (16,000 tokens or so, several rows at any
-  seq_len we train), joined from the same whitespace-cut pieces. It is done on the blocks
+  seq_len we train), joined from the same whitespace-cut pieces; the buffer then holds at
+  most `data.shuffle_buffer_mib` of them (`readers/base.py:shuffle_size`). It is done on the blocks
   the readers already check (`readers/files.py`, `readers/tfds.py`), so it costs nothing
   per document. Evaluation reads each document whole.
 """

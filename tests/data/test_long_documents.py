@@ -78,3 +78,60 @@ def test_training_reads_long_documents_cut_and_evaluation_whole(make_cfg, tmp_pa
   train = read(True)
   parts = _cut([long])
   assert len(parts) > 1 and sorted(train) == sorted(["first", "last"] + parts)
+
+
+def test_shuffle_buffer_holds_at_most_its_mib_of_text(make_cfg):
+  from t5x_like.data.readers.base import shuffle_size
+
+  cfg = make_cfg(shuffle_buffer=10_000, shuffle_buffer_mib=64)
+  assert shuffle_size(cfg, None) == 10_000  # size unknown: documents only
+  assert shuffle_size(cfg, 2_000) == 10_000  # 20 MB of ordinary documents fit
+  assert shuffle_size(cfg, LONG) == 64 * 2**20 // LONG == 1024  # long documents, cut
+  assert shuffle_size(make_cfg(shuffle_buffer_mib=1), 4 * 2**20) == 1
+
+
+def test_mean_document_bytes_samples_lines_and_records(make_cfg, tmp_path):
+  from t5x_like.data.readers import tfrecord
+
+  short = tmp_path / "short.txt"
+  short.write_text("".join("w" * 99 + "\n" for _ in range(5_000)))  # 100 bytes a line
+  one_line = tmp_path / "one.txt"
+  one_line.write_text(_text(400_000, seed=1))  # ~1.5 MB, no newline
+  empty = tmp_path / "empty.txt"
+  empty.write_text("")
+
+  def mean(path, source="text"):
+    reader = reader_for(make_cfg(source=source))
+    return reader.mean_document_bytes(reader.input_for("train", str(path)), Share())
+
+  assert mean(short) == 100
+  assert mean(one_line) == LONG  # cut by training to about LONG bytes a document
+  assert mean(empty) is None
+  # Both files: the sample spreads over them (100-byte lines and one long line).
+  assert mean(tmp_path / "[so]*.txt") == (2**20 + 500_000) / 5_000
+  rec = tmp_path / "r.tfrecord"
+  with tf.io.TFRecordWriter(str(rec)) as w:
+    for i in range(300):
+      w.write(tf.train.Example(features=tf.train.Features(feature={"text": tf.train.Feature(
+          bytes_list=tf.train.BytesList(value=[b"y" * (1000 + i)]))})).SerializeToString())
+  assert 1000 < mean(rec, "tfrecord") < 1320  # the records' own bytes, a few of framing
+  assert isinstance(reader_for(make_cfg(source="tfrecord")), tfrecord.TFRecordReader)
+
+
+def test_long_documents_keep_the_saved_iterator_small(make_cfg, tmp_path):
+  """A one-line 600 KB file: a buffer of 120 documents holds its 9 cut parts 13 times over
+  (about 8 MB of text, saved with the iterator); at 1 MiB of text it holds 16."""
+  import string
+
+  rng = random.Random(2)
+  path = tmp_path / "one.txt"
+  path.write_text(" ".join("".join(rng.choice(string.ascii_letters) for _ in range(rng.randint(1, 9)))
+                           for _ in range(100_000)) + "\n")
+  sizes = {}
+  for mib in (1, 64):
+    reader = reader_for(make_cfg(shuffle_buffer=120, shuffle_buffer_mib=mib))
+    it = iter(reader.documents(reader.input_for("train", str(path)), Share(0, 1, shuffle=True, repeat=True)))
+    assert 0 < len(next(it).numpy()) < 2 * LONG
+    tf.train.Checkpoint(iterator=it).write(str(tmp_path / f"it{mib}" / "ckpt"))
+    sizes[mib] = sum(f.stat().st_size for f in (tmp_path / f"it{mib}").iterdir())
+  assert sizes[1] < 4 * 2**20 and sizes[64] > 2 * sizes[1], sizes

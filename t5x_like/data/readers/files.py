@@ -17,6 +17,8 @@ from t5x_like.data.tokenizer import list_files  # noqa: E402
 from t5x_like.errors import DataError  # noqa: E402
 
 NOT_UTF8 = " is not UTF-8"
+SAMPLE_BYTES = 1 << 20  # read from the start of a file to size the shuffle buffer
+SAMPLE_FILES = 16
 
 
 class FileReader(Reader):
@@ -72,6 +74,30 @@ class FileReader(Reader):
                     f"{share.process_count} reads {len(mine)} of the {len(paths)} files)")
 
   missing = ": only whitespace"  # how the probe's error describes input without documents
+
+  def mean_document_bytes(self, inp: Input, share: Share) -> float | None:
+    """Bytes per record in the first SAMPLE_BYTES of up to SAMPLE_FILES of this host's
+    files (spread over them), at most `long_documents.LONG_DOC_BYTES` (what training cuts
+    longer documents to). A record is a line here; readers of framed records override
+    `sample_record_bytes`."""
+    paths = list_files(inp.files, inp.key)
+    mine = paths[share.process_index::share.process_count] if len(paths) >= share.process_count else paths
+    step = max(1, len(mine) // SAMPLE_FILES)
+    total = records = 0
+    for path in mine[::step][:SAMPLE_FILES]:
+      n, k = self.sample_record_bytes(path)
+      total, records = total + n, records + k
+    if not total:
+      return None
+    return min(total / records, long_documents.LONG_DOC_BYTES) if records else long_documents.LONG_DOC_BYTES
+
+  def sample_record_bytes(self, path: str) -> tuple[int, int]:
+    """(bytes, whole records in them) of the start of one file: lines in its first
+    SAMPLE_BYTES (a line the sample cuts counts when it is the file's last)."""
+    with tf.io.gfile.GFile(path, "rb") as f:
+      head = f.read(SAMPLE_BYTES)
+      last = len(head) < SAMPLE_BYTES and bool(head) and not head.endswith(b"\n")
+    return len(head), head.count(b"\n") + int(last)
 
   def read(self, inp: Input, share: Share, counter, name: str) -> tf.data.Dataset:
     paths = list_files(inp.files, inp.key)

@@ -84,6 +84,18 @@ class TfdsReader(Reader):
                       f"fewer than the {share.process_count} hosts reading it")
     return None
 
+  def mean_document_bytes(self, inp: Input, share: Share) -> float | None:
+    """The split's bytes per example from the dataset's info (all its features), at most
+    `long_documents.LONG_DOC_BYTES`; None when the info has no byte count."""
+    del share
+    try:
+      split = tfds_builder(self.cfg).info.splits[inp.split]
+    except (ValueError, KeyError):
+      return None
+    if not split.num_bytes or not split.num_examples:
+      return None
+    return min(split.num_bytes / split.num_examples, long_documents.LONG_DOC_BYTES)
+
   def _probe(self, builder, split: str, key: str, inp: Input) -> None:
     """This host's examples must hold a document (a stream of blank texts repeats forever);
     reads examples until one does."""

@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
 from t5x_like.data.readers import checks  # noqa: E402
-from t5x_like.data.readers.files import NOT_UTF8, FileReader  # noqa: E402
+from t5x_like.data.readers.files import NOT_UTF8, SAMPLE_BYTES, FileReader  # noqa: E402
 from t5x_like.errors import DataError  # noqa: E402
 
 _FRAME_BYTES = 16  # length (8) + its CRC (4) + the data's CRC (4)
@@ -92,6 +92,15 @@ class TFRecordReader(FileReader):
       return bool(value.decode("utf-8").strip())
     except UnicodeDecodeError:
       return False
+
+  def sample_record_bytes(self, path: str) -> tuple[int, int]:
+    """(bytes, records) of the file's first records, until SAMPLE_BYTES are read."""
+    total = count = 0
+    for record in self.records_of(path):
+      total, count = total + len(record), count + 1
+      if total >= SAMPLE_BYTES:
+        break
+    return total, count
 
   def records_of(self, path: str):
     for record in tf.data.TFRecordDataset(path).ignore_errors():
