@@ -43,7 +43,7 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
   with Session(workdir, log) as session:  # the workdir checked and locked; signals set a stop flag
     _describe(cfg, setup, n_params)  # after the lock: a second trainer on this workdir prints only why it stops
     try:
-      files, feed, ckpt, start, end_step, rng, first, compiled, compile_s = _start_up(cfg, session, setup)
+      files, feed, ckpt, start, end_step, rng, first, compiled, (data_s, compile_s) = _start_up(cfg, session, setup)
     except StopRequested as stop:
       session.status("preempted")
       log(f"[t5x_like] {stop}: stopped before the first step, nothing new to save; rerun the same "
@@ -78,7 +78,8 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
     session.status("finished", step=state.step)
     throughput = next(h for h in hooks if isinstance(h, ThroughputHook)).summary()
     summary = {"steps": state.step, "final_train_loss": throughput.pop("final_train_loss"), **final,
-               **throughput, "compile_s": compile_s, "wall_s": time.time() - t_start, "params": n_params,
+               **throughput, "compile_s": compile_s, "first_batch_s": data_s, "wall_s": time.time() - t_start,
+               "params": n_params,
                "workdir": session.path, "checkpoints": ckpt.directory if ckpt else None,
                "metrics": os.path.join(session.path, "metrics.jsonl"),
                "tensorboard": os.path.join(session.path, "tensorboard")}
@@ -118,6 +119,7 @@ def _start_up(cfg: Config, session: Session, setup):
     t0 = time.time()
     end_step = min(cfg.train.stop_at_step or cfg.train.steps, cfg.train.steps)
     first = stop.unless_stopped(feed.next_train, "reading the first batch") if start.step < end_step else None
+    data_s, t0 = time.time() - t0, time.time()
     compiled = None
     if first is not None:
       batch = feed.global_batch(first)
@@ -125,12 +127,13 @@ def _start_up(cfg: Config, session: Session, setup):
                                      "compiling the train step")
     compile_s = time.time() - t0
     if compiled is not None:
-      log(f"[t5x_like] compiled train step in {compile_s:.1f}s")
+      # The two apart: a large input's shuffle buffer can take longer to fill than the compile.
+      log(f"[t5x_like] first batch in {data_s:.1f}s, compiled train step in {compile_s:.1f}s")
   except BaseException:
     if ckpt is not None:
       ckpt.close()
     raise
-  return files, feed, ckpt, start, end_step, rng, first, compiled, compile_s
+  return files, feed, ckpt, start, end_step, rng, first, compiled, (data_s, compile_s)
 
 
 def train_steps(run: Run, compiled, batch: dict | None, rng, hooks) -> None:

@@ -23,10 +23,12 @@ def write_summary(summary: dict, log) -> dict:
 def format_summary(s: dict) -> str:
   def f(v, fmt):
     return "n/a" if v is None else format(v, fmt)
+  first_batch = f"first batch {s['first_batch_s']:.1f}s, " if s.get("first_batch_s") is not None else ""
   lines = [
       "",
       "=" * 72,
-      f"finished {s['steps']} steps in {s['wall_s']:.1f}s (compile {s['compile_s']:.1f}s), {s['params']:,} params",
+      f"finished {s['steps']} steps in {s['wall_s']:.1f}s ({first_batch}compile {s['compile_s']:.1f}s), "
+      f"{s['params']:,} params",
       f"train loss {f(s.get('final_train_loss'), '.4f')} | eval loss {f(s.get('eval_loss'), '.4f')} "
       f"| unigram baseline {f(s.get('unigram_loss'), '.4f')}",
   ]

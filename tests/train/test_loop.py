@@ -38,10 +38,13 @@ def corpus(tmp_path_factory):
   return {"corpus_dir": str(d / "corpus")}
 
 
-def test_train_writes_metrics_tensorboard_checkpoint_and_summary(tmp_path, corpus):
+def test_train_writes_metrics_tensorboard_checkpoint_and_summary(tmp_path, corpus, capsys):
   wd = str(tmp_path / "run")
   summary = run(_cfg(10, data=corpus), wd)
   assert summary["steps"] == 10
+  # The wait for the first batch and the compile, reported apart.
+  start_line = next(line for line in capsys.readouterr().out.splitlines() if "compiled train step in" in line)
+  assert "first batch in" in start_line and 0 <= summary["first_batch_s"] < summary["wall_s"]
   rows = [json.loads(line) for line in open(os.path.join(wd, "metrics.jsonl"))]
   step_rows = [r for r in rows if "loss" in r]
   assert [r["step"] for r in step_rows] == list(range(1, 11))
