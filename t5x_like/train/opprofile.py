@@ -28,7 +28,15 @@ _CONTROL = re.compile(r"(while|conditional|call)(\.\d+)?$")
 
 def trace_ops(fn, args, repeats: int, hlo_text: str) -> tuple[float, dict[str, float]]:
   """Wall ms per call of `fn(*args)` under the profiler and {op name: ms per call} for the
-  ops of `hlo_text` (the compiled program's `as_text()`). `fn` is called once untraced."""
+  ops of `hlo_text` (the compiled program's `as_text()`). `fn` is called once untraced.
+
+  An op's time is its share of the wall time (`_shares`): XLA CPU runs independent ops at
+  once on one thread pool, and many of them asynchronously (dots it hands to Eigen rather
+  than YNNPACK, such as the weight gradients x^T g, copies, partitioned loop fusions):
+  such an op records only its launch, about 0.1 ms, and an "end: NAME" event on a pool
+  thread when its work is done. So each call of an op runs from its launch to the first
+  end before its next launch (`_intervals`), and each moment of the trace is split evenly
+  among the ops running then; the ops' times add up to the busy part of the wall time."""
   from tensorflow.tsl.profiler.protobuf import xplane_pb2  # ships with TensorFlow (a dependency)
 
   with tempfile.TemporaryDirectory() as tmp:
@@ -53,18 +61,17 @@ def trace_ops(fn, args, repeats: int, hlo_text: str) -> tuple[float, dict[str, f
         start = line.timestamp_ns * 1000 + ev.offset_ps
         if name in names:
           spans.setdefault(name, []).append((start, start + ev.duration_ps))
-        elif name.startswith("end: ") and name[5:] in names and not _CONTROL.match(name[5:]):
+        elif name.startswith("end: ") and name[5:] in names:
           ends.setdefault(name[5:], []).append(start + ev.duration_ps)
-  return wall, {name: _op_ps(sorted(s), sorted(ends.get(name, []))) / 1e9 / repeats for name, s in spans.items()}
+  # Loops and conditionals span their bodies' ops, which are counted themselves.
+  timed = {n: _intervals(sorted(s), sorted(ends.get(n, []))) for n, s in spans.items() if not _CONTROL.match(n)}
+  return wall, {n: ps / 1e9 / repeats for n, ps in _shares(timed).items()}
 
 
-def _op_ps(spans: list[tuple[int, int]], ends: list[int]) -> int:
-  """Picoseconds in one op's calls. An op XLA runs asynchronously on its thread pool (a
-  `dot` it hands to Eigen rather than YNNPACK, such as a weight gradient x^T g) records
-  only its launch, about 0.1 ms, and an "end: NAME" event when the work finishes: its
-  call lasts from its start to the first end before its next start. (Loops and
-  conditionals also end that way; their bodies' ops are counted on their own.)"""
-  total, j = 0, 0
+def _intervals(spans: list[tuple[int, int]], ends: list[int]) -> list[tuple[int, int]]:
+  """One op's calls as (start, stop): each event, extended to the first "end:" event
+  after it and before the op's next event."""
+  out, j = [], 0
   for i, (start, stop) in enumerate(spans):
     bound = spans[i + 1][0] if i + 1 < len(spans) else None
     while j < len(ends) and ends[j] < start:
@@ -72,8 +79,27 @@ def _op_ps(spans: list[tuple[int, int]], ends: list[int]) -> int:
     if j < len(ends) and (bound is None or ends[j] <= bound):
       stop = max(stop, ends[j])
       j += 1
-    total += stop - start
-  return total
+    out.append((start, stop))
+  return out
+
+
+def _shares(intervals: dict[str, list[tuple[int, int]]]) -> dict[str, float]:
+  """{op: picoseconds}: every stretch of time split evenly among the ops running in it."""
+  edges = sorted((t, kind, name) for name, calls in intervals.items()
+                 for a, b in calls if b > a for t, kind in ((a, 1), (b, -1)))
+  out = {name: 0.0 for name in intervals}
+  running: dict[str, int] = {}
+  last = None
+  for t, kind, name in edges:
+    if running and last is not None and t > last:
+      share = (t - last) / len(running)
+      for op in running:
+        out[op] += share
+    running[name] = running.get(name, 0) + kind
+    if not running[name]:
+      del running[name]
+    last = t
+  return out
 
 
 def _computations(hlo_text: str) -> dict[str, str]:
@@ -117,7 +143,8 @@ def format_ops(label: str, wall: float, ops: dict[str, float], hlo_text: str, to
     kinds[kind] = kinds.get(kind, 0.0) + ms
   comps = _computations(hlo_text)
   trips = loop_trips(hlo_text, comps)
-  lines = [f"{label}: {wall:.1f} ms per call traced, {sum(ops.values()):.1f} ms in XLA ops"]
+  lines = [f"{label}: {wall:.1f} ms per call traced, {sum(ops.values()):.1f} ms of it in XLA ops "
+           "(ops running at once split the time evenly)"]
   for kind, ms in sorted(kinds.items(), key=lambda kv: -kv[1])[:8]:
     lines.append(f"  {ms:8.2f} ms  {kind}")
   lines.append("  slowest ops (summed over loop iterations, xN; output <- operands; dims contracted):")

@@ -80,7 +80,7 @@ def test_trace_counts_the_asynchronous_dot_to_its_end():
   import jax.numpy as jnp
   import numpy as np
 
-  from t5x_like.train.opprofile import _op_ps, trace_ops
+  from t5x_like.train.opprofile import _intervals, _shares, trace_ops
 
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2048, 1024)), jnp.float32)
   g = jnp.asarray(np.random.default_rng(1).normal(size=(2048, 512)), jnp.float32)
@@ -90,7 +90,9 @@ def test_trace_counts_the_asynchronous_dot_to_its_end():
   wall, ops = trace_ops(compiled, (x, g), 3, text)
   assert len(ops) == 1 and 0.5 * wall < sum(ops.values()) <= 1.05 * wall, (wall, ops)
   # Pairing: each launch ends at the first "end:" before the next launch; none: its own span.
-  assert _op_ps([(0, 1), (10, 11), (20, 21)], [5, 15]) == 5 + 5 + 1
+  assert _intervals([(0, 1), (10, 11), (20, 21)], [5, 15]) == [(0, 5), (10, 15), (20, 21)]
+  # Time two ops share is split between them, so the times add up to the busy wall time.
+  assert _shares({"a": [(0, 10)], "b": [(5, 15)], "c": [(20, 30), (25, 27)]}) == {"a": 7.5, "b": 7.5, "c": 10}
 
 
 @pytest.mark.slow  # 20 s; the tiny decoder bench test stays fast
