@@ -87,8 +87,8 @@ def shuffle_size(cfg: DataConfig, mean_bytes: float | None) -> int:
   `data.shuffle_buffer_mib` of text at `mean_bytes` a document.
 
   The buffer is held in memory and written into every checkpoint with the iterator's
-  state. At 10,000 documents, a corpus of long documents (cut to about 64 KiB each) filled
-  it with 265 MB of text from one 48 MB line, 25 times its model's state, saved at every
+  state. At 10,000 documents, a corpus of long documents (cut to about 64 KiB each) made
+  265 MB of iterator state from one 48 MB line, 29 times its model's state, at every
   checkpoint, and its first batch waited 36 s for the buffer to fill."""
   if mean_bytes is None or mean_bytes <= 0:
     return cfg.shuffle_buffer
