@@ -63,8 +63,7 @@ def keep_mask(rng: jax.Array, rate: float, shape: tuple[int, ...]) -> tuple[jax.
   probability is a multiple of 2^-16, within 8e-6 of 1 - rate."""
   threshold = min(max(round((1.0 - rate) * 65536), 1), 65536)
   last = shape[-1] if shape else 1
-  lead = shape[:-1] if shape else ()
-  bits = jax.random.bits(rng, (*lead, (last + 1) // 2), jnp.uint32)
+  bits = jax.random.bits(rng, (*shape[:-1], (last + 1) // 2), jnp.uint32)
   halves = jnp.concatenate([bits & 0xFFFF, bits >> 16], axis=-1)[..., :last]
   return (halves < threshold).reshape(shape), threshold / 65536
 

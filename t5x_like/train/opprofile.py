@@ -22,7 +22,8 @@ import jax
 __all__ = ["format_ops", "loop_trips", "trace_ops"]
 
 _OP = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = ", re.M)
-# Ops whose "end:" event closes their body's ops too: their time is their own event's.
+# Loops and conditionals: they span their bodies' ops, which are timed themselves, so they
+# are left out of the table.
 _CONTROL = re.compile(r"(while|conditional|call)(\.\d+)?$")
 
 
@@ -63,7 +64,6 @@ def trace_ops(fn, args, repeats: int, hlo_text: str) -> tuple[float, dict[str, f
           spans.setdefault(name, []).append((start, start + ev.duration_ps))
         elif name.startswith("end: ") and name[5:] in names:
           ends.setdefault(name[5:], []).append(start + ev.duration_ps)
-  # Loops and conditionals span their bodies' ops, which are counted themselves.
   timed = {n: _intervals(sorted(s), sorted(ends.get(n, []))) for n, s in spans.items() if not _CONTROL.match(n)}
   return wall, {n: ps / 1e9 / repeats for n, ps in _shares(timed).items()}
 

@@ -21,6 +21,15 @@ SAMPLE_BYTES = 1 << 20  # read from the start of a file to size the shuffle buff
 SAMPLE_FILES = 16
 
 
+def host_files(count: int, share: Share) -> list[int]:
+  """Indices of the files this host reads of `count`: every P-th file from its own index
+  when there are at least as many files as hosts, else all of them (each host then keeps
+  every P-th document)."""
+  if count >= share.process_count:
+    return list(range(share.process_index, count, share.process_count))
+  return list(range(count))
+
+
 class FileReader(Reader):
   record_kind = "line"  # how errors count records: "file: line 12 ..."
   line_records = True  # one record per line: training cuts large files into pieces by bytes
@@ -54,7 +63,7 @@ class FileReader(Reader):
     repeats an empty epoch would spin forever. Reads until enough documents are found, so
     it costs a line or two on real data and the whole input only when it has none."""
     file_level = len(paths) >= share.process_count
-    mine = paths[share.process_index::share.process_count] if file_level else paths
+    mine = [paths[i] for i in host_files(len(paths), share)]
     need = 1 if file_level else share.process_count  # element-level: every host needs one
     found = 0
     for path in mine:
@@ -81,7 +90,7 @@ class FileReader(Reader):
     longer documents to). A record is a line here; readers of framed records override
     `sample_record_bytes`."""
     paths = list_files(inp.files, inp.key)
-    mine = paths[share.process_index::share.process_count] if len(paths) >= share.process_count else paths
+    mine = [paths[i] for i in host_files(len(paths), share)]
     step = max(1, len(mine) // SAMPLE_FILES)
     total = records = 0
     for path in mine[::step][:SAMPLE_FILES]:
@@ -150,7 +159,7 @@ class FileReader(Reader):
     p, count = share.process_index, share.process_count
     file_level = len(paths) >= count
     ranges = ranges or [(0, -1)] * len(paths)
-    mine = list(range(p, len(paths), count)) if file_level else range(len(paths))
+    mine = host_files(len(paths), share)
     sizes = [tf.io.gfile.stat(paths[i]).length for i in mine]
     if share.shuffle:
       # The same seed on every host: element-level sharding needs identical streams to split.
@@ -194,4 +203,4 @@ def _is_utf8(raw: bytes) -> bool:
   return True
 
 
-__all__ = ["FileReader", "NOT_UTF8", "TextReader"]
+__all__ = ["FileReader", "NOT_UTF8", "TextReader", "host_files"]
