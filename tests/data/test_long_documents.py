@@ -118,9 +118,9 @@ def test_mean_document_bytes_samples_lines_and_records(make_cfg, tmp_path):
   assert isinstance(reader_for(make_cfg(source="tfrecord")), tfrecord.TFRecordReader)
 
 
-def test_long_documents_keep_the_saved_iterator_small(make_cfg, tmp_path):
+def test_long_documents_keep_the_saved_iterator_small(make_cfg, tmp_path, capsys):
   """A one-line 600 KB file: a buffer of 120 documents holds its 9 cut parts 13 times over
-  (about 8 MB of text, saved with the iterator); at 1 MiB of text it holds 16."""
+  (about 8 MB of text, saved with the iterator); at 1 MiB of text it holds 16, and says so."""
   import string
 
   rng = random.Random(2)
@@ -134,4 +134,8 @@ def test_long_documents_keep_the_saved_iterator_small(make_cfg, tmp_path):
     assert 0 < len(next(it).numpy()) < 2 * LONG
     tf.train.Checkpoint(iterator=it).write(str(tmp_path / f"it{mib}" / "ckpt"))
     sizes[mib] = sum(f.stat().st_size for f in (tmp_path / f"it{mib}").iterdir())
+    reduced = [line for line in capsys.readouterr().out.splitlines() if "shuffle buffer holds" in line]
+    assert len(reduced) == (mib == 1), reduced
+    if reduced:
+      assert f"{path}: documents of about 6" in reduced[0] and "holds 16 of them" in reduced[0], reduced
   assert sizes[1] < 4 * 2**20 and sizes[64] > 2 * sizes[1], sizes

@@ -14,6 +14,7 @@ import dataclasses
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import jax  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from t5x_like.config import DataConfig  # noqa: E402
@@ -69,7 +70,14 @@ class Reader(abc.ABC):
     name = self.describe(inp)
     counter = checks.skip_counter(name) if self.cfg.skip_bad_lines else None
     docs = self.read(inp, share, counter, name)
-    size = shuffle_size(self.cfg, self.mean_document_bytes(inp, share)) if share.shuffle else 0
+    size = 0
+    if share.shuffle:
+      mean_bytes = self.mean_document_bytes(inp, share)
+      size = shuffle_size(self.cfg, mean_bytes)
+      if size < self.cfg.shuffle_buffer and jax.process_index() == 0:
+        print(f"[t5x_like] {name}: documents of about {mean_bytes / 1024:,.0f} KiB, so the shuffle "
+              f"buffer holds {size:,} of them (data.shuffle_buffer {self.cfg.shuffle_buffer:,}, at "
+              f"most data.shuffle_buffer_mib {self.cfg.shuffle_buffer_mib} MiB of text)", flush=True)
     if size > 1:
       docs = docs.shuffle(size, seed=share.seed + 1, reshuffle_each_iteration=True)
     return docs
