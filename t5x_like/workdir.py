@@ -50,7 +50,15 @@ def check_workdir(workdir: str) -> str:
     raise WorkdirError(f"cannot create --workdir {path}: {why}; choose another path") from None
   if not os.access(path, os.W_OK | os.X_OK):
     raise WorkdirError(f"--workdir {path} is not writable; fix its permissions or choose another path")
+  for name in WRITTEN_DIRS:  # a run writes into these too: a read-only one fails only at a save
+    sub = os.path.join(path, name)
+    if os.path.exists(sub) and not (os.path.isdir(sub) and os.access(sub, os.W_OK | os.X_OK)):
+      why = "is not a directory" if not os.path.isdir(sub) else "is not writable (permissions, or a read-only mount)"
+      raise WorkdirError(f"{sub} {why}: a run writes there; fix it or choose another --workdir")
   return path
+
+
+WRITTEN_DIRS = ("checkpoints", "tensorboard")
 
 
 def _parents(path: str):
@@ -93,6 +101,7 @@ class WorkdirLock:
     self._stop = threading.Event()
     self._thread: threading.Thread | None = None
     self.lost = False  # set when another trainer took the lock over (our heartbeat stopped too long)
+    self._lost_to: dict = {}
 
   # ---------------------------------------------------------------- taking it
 
@@ -163,7 +172,7 @@ class WorkdirLock:
     while not self._stop.wait(self.heartbeat_s):
       holder, _ = self._read()
       if holder is None or holder.get("run_id") != self.owner["run_id"]:
-        self.lost = True
+        self.lost, self._lost_to = True, holder or {}
         self.log(f"[t5x_like] warning: the workdir lock {self.path} is no longer ours "
                  f"(now {holder}); another trainer may be writing here")
         return
@@ -171,6 +180,19 @@ class WorkdirLock:
         os.utime(self.path)
       except OSError:
         pass  # e.g. a full disk: the next beat tries again
+
+  def taken_by(self) -> dict | None:
+    """None while the lock is ours; else the record of whoever holds it now ({} when the
+    lock file is gone). Read from the file, so it is true even right after this process
+    was paused (SIGSTOP, a frozen VM) for longer than the lease and another trainer took
+    the workdir over before the heartbeat thread could notice."""
+    if not self.lost:
+      holder, _ = self._read()
+      if holder is not None and holder.get("run_id") == self.owner["run_id"]:
+        return None
+      self.lost = True
+      self._lost_to = holder or {}
+    return self._lost_to
 
   def release(self) -> None:
     self._stop.set()
@@ -242,7 +264,31 @@ class Session:
     self.status("running")
     return self
 
+  def check_owner(self, doing: str) -> None:
+    """Raises WorkdirError, on every process, when another trainer has taken this
+    workdir's lock over (this one stalled past the lease): called before each checkpoint
+    save and before the run's last writes, so two trainers never write one workdir's
+    checkpoints at once. Collective when there are several processes."""
+    holder = self.lock.taken_by() if self.lock is not None else None
+    if jax.process_count() > 1:
+      from t5x_like.checkpoint.manager import all_processes_ok
+
+      if all_processes_ok(holder is None):
+        return
+    elif holder is None:
+      return
+    self._ended = True  # the status file is the new owner's now
+    who = (f"host {holder.get('host')}, pid {holder.get('pid')}, since {holder.get('since')}" if holder
+           else "the lock file is gone" if jax.process_index() == 0 else "see process 0's output")
+    raise WorkdirError(
+        f"another trainer took over {self.path} ({who}) while this one was stalled for longer than "
+        f"the {LEASE_S:.0f} s lease (suspended, or its host frozen); this trainer stops before "
+        f"{doing} and writes nothing more there. The other trainer carries on from the last "
+        f"checkpoint; stop it first if this run should continue instead")
+
   def status(self, status: str, **fields) -> None:
+    if self.lock is not None and self.lock.lost:
+      return  # another trainer owns the workdir (and its status) now
     if jax.process_index() == 0:
       try:
         write_json(os.path.join(self.path, STATUS_NAME), {

@@ -101,6 +101,31 @@ def test_paths_that_cannot_be_a_workdir_are_one_plain_error(tmp_path):
     os.chmod(ro, 0o755)
 
 
+def test_a_checkpoints_directory_the_run_cannot_write_is_refused_at_start(tmp_path):
+  """A workdir whose checkpoints/ is read-only (a bind mount) or a file: one plain line at
+  start-up, not a failed save later (Orbax's timeout, after the steps were spent)."""
+  wd = tmp_path / "wd"
+  (wd / "checkpoints").mkdir(parents=True)
+  (wd / "tensorboard").write_text("x")
+  with pytest.raises(WorkdirError, match=r"wd/tensorboard is not a directory: a run writes there"):
+    check_workdir(str(wd))
+  (wd / "tensorboard").unlink()
+  ckpts = wd / "checkpoints"
+  if os.geteuid() != 0:
+    os.chmod(ckpts, 0o555)
+  elif not (subprocess.run(["mount", "--bind", str(ckpts), str(ckpts)], capture_output=True).returncode == 0
+            and subprocess.run(["mount", "-o", "remount,ro,bind", str(ckpts)], capture_output=True).returncode == 0):
+    pytest.skip("root without mount: a read-only directory cannot be made here")
+  try:
+    with pytest.raises(WorkdirError, match=r"wd/checkpoints is not writable \(permissions, or a read-only mount\)"):
+      check_workdir(str(wd))
+  finally:
+    if os.geteuid() == 0:
+      subprocess.run(["umount", str(ckpts)], capture_output=True)
+    os.chmod(ckpts, 0o755)
+  assert check_workdir(str(wd)) == str(wd)
+
+
 def test_cli_workdir_errors_are_one_line(tmp_path, capsys):
   (tmp_path / "file").write_text("x")
   for workdir, pattern in (("", "--workdir is empty"), (str(tmp_path / "file"), "is a file")):

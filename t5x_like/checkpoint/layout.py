@@ -6,7 +6,7 @@
   <step>/meta/metadata   JSON: {"step", "tokens_seen", "config" (the resolved config, or
                     {"model": ...} for a converted model), "mesh", "process_count",
                     "versions", "nonfinite" (the streak of skipped steps it was saved in),
-                    "source", "integrity" (checksums of every array), "digest" (of the rest)}
+                    "train_window" (the train losses since the last logging step), "source", "integrity" (checksums of every array), "digest" (of the rest)}
   <step>/data/process_<i>_of_<n>.sha256.json   SHA-256 of that host's iterator files
 
 Orbax writes a step into a temporary directory and renames it when every item is
@@ -25,10 +25,11 @@ META_FILE = os.path.join(META, "metadata")
 
 
 def meta_for(cfg_dict: dict, *, step: int, tokens_seen: float = 0.0, mesh_shape: dict | None = None,
-             source: str = "", nonfinite: dict | None = None) -> dict:
+             source: str = "", nonfinite: dict | None = None, train_window: list | None = None) -> dict:
   return {"step": step, "tokens_seen": tokens_seen, "config": cfg_dict, "mesh": mesh_shape or {},
           "process_count": jax.process_count(), "versions": {"jax": jax.__version__},
-          "nonfinite": nonfinite or {"count": 0, "last": 0}, **({"source": source} if source else {})}
+          "nonfinite": nonfinite or {"count": 0, "last": 0}, "train_window": train_window or [],
+          **({"source": source} if source else {})}
 
 
 def read_meta(step_dir: str) -> dict:

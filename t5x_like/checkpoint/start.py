@@ -47,6 +47,7 @@ class Start:
   tokens_seen: float = 0.0
   nonfinite_count: int = 0  # the streak of skipped steps the checkpoint was saved in
   nonfinite_last: int = 0
+  train_window: list = dataclasses.field(default_factory=list)  # losses since the last log
 
 
 def data_changes(saved: dict, cfg: Config) -> tuple[list[str], list[str]]:
@@ -191,7 +192,8 @@ def start(cfg: Config, workdir: str, setup, feed, log) -> tuple[Checkpointer | N
       note += f"; the data stream restarts, skipping {skipped} batch(es) ({tokens:,.0f} tokens already seen)"
     log(f"[t5x_like] resumed from step {step} ({restored.source}){note}")
     streak = restored.meta.get("nonfinite") or {}
-    return ckpt, Start(restored.state, step, tokens, int(streak.get("count", 0)), int(streak.get("last", 0)))
+    return ckpt, Start(restored.state, step, tokens, int(streak.get("count", 0)), int(streak.get("last", 0)),
+                       list(restored.meta.get("train_window") or []))
   if c.init_from:
     params, fresh = load_params(c.init_from, setup.abstract_state["params"], model_dict)
     note = ""

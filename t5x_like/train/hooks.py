@@ -13,6 +13,7 @@ Each hook sees the loop's `Run` and may implement:
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 
@@ -47,14 +48,21 @@ class Run:
   guard: NonFiniteGuard
   start_step: int = 0
   metrics: dict | None = None  # the last step's metrics, still on the device
+  # The train losses since the last logging step (device values until the next log), saved
+  # with each checkpoint so a resumed run logs the same window means as an uninterrupted one.
+  window_losses: list = dataclasses.field(default_factory=list)
+  session: object = None  # the workdir's Session (workdir.py): its lock is checked before each save
 
   def save(self, force: bool = False, final: bool = False) -> None:
     """Saves the current step with the data iterator and the run's metadata (with the
     non-finite streak it was saved in); `final`: unless this step is saved already."""
     if self.ckpt is None or (final and self.step in self.ckpt.all_steps()):
       return
+    if self.session is not None:
+      self.session.check_owner(f"saving step {self.step}")
     meta = meta_for(to_dict(self.cfg), step=self.step, tokens_seen=self.tokens_seen,
-                    mesh_shape=dict(self.setup.mesh.shape), nonfinite=self.guard.streak())
+                    mesh_shape=dict(self.setup.mesh.shape), nonfinite=self.guard.streak(),
+                    train_window=[float(x) for x in jax.device_get(self.window_losses)])
     self.ckpt.save(self.step, self.state, self.feed.train_iterator, meta, force=force)
 
   def close(self) -> None:
@@ -101,7 +109,7 @@ class ThroughputHook(Hook):
     self.fingerprint = None
     self.slots = np.zeros(2, np.int64)  # real and all input slots since the last log
     self.run_slots = np.zeros(2, np.int64)
-    self.tokens_per_s, self.last, self.losses = [], {}, []
+    self.tokens_per_s, self.last = [], {}
 
   def due(self, run: Run) -> bool:
     return super().due(run) or run.step == run.end_step
@@ -123,19 +131,18 @@ class ThroughputHook(Hook):
 
   def end_step(self, run: Run) -> None:
     if self.window_steps < 0:
-      self.window_start, self.window_steps, self.losses = time.time(), 0, []
-    else:
-      self.losses.append(run.metrics["loss"])  # stays on the device until the next log
+      self.window_start, self.window_steps = time.time(), 0
 
   def after_step(self, run: Run, row: dict) -> None:
-    m, losses = jax.device_get((run.metrics, self.losses))
+    m, losses = jax.device_get((run.metrics, run.window_losses))
+    if super().due(run):
+      run.window_losses = []  # a last step off the logging grid (stop_at_step) keeps its window
     dt = time.time() - self.window_start
-    tokens = self.cfg.train.batch_size * self.cfg.data.seq_len * self.window_steps
-    tok_s = tokens / dt
-    run.tokens_seen += tokens
+    tok_s = self.cfg.train.batch_size * self.cfg.data.seq_len * self.window_steps / dt
     row.update({k: float(v) for k, v in m.items() if k != "tokens"})
-    # The mean over the window (this step included): one step's loss is noisy.
-    row["train_loss_avg"] = float(np.mean([*losses, m["loss"]]))
+    # The mean over the window since the last log, this step included (with the steps
+    # before a resume, from the checkpoint): one step's loss is noisy.
+    row["train_loss_avg"] = float(np.mean(losses))
     row.update(batch_fingerprint=self.fingerprint, tokens_per_s=tok_s, step_time_s=dt / self.window_steps,
                mfu=self.flops_seq * (tok_s / self.cfg.data.seq_len) / self.peak, tokens_seen=run.tokens_seen)
     if self.slots[1]:
@@ -147,12 +154,33 @@ class ThroughputHook(Hook):
     self.last = row
     self.window_steps = -1  # reset once the row is written (end_step)
 
-  def summary(self) -> dict:
+  def summary(self, run: Run) -> dict:
+    if not self.last and run.step > 0:
+      self._logged_before(run)  # resumed at its last step (a stop in the final eval): nothing ran
     return {"final_train_loss": self.last.get("train_loss_avg"),
             "peak_tflops_per_device": self.peak_device.flops_per_device / 1e12, "peak_source": self.peak_device.source,
             "tokens_per_s": float(np.median(self.tokens_per_s)) if self.tokens_per_s else self.last.get("tokens_per_s"),
             "mfu": self.last.get("mfu"),
             "packing": self.run_slots[0] / self.run_slots[1] if self.run_slots[1] else None}
+
+  def _logged_before(self, run: Run) -> None:
+    """The last train row up to this step, and the throughput of the windows before it
+    (not the first, which holds the compile), from metrics.jsonl (process 0's)."""
+    rows = {}
+    try:
+      with open(os.path.join(run.workdir, "metrics.jsonl")) as f:
+        for line in f:
+          try:
+            r = json.loads(line)
+          except ValueError:
+            continue  # a line cut by a kill
+          if "train_loss_avg" in r and r.get("step", run.step + 1) <= run.step:
+            rows[r["step"]] = r  # a rerun's rows come later and win
+    except OSError:
+      return
+    if rows:
+      self.last = rows[max(rows)]
+      self.tokens_per_s = [rows[s]["tokens_per_s"] for s in sorted(rows)[1:] if "tokens_per_s" in rows[s]]
 
 
 def _stop_check(run: Run):
@@ -216,6 +244,9 @@ class WriteHook(Hook):
     return True
 
   def after_step(self, run: Run, row: dict) -> None:
+    lock = getattr(run.session, "lock", None)  # process 0's
+    if row and lock is not None and lock.taken_by() is not None:
+      return  # another trainer writes this workdir now; the next save stops this one
     if row:
       run.writer.write(run.step, row)
       run.log(progress_line(run.step, run.cfg.train.steps, row))

@@ -9,6 +9,7 @@ import os
 import time
 
 import jax
+import numpy as np
 
 from t5x_like import checkpoint
 from t5x_like.config import Config, to_dict
@@ -55,7 +56,8 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
                            every=cfg.train.log_every)
     session.stop.every = cfg.train.log_every  # processes agree on a signal at logging steps
     state = Run(cfg, session.path, setup, feed, ckpt, MetricsWriter(session.path), log, start.state,
-                start.step, end_step, start.tokens_seen, session.stop, guard, start_step=start.step)
+                start.step, end_step, start.tokens_seen, session.stop, guard, start_step=start.step,
+                session=session, window_losses=[np.float32(x) for x in start.train_window])
     hooks = default_hooks(cfg, files.tokenizer)
     log(f"[t5x_like] MFU against {next(h for h in hooks if isinstance(h, ThroughputHook)).peak_device.describe()}")
     try:
@@ -65,6 +67,7 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
       final = {}
       for hook in hooks:
         hook.finish(state, final)
+      session.check_owner("writing the run's summary")
     except StopRequested:
       state.close()
       session.status("preempted", step=state.step)
@@ -76,7 +79,7 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
       raise
     state.close()
     session.status("finished", step=state.step)
-    throughput = next(h for h in hooks if isinstance(h, ThroughputHook)).summary()
+    throughput = next(h for h in hooks if isinstance(h, ThroughputHook)).summary(state)
     summary = {"steps": state.step, "final_train_loss": throughput.pop("final_train_loss"), **final,
                **throughput, "compile_s": compile_s, "first_batch_s": data_s, "wall_s": time.time() - t_start,
                "params": n_params,
@@ -145,6 +148,8 @@ def train_steps(run: Run, compiled, batch: dict | None, rng, hooks) -> None:
       hook.before_step(run, batch)
     run.state, run.metrics = compiled(run.state, run.feed.global_batch(batch), rng)
     batch, run.step = None, run.step + 1
+    run.tokens_seen += run.cfg.train.batch_size * run.cfg.data.seq_len
+    run.window_losses.append(run.metrics["loss"])  # stays on the device until the next log
     run.guard.push(run.step, run.metrics["skipped"])  # read on logging and save steps only
     row = {}
     for hook in hooks:

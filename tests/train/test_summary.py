@@ -19,10 +19,10 @@ pytestmark = pytest.mark.usefixtures("cache_dir")  # tests/train/conftest.py
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, data, cache_dir):
   """Two runs of the same 9 steps, logging every step and every 3 steps; the second also
-  evaluates 2 batches (the unigram baseline's tokens)."""
+  evaluates 2 batches (the unigram baseline's tokens) and saves step 5 (off its logging grid)."""
   root = tmp_path_factory.mktemp("summary")
   every = run(small_cfg(9, data, checkpoint=dict(enabled=False)), str(root / "every"))
-  cfg = small_cfg(9, data, checkpoint=dict(enabled=False), train=dict(log_every=3, eval_batches=2))
+  cfg = small_cfg(9, data, checkpoint=dict(every_steps=5), train=dict(log_every=3, eval_batches=2))
   windows = run(cfg, str(root / "w"))
   return root, every, windows, cfg
 
@@ -63,3 +63,30 @@ def test_unigram_baseline_is_computed_on_the_eval_tokens(runs, data):
   assert summary["eval_tokens"] == counts.sum()
   assert summary["unigram_loss"] == pytest.approx(want, rel=1e-9)
   assert json.load(open(root / "w" / "summary.json"))["unigram_loss"] == summary["unigram_loss"]
+
+
+def test_a_resumed_run_logs_and_sums_up_what_an_uninterrupted_one_does(runs, data, tmp_path):
+  """Stopped at step 5 (a checkpoint inside the logging window 4-6) and resumed: the window
+  means at steps 6 and 9, the tokens seen and the final train loss equal the uninterrupted
+  run's; the checkpoint counts every step's tokens (not only up to the last log). Rerun
+  once more at its last step (as after a stop during the final eval), nothing trains and
+  the summary still holds the train loss and the throughput."""
+  import dataclasses
+
+  from t5x_like.checkpoint.layout import read_meta
+
+  root, _, straight, cfg = runs
+  assert read_meta(str(root / "w" / "checkpoints" / "5"))["tokens_seen"] == 5 * 8 * cfg.data.seq_len
+  wd = tmp_path / "resumed"
+  run(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, stop_at_step=5)), str(wd))
+  meta = read_meta(str(wd / "checkpoints" / "5"))
+  assert meta["tokens_seen"] == 5 * cfg.train.batch_size * cfg.data.seq_len
+  assert len(meta["train_window"]) == 2  # steps 4 and 5
+  resumed = run(cfg, str(wd))
+  want, got = column(root / "w", "train_loss_avg"), column(wd, "train_loss_avg")
+  assert [got[6], got[9]] == [want[6], want[9]]
+  assert column(wd, "tokens_seen")[9] == column(root / "w", "tokens_seen")[9] == 9 * 8 * cfg.data.seq_len
+  assert resumed["final_train_loss"] == straight["final_train_loss"]
+  again = run(cfg, str(wd))
+  assert again["final_train_loss"] == straight["final_train_loss"]
+  assert again["tokens_per_s"] and again["mfu"]
