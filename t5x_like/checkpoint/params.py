@@ -184,9 +184,24 @@ def read_params(step_dir: str) -> tuple[dict, dict]:
   if not model:
     raise CheckpointError(f"{step_dir} is not a t5x_like checkpoint step directory "
                           f"(no model config in {layout.META_FILE})")
+  state_dir = os.path.join(step_dir, layout.STATE)
   try:
+    # The params alone, each onto this process's first device whatever mesh wrote them (a
+    # restore without a target insists on the writer's devices), and no optimizer state.
+    tree = ocp.PyTreeCheckpointHandler().metadata(epath.Path(state_dir)).tree
+    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = {"params": jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one),
+                                     tree["params"])}
     with orbax_restore():
-      restored = ocp.StandardCheckpointer().restore(os.path.join(step_dir, layout.STATE))
+      restored = ocp.PyTreeCheckpointer().restore(
+          state_dir, args=ocp.args.PyTreeRestore(item=target, partial_restore=True,
+                                                 restore_args=ocp.checkpoint_utils.construct_restore_args(target)))
   except Exception as e:
     raise CheckpointError(f"{step_dir}: params cannot be read ({brief(e)})") from e
+  expected = (layout.read_meta(step_dir).get("integrity") or {}).get("arrays")
+  if expected is not None:
+    bad = integrity.mismatches(restored, {k: v for k, v in expected.items() if k.startswith("['params']")})
+    if bad:
+      raise CheckpointError(f"{step_dir}: {len(bad)} array(s) differ from the checksums written at save time "
+                            f"({', '.join(bad[:4])}); the checkpoint is corrupt")
   return jax.tree.map(jax.device_get, restored["params"]), model

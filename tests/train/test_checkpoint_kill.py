@@ -1,12 +1,15 @@
 """SIGKILL (no handler runs, nothing is flushed) after a complete checkpoint and during an
 async save: the next start resumes from the newest complete step and continues exactly."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 
+import jax
+import numpy as np
 from checkpoint_runs import (  # tests/train/checkpoint_runs.py
   MESH_222,
   column,
@@ -64,6 +67,21 @@ def test_sigkill_after_a_complete_checkpoint_resumes_exactly(tmp_path, data, cac
   # ... because the resumed run read the same batches, not just similar ones.
   fa, fb = column(straight, "batch_fingerprint"), column(killed, "batch_fingerprint")
   assert [fb[3], fb[4]] == [fa[3], fa[4]] and fa[3] != fa[4]
+  # The step written by 8 devices reads on one (what infer, score and convert do): the same
+  # params, checksummed, as read here on the 8.
+  from t5x_like.checkpoint.params import read_params
+
+  params, _ = read_params(str(straight / "checkpoints" / "4"))
+  want = sorted((jax.tree_util.keystr(k), float(np.sum(v, dtype=np.float64)))
+                for k, v in jax.tree_util.tree_leaves_with_path(params))
+  code = ("import sys, json, jax, numpy as np; from t5x_like.checkpoint.params import read_params; "
+          "p, _ = read_params(sys.argv[1]); assert jax.device_count() == 1; print(json.dumps(sorted("
+          "(jax.tree_util.keystr(k), float(np.sum(v, dtype=np.float64))) for k, v in jax.tree_util.tree_leaves_with_path(p))))")
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  out = subprocess.run([sys.executable, "-c", code, str(straight / "checkpoints" / "4")], env=env,
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert [tuple(x) for x in json.loads(out.stdout.strip().splitlines()[-1])] == want
 
 
 def test_sigkill_during_an_async_save_falls_back_to_the_previous_step(tmp_path, data, cache_dir, capsys):
