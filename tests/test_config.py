@@ -55,6 +55,19 @@ def test_type_errors_in_config_file(tmp_path):
     C.build_config(str(p))
 
 
+def test_a_misspelled_key_set_in_a_config_file_is_refused(tmp_path):
+  """The sections are plain dataclasses: `c.train.stpes = 5` in a file adds an attribute
+  that nothing reads, so validation names it, as it does for the same override."""
+  for line, message in (("c.train.stpes = 5", "unknown config key 'train.stpes'; did you mean 'train.steps'?"),
+                        ("c.trian = 5", "unknown config key 'trian'; did you mean 'train'?"),
+                        ("c.data.tokenizer.pth = 'x'", "unknown config key 'data.tokenizer.pth'; did you mean "
+                                                       "'data.tokenizer.path'?")):
+    p = tmp_path / "typo.py"
+    p.write_text(f"from t5x_like.config import Config\ndef get_config():\n  c = Config()\n  {line}\n  return c\n")
+    with pytest.raises(C.ConfigError, match=re.escape(message)):
+      C.build_config(str(p))
+
+
 def test_missing_file_and_missing_get_config(tmp_path):
   with pytest.raises(C.ConfigError, match="config file not found"):
     C.build_config(str(tmp_path / "nope.py"))
@@ -84,6 +97,8 @@ def test_values_outside_their_range_are_refused():
       "train.eval_every=-1": "'train.eval_every' must be >= 0, got -1",
       "train.eval_batches=-2": "'train.eval_batches' must be >= 0, got -2",
       "optimizer.weight_decay=-0.1": "'optimizer.weight_decay' must be >= 0, got -0.1",
+      "optimizer.learning_rate=inf": "'optimizer.learning_rate' must be a finite number, got inf",
+      "optimizer.clip_norm=inf": "'optimizer.clip_norm' must be a finite number, got inf",
   }
   for override, message in cases.items():
     with pytest.raises(C.ConfigError, match=re.escape(message)):

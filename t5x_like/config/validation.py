@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import typing
 
 from t5x_like.config import loading
@@ -52,6 +53,11 @@ def check_fields(obj, prefix: str = "") -> None:
   """Types, choices and bounds of every field below a dataclass, config files' values
   included (overrides were parsed already); ints given for floats become floats."""
   hints = typing.get_type_hints(type(obj))
+  names = {f.name for f in dataclasses.fields(obj)}
+  for name in vars(obj):  # `cfg.train.stpes = 5` in a config file adds an attribute silently
+    if name not in names and not name.startswith("_"):
+      raise loading.unknown_key(prefix + name, [prefix + k for k in sorted(names)] if not prefix else
+                                [prefix + k for k in loading.all_keys(obj)])
   for f in dataclasses.fields(obj):
     v, typ, key = getattr(obj, f.name), hints[f.name], prefix + f.name
     if dataclasses.is_dataclass(typ):
@@ -70,6 +76,8 @@ def check_fields(obj, prefix: str = "") -> None:
       raise ConfigError(f"config key '{key}' expects {getattr(typ, '__name__', typ)}, got {type(v).__name__} {v!r}")
     if typ is float and isinstance(v, int):
       setattr(obj, f.name, float(v))
+    if isinstance(v, float) and not math.isfinite(v):
+      raise ConfigError(f"config key '{key}' must be a finite number, got {v}")
     if typing.get_args(typ) == (MixtureEntry,):
       setattr(obj, f.name, [mixture_entry(i, e) for i, e in enumerate(v)])
     for bound, limit in f.metadata.items():
