@@ -59,7 +59,25 @@ def load_sweep(path: str) -> Sweep:
     raise ConfigError(f"{path}: get_sweep() must return t5x_like.sweep.Sweep, got {type(sweep).__name__}")
   if not sweep.root:
     sweep.root = os.path.join("workdirs", "sweeps", os.path.splitext(os.path.basename(path))[0])
+  sweep.base = _find_base(sweep.base, path)
   return sweep
+
+
+def _find_base(base: str, sweep_path: str) -> str:
+  """The base config as given when it exists from here; else, a relative path found from
+  the sweep file's folder or one above it (configs/sweeps/x.py naming configs/tiny/gpt.py,
+  run from outside the project), made absolute."""
+  if os.path.isabs(base) or os.path.exists(base):
+    return base
+  folder = os.path.dirname(os.path.abspath(sweep_path))
+  while True:
+    if os.path.isfile(os.path.join(folder, base)):
+      return os.path.join(folder, base)
+    if os.path.dirname(folder) == folder:
+      raise ConfigError(f"sweep file {sweep_path}: base config {base!r} is found neither from the current "
+                        f"directory nor from the sweep file's folder or those above it; give its path "
+                        f"relative to one of them, or an absolute path")
+    folder = os.path.dirname(folder)
 
 
 def run_name(overrides: dict) -> str:

@@ -75,6 +75,10 @@ def test_missing_file_and_missing_get_config(tmp_path):
   p.write_text("x = 1\n")
   with pytest.raises(C.ConfigError, match="no get_config"):
     C.build_config(str(p))
+  y = tmp_path / "cfg.yaml"
+  y.write_text("train:\n  steps: 5\n")
+  with pytest.raises(C.ConfigError, match=r"cfg.yaml' is not a Python file: configs are .py files with a get_config"):
+    C.build_config(str(y))
 
 
 def test_json_round_trip(tmp_path):

@@ -80,3 +80,20 @@ def test_local_sweep_runs_once_and_the_table_matches_the_runs(tmp_path, corpus, 
   labels = plot(runs, str(tmp_path / "loss.png"))
   assert len(labels) == 8 and sum(label.endswith(" eval") for label in labels) == 4
   assert os.path.getsize(tmp_path / "loss.png") > 10_000
+
+
+def test_the_base_config_is_found_from_the_sweep_files_folder(tmp_path, monkeypatch):
+  """configs/sweeps/x.py names configs/tiny/gpt.py relative to the project: run from
+  elsewhere, the base is found from the sweep file's folder upwards; a base found nowhere is
+  one plain error naming both places."""
+  from t5x_like.sweep import load_sweep
+
+  sweep_file = os.path.abspath("configs/sweeps/tiny_lr_width.py")
+  monkeypatch.chdir(tmp_path)
+  sweep = load_sweep(sweep_file)
+  assert sweep.base == os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(sweep_file))), "configs/tiny/gpt.py")
+  expand(sweep)  # every run's config builds from there
+  (tmp_path / "s.py").write_text("from t5x_like.sweep import Sweep\n"
+                                 "def get_sweep():\n  return Sweep(base='configs/nope.py', grid={'train.steps': [1]})\n")
+  with pytest.raises(ConfigError, match=r"base config 'configs/nope.py' is found neither from the current directory"):
+    load_sweep(str(tmp_path / "s.py"))

@@ -47,6 +47,9 @@ _SYNONYMS = {"lr": "learning_rate", "bs": "batch_size", "wd": "weight_decay", "n
 def import_file(path: str, example: str):
   if not os.path.isfile(path):
     raise ConfigError(f"config file not found: {path!r}; pass a path such as {example}")
+  if not path.endswith(".py"):
+    raise ConfigError(f"config file {path!r} is not a Python file: configs are .py files with a "
+                      f"get_config() function, such as {example}")
   spec = importlib.util.spec_from_file_location(f"_t5x_like_config_{abs(hash(path))}", path)
   module = importlib.util.module_from_spec(spec)
   try:
