@@ -17,6 +17,17 @@ examples:
 """
 
 
+def positive(text: str) -> int:
+  """An argparse type: a whole number of at least 1 (0 is no way to ask for a default)."""
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+  return value
+
+
 def parser() -> argparse.ArgumentParser:
   about = ("Pretrain transformer LMs with JAX, continue from checkpoints or Hugging Face imports, "
            "evaluate and generate.")
@@ -47,7 +58,7 @@ def parser() -> argparse.ArgumentParser:
   ev.add_argument("--checkpoint", default="", help="a step directory (or checkpoints directory) to evaluate")
   ev.add_argument("--all-checkpoints", action="store_true", help="every kept step, oldest first")
   ev.add_argument("--split", default="eval", choices=["eval", "train"])
-  ev.add_argument("--batches", type=int, default=0, help="eval batches (default: train.eval_batches)")
+  ev.add_argument("--batches", type=positive, default=0, help="eval batches (default: train.eval_batches)")
   _add_runtime_flags(ev)
 
   la = sub.add_parser("launch", help="start a training run on this machine, a SLURM cluster or a TPU slice",
@@ -65,7 +76,7 @@ def parser() -> argparse.ArgumentParser:
                                   "are skipped, unfinished ones resume.")
   sw.add_argument("file")
   sw.add_argument("--launcher", default="local", choices=["local", "slurm", "tpu"])
-  sw.add_argument("--parallel", type=int, default=1, help="local: runs at a time")
+  sw.add_argument("--parallel", type=positive, default=1, help="local: runs at a time")
   sw.add_argument("--dry-run", action="store_true")
   _add_launch_flags(sw)
 
@@ -81,7 +92,7 @@ def parser() -> argparse.ArgumentParser:
   tt.add_argument("--input", required=True, help="glob of text files, one document per line, or of JSONL files "
                                                  "(.jsonl/.json: their --field, e.g. `data clean` output)")
   tt.add_argument("--field", default="text", help="JSONL files: the field holding the text")
-  tt.add_argument("--vocab-size", type=int, required=True)
+  tt.add_argument("--vocab-size", type=positive, required=True)
   tt.add_argument("--output", required=True, help="path of the .model file to write (a .json card goes beside it)")
   tt.add_argument("--model-type", default="unigram", choices=["unigram", "bpe"])
   tt.add_argument("--max-bytes", type=int, default=100_000_000, help="bytes of text sampled for training")
@@ -116,15 +127,15 @@ def parser() -> argparse.ArgumentParser:
   src.add_argument("--input", default="", help="JSONL file of prompt records")
   inf.add_argument("--output", default="", help="JSONL file to write (default: print the records)")
   inf.add_argument("--tokenizer", default="", help="SentencePiece .model (default: the training workdir's)")
-  inf.add_argument("--max-new-tokens", type=int, default=32)
+  inf.add_argument("--max-new-tokens", type=positive, default=32)
   inf.add_argument("--temperature", type=float, default=0.0, help="0: greedy; > 0: sampling")
   inf.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0: all)")
   inf.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass (1: off)")
-  inf.add_argument("--beam-size", type=int, default=1, help="> 1: beam search")
+  inf.add_argument("--beam-size", type=positive, default=1, help="> 1: beam search")
   inf.add_argument("--length-penalty", type=float, default=0.6,
                    help="beam search: GNMT alpha, scores are log P / ((5 + length) / 6) ** alpha")
   inf.add_argument("--seed", type=int, default=0, help="sampling seed")
-  inf.add_argument("--batch-size", type=int, default=8, help="rows generated together")
+  inf.add_argument("--batch-size", type=positive, default=8, help="rows generated together")
   _add_token_flags(inf)
   inf.add_argument("--eos-id", type=int, default=None,
                    help="stop a row at this id (default: an import's declared EOS, else the tokenizer's, else 1; -1: never)")
@@ -137,7 +148,7 @@ def parser() -> argparse.ArgumentParser:
   sc.add_argument("--input", required=True, help="JSONL file of records")
   sc.add_argument("--output", default="", help="JSONL file to write (default: print the records)")
   sc.add_argument("--tokenizer", default="", help="SentencePiece .model (default: the training workdir's)")
-  sc.add_argument("--batch-size", type=int, default=8)
+  sc.add_argument("--batch-size", type=positive, default=8)
   _add_token_flags(sc)
 
   be = sub.add_parser("bench", help="time the training step of a preset or config on random batches",
@@ -149,8 +160,8 @@ def parser() -> argparse.ArgumentParser:
   src = be.add_mutually_exclusive_group(required=True)
   src.add_argument("--preset", default="", help="MODULE:NAME from configs/models, e.g. gpt:gpt2_small")
   src.add_argument("--config", default="", help="a config file: its model, batch, length and mesh")
-  be.add_argument("--batch", type=int, default=0, help="global batch in rows (default: train.batch_size)")
-  be.add_argument("--seq", type=int, default=0, help="input row length (default: data.seq_len)")
+  be.add_argument("--batch", type=positive, default=0, help="global batch in rows (default: train.batch_size)")
+  be.add_argument("--seq", type=positive, default=0, help="input row length (default: data.seq_len)")
   be.add_argument("--targets", type=int, default=0,
                   help="encoder-decoder target row length (default: derived from --seq as span corruption does)")
   be.add_argument("--dtype", default=None, help="model.dtype: float32, bfloat16 (default: the config's)")
@@ -158,7 +169,7 @@ def parser() -> argparse.ArgumentParser:
   be.add_argument("--remat", default=None, help="model.remat_policy: auto (dots on CPU, none on GPU/TPU), none, full, dots, dots_no_batch")
   be.add_argument("--loss-chunk", type=int, default=None, help="model.loss_chunk: length positions per "
                                                                    "chunk of the loss; 0 = whole logits")
-  be.add_argument("--steps", type=int, default=10, help="timed steps, after 2 warm-up steps")
+  be.add_argument("--steps", type=positive, default=10, help="timed steps, after 2 warm-up steps")
   be.add_argument("--mesh", default="", help="DATA,FSDP,TENSOR sizes, -1 takes the rest (default: the config's)")
   be.add_argument("--rules", default="", help="mesh.rules: dp, fsdp, fsdp_tp, tp (default: the config's)")
   be.add_argument("--peak-tflops", type=float, default=0.0,
@@ -179,7 +190,7 @@ def parser() -> argparse.ArgumentParser:
   show = dsub.add_parser("show", help="print decoded examples as the model will see them")
   show.add_argument("--config", required=True)
   show.add_argument("--workdir", default="", help="where the built-in corpus/tokenizer live (default: a temp dir)")
-  show.add_argument("--num", type=int, default=3)
+  show.add_argument("--num", type=positive, default=3)
   build = dsub.add_parser("build", help="turn text or JSONL files into a TFDS dataset with train/validation splits",
                           description="Writes DATA_DIR/NAME/VERSION (TFRecord shards + TFDS metadata), readable offline "
                                       "with tfds.load(NAME, data_dir=DATA_DIR) and data.source=tfds.")
@@ -248,10 +259,10 @@ def _add_token_flags(p: argparse.ArgumentParser) -> None:
 
 def _add_launch_flags(p: argparse.ArgumentParser) -> None:
   g = p.add_argument_group("launcher options")
-  g.add_argument("--processes", type=int, default=1, help="local: processes on this machine")
-  g.add_argument("--devices", type=int, default=4, help="local: simulated CPU devices per process")
-  g.add_argument("--nodes", type=int, default=1, help="slurm: nodes (one process each)")
-  g.add_argument("--gpus-per-node", type=int, default=8)
+  g.add_argument("--processes", type=positive, default=1, help="local: processes on this machine")
+  g.add_argument("--devices", type=positive, default=4, help="local: simulated CPU devices per process")
+  g.add_argument("--nodes", type=positive, default=1, help="slurm: nodes (one process each)")
+  g.add_argument("--gpus-per-node", type=positive, default=8)
   g.add_argument("--time", default="24:00:00", help="slurm: time limit")
   g.add_argument("--partition", default="")
   g.add_argument("--account", default="")

@@ -102,9 +102,15 @@ def train_sentencepiece(input_glob: str, vocab_size: int, output_path: str, *,
   too few distinct pieces gives a smaller vocabulary instead of an error; the card
   records the real size.
   """
+  if os.path.isdir(output_path):
+    raise DataError(f"--output {output_path} is a directory; name the model file, e.g. "
+                    f"{os.path.join(output_path, 'spm.model')}")
   files = list_files(input_glob)
   out_dir = os.path.dirname(os.path.abspath(output_path))
-  os.makedirs(out_dir, exist_ok=True)
+  try:
+    os.makedirs(out_dir, exist_ok=True)
+  except OSError as e:
+    raise DataError(f"cannot create {out_dir} for the tokenizer model: {e.strerror or e}") from None
   with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
     sample = os.path.join(tmp, "sample.txt")
     with open(sample, "w", encoding="utf-8") as f:

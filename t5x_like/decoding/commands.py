@@ -10,16 +10,20 @@ from t5x_like.decoding import records as R
 from t5x_like.errors import ConfigError, DataError
 
 
-def parse_bos(text: str, default: int | None) -> int | None:
-  """--bos-id: "auto" (the checkpoint's convention), "none", or an id."""
+def parse_bos(text: str, default: int | None, vocab_size: int | None = None) -> int | None:
+  """--bos-id: "auto" (the checkpoint's convention), "none", or an id of the vocabulary."""
   if text == "auto":
     return default
   if text == "none":
     return None
   try:
-    return int(text)
+    bos = int(text)
   except ValueError:
     raise ConfigError(f"--bos-id={text!r}: use auto, none or a token id") from None
+  if bos < 0 or (vocab_size is not None and bos >= vocab_size):
+    raise ConfigError(f"--bos-id={bos} is outside the model's vocabulary of {vocab_size}; use auto, none "
+                      f"or an id from 0 to {vocab_size - 1}" if vocab_size else f"--bos-id={bos}: ids are >= 0")
+  return bos
 
 
 def _records(path: str) -> list[R.Record]:
@@ -49,7 +53,7 @@ def run_infer(args) -> int:
   loaded = loading.load(args.checkpoint, args.tokenizer, need_tokenizer=args.prompt is not None)
   infer.check_generates(loaded)
   options = DecodeOptions(**flags, eos_id=infer.default_eos(loaded) if args.eos_id is None else args.eos_id,
-                          bos_id=parse_bos(args.bos_id, infer.default_bos(loaded)))
+                          bos_id=parse_bos(args.bos_id, infer.default_bos(loaded), loaded.cfg.vocab_size))
   rows = infer.infer(loaded, records, options, batch_size=args.batch_size, seed=args.seed)
   if args.prompt is not None:
     print(rows[0][R.TEXT])
@@ -62,7 +66,7 @@ def run_score(args) -> int:
   from t5x_like.decoding import infer, loading, score
   records = _records(args.input)
   loaded = loading.load(args.checkpoint, args.tokenizer)
-  rows = score.score(loaded, records, bos_id=parse_bos(args.bos_id, infer.default_bos(loaded)),
+  rows = score.score(loaded, records, bos_id=parse_bos(args.bos_id, infer.default_bos(loaded), loaded.cfg.vocab_size),
                      batch_size=args.batch_size)
   _emit(rows, args.output)
   return 0

@@ -179,6 +179,10 @@ def test_errors_are_plain_and_name_the_setting(make_cfg, spm_path, tmp_path):
   (tmp_path / "b.txt").write_text("\n \n\n")
   with pytest.raises(DataError, match="only whitespace"):
     _make(make_cfg, spm_path, str(tmp_path / "*.txt"))
+  (tmp_path / "a.txt").write_bytes(b"\xff\xfe bad\n\xc3\x28\n")  # skipped as not UTF-8, and said so
+  with pytest.raises(DataError, match=r"no document: 2 record\(s\) are not UTF-8 text \(skipped by data.skip_bad_lines\)"):
+    _make(make_cfg, spm_path, str(tmp_path / "*.txt"), skip_bad_lines=True)
+  (tmp_path / "a.txt").write_text("")
   (tmp_path / "c.jsonl").write_text('{"body": "x"}\n')
   with pytest.raises(DataError, match=r'field "text"'):
     _make(make_cfg, spm_path, str(tmp_path / "c.jsonl"), source="jsonl")

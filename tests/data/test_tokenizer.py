@@ -111,6 +111,14 @@ def test_training_errors(corpus, tmp_path):
   with pytest.raises(DataError, match=r"vocab_size=100 is too small .* at least \d+"):
     tokenizer.train_sentencepiece(corpus["train"], 100, str(tmp_path / "m.model"))
   assert not os.path.exists(tmp_path / "m.model")  # nothing half-written is left behind
+  (tmp_path / "out").mkdir()
+  with pytest.raises(DataError, match=r"--output .*out is a directory; name the model file, e.g. .*out/spm.model"):
+    tokenizer.train_sentencepiece(corpus["train"], 300, str(tmp_path / "out"))
+  # `data stats --tokenizer` reads the model the same way
+  from t5x_like.data.clean.stats import corpus_stats
+
+  with pytest.raises(DataError, match=r"tokenizer model .*nope.model' not found"):
+    corpus_stats([corpus["train"]], tokenizer=str(tmp_path / "nope.model"))
 
 
 def test_missing_or_corrupt_model(tmp_path):

@@ -147,6 +147,23 @@ def test_errors_are_one_line(decoder, tmp_path, capsys):
   _fails(infer + [bad, "--beam-size", "4", "--temperature", "0.7"], capsys, "beam")  # before reading
   _fails(["score", "--checkpoint", step, "--input", _jsonl(tmp_path / "e.jsonl", [{"ids": []}])],
          capsys, "e.jsonl:1")
+  ok = _jsonl(tmp_path / "ok.jsonl", [{"ids": [3, 4]}])
+  for bos in ("99999", "-5"):  # an id outside the vocabulary read NaN scores and empty output
+    _fails(infer + [ok, "--bos-id", bos], capsys, f"--bos-id={bos} is outside the model's vocabulary of 61")
+    _fails(["score", "--checkpoint", step, "--input", ok, "--bos-id", bos], capsys, "outside the model's vocabulary")
+
+
+def test_counts_below_one_are_refused_by_the_flags(capsys):
+  """0 is no way to ask for a default: argparse's own one-line error (exit 2)."""
+  for argv in (["bench", "--config", "configs/tiny/gpt.py", "--steps", "0"],
+               ["bench", "--config", "configs/tiny/gpt.py", "--batch", "0"],
+               ["eval", "--workdir", "w", "--batches", "-1"],
+               ["infer", "--checkpoint", "c", "--prompt", "x", "--max-new-tokens", "0"],
+               ["tokenizer", "train", "--input", "x", "--vocab-size", "0", "--output", "o"]):
+    with pytest.raises(SystemExit) as e:
+      main(argv)
+    assert e.value.code == 2
+    assert "must be at least 1, got" in capsys.readouterr().err
 
 
 def test_an_encoder_only_checkpoint_does_not_generate(tmp_path, capsys):

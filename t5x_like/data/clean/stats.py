@@ -46,8 +46,9 @@ def corpus_stats(patterns: list[str], *, fmt: str = "auto", field: str = "text",
                  plot: str = "", json_path: str = "", top: int = 10) -> dict:
   sp = None
   if tokenizer:
-    import sentencepiece
-    sp = sentencepiece.SentencePieceProcessor(model_file=tokenizer)
+    from t5x_like.data.tokenizer import Tokenizer
+
+    sp = Tokenizer(tokenizer).sp  # a missing or broken model is one line
   chars, words, tokens = [], [], []
   domains, sources, langs = collections.Counter(), collections.Counter(), collections.Counter()
   seen, dups, unreadable = set(), 0, 0

@@ -65,13 +65,15 @@ class FileReader(Reader):
     file_level = len(paths) >= share.process_count
     mine = [paths[i] for i in host_files(len(paths), share)]
     need = 1 if file_level else share.process_count  # element-level: every host needs one
-    found = 0
+    found = not_utf8 = 0
     for path in mine:
       for record in self.records_of(path):
         if self.usable(record):
           found += 1
           if found >= need:
             return
+        elif not _is_utf8(record):
+          not_utf8 += 1
     where = f"the files matching {inp.files!r} ({inp.key})"
     if found:
       raise DataError(f"{where} hold {found} document(s), fewer than the {share.process_count} hosts "
@@ -79,7 +81,9 @@ class FileReader(Reader):
     if not any(tf.io.gfile.stat(p).length for p in mine):
       raise DataError(f"all {len(mine)} files matching {inp.files!r} ({inp.key}) are empty"
                       + ("" if len(mine) == len(paths) else f" (the {len(mine)} this host reads)"))
-    raise DataError(f"{where} contain no document{self.missing} (host {share.process_index} of "
+    why = (f": {not_utf8} record(s) are not UTF-8 text (skipped by data.skip_bad_lines) and the rest are "
+           f"blank" if not_utf8 else self.missing)
+    raise DataError(f"{where} contain no document{why} (host {share.process_index} of "
                     f"{share.process_count} reads {len(mine)} of the {len(paths)} files)")
 
   missing = ": only whitespace"  # how the probe's error describes input without documents
