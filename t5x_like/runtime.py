@@ -95,10 +95,21 @@ def mesh_shape(mesh_cfg: MeshConfig, num_devices: int) -> tuple[int, int, int]:
           f"but {num_devices} are available; choose sizes whose product divides {num_devices}")
     sizes[sizes.index(-1)] = num_devices // fixed
   if math.prod(sizes) != num_devices:
+    hint = ("--config.mesh.data=-1" if num_devices % (sizes[1] * sizes[2]) == 0 else
+            "--config.mesh.data=-1 --config.mesh.fsdp=1 --config.mesh.tensor=1")
     raise ConfigError(
         f"mesh data={sizes[0]} x fsdp={sizes[1]} x tensor={sizes[2]} = {math.prod(sizes)} devices, "
-        f"but {num_devices} are available; make the product {num_devices} (e.g. --config.mesh.data=-1)")
+        f"but {num_devices} are available; make the product {num_devices} (e.g. {hint})")
   return tuple(sizes)
+
+
+def unused_mesh_axes(shape: dict, rules) -> list[str]:
+  """Mesh axes of more than one device that no rule shards anything over: every array
+  is replicated along them, so those devices repeat each other's work."""
+  used = set()
+  for _, target in rules:
+    used.update(target if isinstance(target, tuple) else (target,))
+  return [a for a in MESH_AXES if shape.get(a, 1) > 1 and a not in used]
 
 
 def hybrid_device_array(devices: Sequence, ici: Sequence[int], dcn: Sequence[int], granule_of) -> np.ndarray:

@@ -16,6 +16,20 @@ def test_mesh_shape_resolves_and_rejects():
     mesh_shape(C.MeshConfig(data=-1, fsdp=3, tensor=1), 8)
   with pytest.raises(C.ConfigError, match="only one of"):
     mesh_shape(C.MeshConfig(data=-1, fsdp=-1, tensor=1), 8)
+  # The hint is one that works: a checkpoint's (2, 2, 2) mesh evaluated on 1 device needs all three.
+  with pytest.raises(C.ConfigError, match=r"\(e.g. --config.mesh.data=-1\)$"):
+    mesh_shape(C.MeshConfig(data=4, fsdp=2, tensor=1), 4)
+  with pytest.raises(C.ConfigError, match=r"e.g. --config.mesh.data=-1 --config.mesh.fsdp=1 --config.mesh.tensor=1"):
+    mesh_shape(C.MeshConfig(data=2, fsdp=2, tensor=2), 1)
+
+
+def test_a_mesh_axis_no_rule_uses_is_named():
+  from t5x_like.runtime import unused_mesh_axes
+
+  assert unused_mesh_axes({"data": 1, "fsdp": 1, "tensor": 8}, RULE_SETS["fsdp"]) == ["tensor"]
+  assert unused_mesh_axes({"data": 1, "fsdp": 1, "tensor": 8}, RULE_SETS["fsdp_tp"]) == []
+  assert unused_mesh_axes({"data": 2, "fsdp": 4, "tensor": 1}, RULE_SETS["dp"]) == []  # batch over both
+  assert unused_mesh_axes({"data": 2, "fsdp": 2, "tensor": 2}, (("batch", "data"),)) == ["fsdp", "tensor"]
 
 
 def test_rules_use_each_mesh_axis_once_and_drop_non_divisors():

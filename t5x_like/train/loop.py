@@ -15,6 +15,7 @@ from t5x_like import checkpoint
 from t5x_like.config import Config, to_dict
 from t5x_like.data.prepare import prepare_data
 from t5x_like.errors import NonFiniteError
+from t5x_like.runtime import rules_from_config, unused_mesh_axes
 from t5x_like.train.feed import Feed
 from t5x_like.train.guards import NonFiniteGuard, StopRequested
 from t5x_like.train.hooks import Run, ThroughputHook, default_hooks
@@ -92,6 +93,12 @@ def run(cfg: Config, workdir: str, *, dry_run: bool = False) -> dict:
 def _describe(cfg: Config, setup, n_params: int) -> None:
   log(f"[t5x_like] {jax.process_count()} process(es), {jax.device_count()} {jax.devices()[0].platform} "
       f"device(s), mesh {dict(setup.mesh.shape)}, rules {cfg.mesh.rules}")
+  idle = unused_mesh_axes(dict(setup.mesh.shape), rules_from_config(cfg.mesh))
+  if idle:
+    sizes = ", ".join(f"mesh.{a}={setup.mesh.shape[a]}" for a in idle)
+    log(f"[t5x_like] warning: rules {cfg.mesh.rules} shard nothing over {sizes}: every array is replicated "
+        f"along it and those devices repeat each other's work; use rules fsdp_tp or tp for a tensor axis, "
+        f"or move the devices to mesh.data")
   log(f"[t5x_like] model {cfg.model.family}: {n_params:,} parameters, {cfg.model.dtype}, "
       f"remat {remat_label(cfg, setup)}, attention {attention_label(cfg, setup)}")
   log(sharding_table(setup))
