@@ -207,7 +207,12 @@ def plot(runs: list[RunInfo], path: str) -> list[str]:
   if runs:
     ax.legend(fontsize=8)
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  try:
+    fig.savefig(path, dpi=110)
+  except OSError as e:
+    plt.close(fig)
+    raise ConfigError(f"--plot {path}: cannot write it ({e.strerror or e}); choose a path in a writable "
+                      "directory that exists") from None
   labels = [line.get_label() for line in ax.get_lines()]
   plt.close(fig)
   return labels

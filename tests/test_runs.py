@@ -70,3 +70,11 @@ def test_plot_draws_a_train_and_an_eval_line_per_run(tmp_path, capsys):
   assert cli.main(["runs", str(tmp_path), "--plot", str(tmp_path / "p.png"), "--sort=-train_loss"]) == 0
   out = capsys.readouterr().out
   assert out.splitlines()[1].startswith("b ") and (tmp_path / "p.png").exists()
+
+
+def test_a_plot_path_that_cannot_be_written_is_one_error(tmp_path):
+  from t5x_like.errors import ConfigError
+  from t5x_like.runs import plot
+
+  with pytest.raises(ConfigError, match=r"--plot .*nowhere/x.png: cannot write it \(No such file or directory\)"):
+    plot([], str(tmp_path / "nowhere" / "x.png"))

@@ -24,8 +24,11 @@ def find_step_dir(path: str, key: str) -> str:
   steps = sorted(int(n) for n in os.listdir(path) if n.isdigit()) if os.path.isdir(path) else []
   if steps and layout.is_step_dir(os.path.join(path, str(steps[-1]))):
     return os.path.join(path, str(steps[-1]))
-  raise ConfigError(f"{key}={path}: not a checkpoint step directory (no state/ inside); pass one such as "
-                    "WORKDIR/checkpoints/350, or the OUTPUT/0 written by `t5x-like convert --from-hf`")
+  what = ("does not exist" if not os.path.exists(path) else
+          "holds no checkpoint yet (no step directories)" if os.path.isdir(path) and not steps else
+          "is not a checkpoint step directory (no state/ inside)")
+  raise ConfigError(f"{key}={path} {what}; pass a step directory such as WORKDIR/checkpoints/350 (or "
+                    "WORKDIR/checkpoints for its latest), or the OUTPUT/0 written by `t5x-like convert --from-hf`")
 
 
 def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:

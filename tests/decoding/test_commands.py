@@ -133,7 +133,10 @@ def _fails(argv, capsys, *needles):
 def test_errors_are_one_line(decoder, tmp_path, capsys):
   step, _ = decoder
   infer = ["infer", "--checkpoint", step, "--input"]
-  _fails(["infer", "--checkpoint", str(tmp_path / "nowhere"), "--prompt", "hi"], capsys, "nowhere")
+  _fails(["infer", "--checkpoint", str(tmp_path / "nowhere"), "--prompt", "hi"], capsys, "nowhere does not exist")
+  (tmp_path / "empty").mkdir()
+  _fails(["infer", "--checkpoint", str(tmp_path / "empty"), "--prompt", "hi"], capsys,
+         "empty holds no checkpoint yet")
   _fails(infer + [str(tmp_path / "missing.jsonl")], capsys, "missing.jsonl")
   bad = _jsonl(tmp_path / "bad.jsonl", [{"ids": [1, 2]}])
   with open(bad, "a") as f:
