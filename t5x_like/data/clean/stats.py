@@ -22,11 +22,14 @@ from t5x_like.data.clean.normalize import decode
 _LANG_SAMPLE = 2000
 
 
-def _texts(patterns: list[str], fmt: str, field: str):
-  """Yields (text, record) per document; records without the field are counted apart."""
+def _texts(patterns: list[str], fmt: str, field: str, skipped: list):
+  """Yields (text, record) per document; records without the field are counted apart, and
+  files skipped whole (empty, binary) are appended to `skipped` as "PATH (why)"."""
   units, fmt = inputs.list_units(patterns, fmt)
   for i, unit in enumerate(units):
-    if inputs.probe(unit):
+    why = inputs.probe(unit)
+    if why:
+      skipped.append(f"{unit.path} ({why})")
       continue
     for _, raw in inputs.read_unit(i, unit, fmt, "line"):
       text = decode(raw, "replace")
@@ -51,9 +54,9 @@ def corpus_stats(patterns: list[str], *, fmt: str = "auto", field: str = "text",
     sp = Tokenizer(tokenizer).sp  # a missing or broken model is one line
   chars, words, tokens = [], [], []
   domains, sources, langs = collections.Counter(), collections.Counter(), collections.Counter()
-  seen, dups, unreadable = set(), 0, 0
+  seen, dups, unreadable, skipped = set(), 0, 0, []
   rng = np.random.default_rng(0)
-  for text, record in _texts(patterns, fmt, field):
+  for text, record in _texts(patterns, fmt, field, skipped):
     if text is None:
       unreadable += 1
       continue
@@ -74,7 +77,7 @@ def corpus_stats(patterns: list[str], *, fmt: str = "auto", field: str = "text",
       langs[language.detect(text)] += 1
   n = len(chars)
   stats = {
-      "documents": n, "unreadable_records": unreadable, "characters": int(sum(chars)),
+      "documents": n, "unreadable_records": unreadable, "skipped_files": skipped, "characters": int(sum(chars)),
       "words": int(sum(words)), "tokens": int(sum(tokens)) if sp is not None else None,
       "duplicate_rate": dups / n if n else 0.0,
       "chars_percentiles": _percentiles(chars), "words_percentiles": _percentiles(words),
@@ -127,6 +130,9 @@ def _plot(path: str, series: dict[str, list[int]]) -> None:
 def print_stats(s: dict) -> None:
   print(f"documents        {s['documents']:,}" + (f" ({s['unreadable_records']:,} records without the text "
                                                     "field not counted)" if s["unreadable_records"] else ""))
+  if s.get("skipped_files"):
+    shown = ", ".join(s["skipped_files"][:5]) + (f" and {len(s['skipped_files']) - 5} more" if len(s["skipped_files"]) > 5 else "")
+    print(f"skipped files    {len(s['skipped_files'])}: {shown}")
   print(f"characters       {s['characters']:,}")
   print(f"words            {s['words']:,}")
   if s["tokens"] is not None:

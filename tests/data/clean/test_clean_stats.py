@@ -28,3 +28,12 @@ def test_stats_count_what_the_files_hold(tmp_path, spm_path, capsys):
   out = capsys.readouterr().out
   assert "documents        3" in out and "news.example.com 2" in out
   assert json.load(open(tmp_path / "s.json"))["documents"] == 3
+
+
+def test_files_skipped_whole_are_named(tmp_path, capsys):
+  (tmp_path / "a.txt").write_text("one document\n")
+  (tmp_path / "b.bin").write_bytes(b"\x00\x01\x02 not text\n")
+  s = corpus_stats([str(tmp_path / "a.txt"), str(tmp_path / "b.bin")])
+  assert s["documents"] == 1 and s["skipped_files"] == [f"{tmp_path / 'b.bin'} (binary)"]
+  assert main(["data", "stats", "--input", str(tmp_path / "b.bin")]) == 0
+  assert f"skipped files    1: {tmp_path / 'b.bin'} (binary)" in capsys.readouterr().out
