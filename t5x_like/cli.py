@@ -88,10 +88,33 @@ def _eval(args, rest) -> int:
       config_lib.apply_override(cfg, key, value)
     cfg = config_lib.validate(cfg)
   runtime.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+  if not args.config and not any(a.startswith("--config.mesh.") for a in rest):
+    cfg = _mesh_for_these_devices(cfg)
   from t5x_like.train.eval_run import run_eval
   run_eval(cfg, args.workdir, checkpoint_path=args.checkpoint, all_checkpoints=args.all_checkpoints,
            split=args.split, batches=args.batches)
   return 0
+
+
+def _mesh_for_these_devices(cfg):
+  """The run's own config may name a mesh of other devices (trained on 8, evaluated on 1):
+  when it does not fit the devices here, evaluation shards the batch over all of them."""
+  import dataclasses
+
+  import jax
+
+  from t5x_like import runtime
+  from t5x_like.config import ConfigError
+  try:
+    runtime.make_mesh(cfg.mesh)
+    return cfg
+  except ConfigError:
+    pass
+  m = cfg.mesh
+  print(f"[t5x_like] the run's mesh (data={m.data}, fsdp={m.fsdp}, tensor={m.tensor}) does not fit the "
+        f"{jax.device_count()} device(s) here: evaluating with data={jax.device_count()}")
+  return dataclasses.replace(cfg, mesh=dataclasses.replace(m, data=-1, fsdp=1, tensor=1, dcn_data=1, dcn_fsdp=1,
+                                                           dcn_tensor=1))
 
 
 def _launch(args, rest) -> int:

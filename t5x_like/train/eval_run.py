@@ -51,6 +51,11 @@ def run_eval(cfg: Config, workdir: str, *, checkpoint_path: str = "", all_checkp
   n = batches or cfg.train.eval_batches
   if n <= 0:
     raise ConfigError("nothing to evaluate: train.eval_batches is 0; pass --batches N")
+  saved = checkpoint.saved_model_config(checkpoint.read_meta(step_dirs[0])) or {}
+  if saved.get("family") not in (None, cfg.model.family):
+    raise ConfigError(f"{step_dirs[0]} holds a {saved['family']} model but the config is for the "
+                      f"{cfg.model.family} family; evaluate it with the config it was trained with (without "
+                      f"--config, WORKDIR/config.json is used)")
   setup = make_setup(cfg)
   files = prepare_data(cfg, workdir, _log)
   if split == "train":

@@ -40,6 +40,18 @@ def test_eval_reproduces_the_final_eval_and_covers_every_checkpoint(tmp_path, da
   assert cli.main(args) == 0
   (train_row,) = _rows(wd, "train")
   assert train_row["step"] == 2 and train_row["eval_tokens"] > 0
+  # The run's config names a mesh these devices cannot form (trained elsewhere): eval shards
+  # the batch over the devices here instead, with the same loss.
+  saved = json.load(open(wd / "config.json"))
+  saved["mesh"].update(data=16, fsdp=1, tensor=1)
+  (wd / "config.json").write_text(json.dumps(saved))
+  capsys.readouterr()
+  assert cli.main(["eval", "--workdir", str(wd)]) == 0
+  assert "the run's mesh (data=16, fsdp=1, tensor=1) does not fit the 8 device(s) here" in capsys.readouterr().out
+  assert _rows(wd)[-1]["eval_loss"] == summary["eval_loss"]
+  # A config of another family is named as such, before anything is built.
+  assert cli.main(["eval", "--workdir", str(wd), "--config", "configs/tiny/bert.py"]) == 2
+  assert "holds a decoder model but the config is for the encoder family" in capsys.readouterr().err
 
 
 def test_eval_without_checkpoints_is_one_line(tmp_path, data, capsys):
