@@ -116,7 +116,10 @@ def train_sentencepiece(input_glob: str, vocab_size: int, output_path: str, *,
     with open(sample, "w", encoding="utf-8") as f:
       used, n_lines = _sample_lines(files, max_bytes, seed, f, field)
     if n_lines == 0:
-      raise DataError(f"the {len(files)} files matching {input_glob!r} contain no text")
+      jsonl = any(p.endswith((".jsonl", ".json")) for p in files)
+      raise DataError(f"the {len(files)} files matching {input_glob!r} contain no text"
+                      + (f" (JSONL records are read for their string field {field!r}: name another with "
+                         f"--field)" if jsonl else ""))
     prefix = os.path.join(tmp, "spm")
     try:
       spm.SentencePieceTrainer.train(

@@ -111,6 +111,10 @@ def test_training_errors(corpus, tmp_path):
   with pytest.raises(DataError, match=r"vocab_size=100 is too small .* at least \d+"):
     tokenizer.train_sentencepiece(corpus["train"], 100, str(tmp_path / "m.model"))
   assert not os.path.exists(tmp_path / "m.model")  # nothing half-written is left behind
+  (tmp_path / "c.jsonl").write_text('{"body": "hello world"}\n')
+  with pytest.raises(DataError, match=r"contain no text \(JSONL records are read for their string field 'text': "
+                                      r"name another with --field\)"):
+    tokenizer.train_sentencepiece(str(tmp_path / "c.jsonl"), 300, str(tmp_path / "m.model"))
   (tmp_path / "out").mkdir()
   with pytest.raises(DataError, match=r"--output .*out is a directory; name the model file, e.g. .*out/spm.model"):
     tokenizer.train_sentencepiece(corpus["train"], 300, str(tmp_path / "out"))
