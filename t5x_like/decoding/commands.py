@@ -3,7 +3,6 @@ t5x_like/cli.py: flags to options, records in, records out."""
 
 from __future__ import annotations
 
-import json
 import os
 
 from t5x_like.decoding import records as R
@@ -38,7 +37,7 @@ def _emit(rows: list[dict], output: str) -> None:
     print(f"wrote {len(rows)} records to {output}")
   else:
     for r in rows:
-      print(json.dumps(r, ensure_ascii=False))
+      print(R.json_line(r))
 
 
 def run_infer(args) -> int:

@@ -140,7 +140,14 @@ def prompt_batch(contract: F.Contract, tokens_bp: np.ndarray, lengths_b: np.ndar
   return {F.PROMPT_TOKENS: tokens_bp, F.PROMPT_LENGTHS: lengths_b}
 
 
+def json_line(record: dict) -> str:
+  """One output record as strict JSON: a score that is not finite (a diverged model's NaN,
+  which json.dumps would write as the non-JSON `NaN`) is null."""
+  return json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()},
+                    ensure_ascii=False)
+
+
 def write_jsonl(path: str, records: list[dict]) -> None:
   with open(path, "w", encoding="utf-8") as f:
     for r in records:
-      f.write(json.dumps(r, ensure_ascii=False) + "\n")
+      f.write(json_line(r) + "\n")

@@ -174,3 +174,19 @@ def test_an_encoder_only_checkpoint_does_not_generate(tmp_path, capsys):
   rows = _jsonl(tmp_path / "p.jsonl", [{"ids": [3, 4]}])
   _fails(["infer", "--checkpoint", step, "--input", rows], capsys, "encoder", "does not generate")
   _fails(["score", "--checkpoint", step, "--input", rows], capsys, "encoder")
+
+
+def test_scores_that_are_not_finite_are_written_as_null(tmp_path):
+  """A diverged model (NaN weights) scores NaN, which `json.dumps` writes as the non-JSON
+  `NaN`: the output stays strict JSON, with null."""
+  cfg = tiny_cfg()
+  params = jax.tree.map(lambda x: np.full_like(np.asarray(x), np.nan), random_params(cfg, 0))
+  step = write_params(str(tmp_path / "checkpoints"), params, C.to_dict(C.Config(model=cfg))["model"], source="")
+  rows = _jsonl(tmp_path / "in.jsonl", [{"ids": [5, 9, 12]}])
+  assert main(["score", "--checkpoint", step, "--input", rows, "--output", str(tmp_path / "out.jsonl")]) == 0
+
+  def strict(name):
+    raise ValueError(f"not JSON: {name}")
+
+  (row,) = [json.loads(line, parse_constant=strict) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+  assert row["score"] is None and row["tokens"] == 3
