@@ -88,7 +88,9 @@ def test_trace_counts_the_asynchronous_dot_to_its_end():
   text = compiled.as_text()
   assert "__ynn_fusion" not in text.split("ENTRY")[1]  # the Eigen path this test is about
   wall, ops = trace_ops(compiled, (x, g), 3, text)
-  assert len(ops) == 1 and 0.5 * wall < sum(ops.values()) <= 1.05 * wall, (wall, ops)
+  # Counting the launches only gave 10% of the wall (2.1 of 21.6 ms); the dot's work is most
+  # of it, less on a loaded machine, where the call waits for a core (45% seen in the suite).
+  assert len(ops) == 1 and 0.25 * wall < sum(ops.values()) <= 1.05 * wall, (wall, ops)
   # Pairing: each launch ends at the first "end:" before the next launch; none: its own span.
   assert _intervals([(0, 1), (10, 11), (20, 21)], [5, 15]) == [(0, 5), (10, 15), (20, 21)]
   # Time two ops share is split between them, so the times add up to the busy wall time.
