@@ -149,14 +149,20 @@ def load_params(path: str, abstract_params: dict, model_cfg: dict | None = None)
                                       restore_args=ocp.checkpoint_utils.construct_restore_args(target)))
   except Exception as e:
     raise CheckpointError(f"checkpoint.init_from={step_dir}: params cannot be restored ({brief(e)})") from e
+  read = {"['params']" + "".join(f"['{p}']" for p in k.split("/")) for k in want if k in found}
+  _verify(step_dir, out, lambda k: k in read, f"checkpoint.init_from={step_dir}")
+  return out["params"], fresh
+
+
+def _verify(step_dir: str, restored: dict, chosen, where: str) -> None:
+  """The restored arrays whose keys pass `chosen` against the checksums written at save
+  time (a step written before checksums existed is taken as it is)."""
   expected = (layout.read_meta(step_dir).get("integrity") or {}).get("arrays")
   if expected is not None:
-    read = {"['params']" + "".join(f"['{p}']" for p in k.split("/")) for k in want if k in found}
-    bad = integrity.mismatches(out, {k: v for k, v in expected.items() if k in read})
+    bad = integrity.mismatches(restored, {k: v for k, v in expected.items() if chosen(k)})
     if bad:
-      raise CheckpointError(f"checkpoint.init_from={step_dir}: {len(bad)} array(s) differ from the checksums "
-                            f"written at save time ({', '.join(bad[:4])}); the checkpoint is corrupt")
-  return out["params"], fresh
+      raise CheckpointError(f"{where}: {len(bad)} array(s) differ from the checksums written at save time "
+                            f"({', '.join(bad[:4])}); the checkpoint is corrupt")
 
 
 def merge_params(base: dict, override: dict) -> dict:
@@ -201,10 +207,5 @@ def read_params(step_dir: str) -> tuple[dict, dict]:
                                                  restore_args=ocp.checkpoint_utils.construct_restore_args(target)))
   except Exception as e:
     raise CheckpointError(f"{step_dir}: params cannot be read ({brief(e)})") from e
-  expected = (layout.read_meta(step_dir).get("integrity") or {}).get("arrays")
-  if expected is not None:
-    bad = integrity.mismatches(restored, {k: v for k, v in expected.items() if k.startswith("['params']")})
-    if bad:
-      raise CheckpointError(f"{step_dir}: {len(bad)} array(s) differ from the checksums written at save time "
-                            f"({', '.join(bad[:4])}); the checkpoint is corrupt")
+  _verify(step_dir, restored, lambda k: k.startswith("['params']"), step_dir)
   return jax.tree.map(jax.device_get, restored["params"]), model
