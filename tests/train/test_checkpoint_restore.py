@@ -22,7 +22,7 @@ from checkpoint_runs import (  # tests/train/checkpoint_runs.py
 from t5x_like import checkpoint as ckpt_lib
 from t5x_like import cli
 from t5x_like import config as C
-from t5x_like.checkpoint import quiet
+from t5x_like.checkpoint import integrity, quiet
 from t5x_like.config import ConfigError
 from t5x_like.errors import UserError
 from t5x_like.train.loop import NonFiniteError, run
@@ -225,6 +225,32 @@ def test_init_from_in_a_run_starts_at_step_0_and_yields_to_a_resume(tmp_path, da
   assert cli.main(_cli_args(wd, data, init)) == 0
   out = capsys.readouterr().out
   assert "not used: this run resumes from its own checkpoint" in out and "resumed from step 2" in out
+
+
+def test_params_that_differ_from_their_checksums_are_refused(tmp_path, data, base):
+  """A step whose stored params differ from the checksums written with them (one value
+  changed after the sums were taken): a warm start and `read_params` (infer, score,
+  convert) each refuse it, naming the array, instead of training from or serving it."""
+  want = _saved_params(str(base / "checkpoints" / "4"))
+  sums = integrity.array_sums({"params": want})
+  changed = jax.tree.map(np.array, want)
+  changed["stack"]["blocks"]["mlp"]["wi"][0, 0, 0] += 1.0
+  with ocp.CheckpointManager(str(tmp_path / "bad")) as mgr:
+    mgr.save(0, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": changed}),
+                                        meta=ocp.args.JsonSave({"model": C.to_dict(small_cfg(4, data))["model"],
+                                                                "integrity": {"arrays": sums}})))
+  step = str(tmp_path / "bad" / "0")
+  wrong = r"1 array\(s\) differ from the checksums written at save time \(\['params'\]\['stack'\]\['blocks'\]\['mlp'\]\['wi'\]\)"
+  with pytest.raises(ckpt_lib.CheckpointError, match=f"checkpoint.init_from={step}: {wrong}"):
+    ckpt_lib.load_params(step, _abstract_params(data))
+  with pytest.raises(ckpt_lib.CheckpointError, match=wrong):
+    ckpt_lib.read_params(step)
+  # The same step with the sums of what it holds loads.
+  meta = json.load(open(os.path.join(step, "meta", "metadata")))
+  meta["integrity"]["arrays"] = integrity.array_sums({"params": changed})
+  json.dump(meta, open(os.path.join(step, "meta", "metadata"), "w"))
+  got, _ = ckpt_lib.read_params(step)
+  np.testing.assert_array_equal(got["stack"]["blocks"]["mlp"]["wi"], changed["stack"]["blocks"]["mlp"]["wi"])
 
 
 def test_init_from_that_does_not_fit_lists_every_difference(tmp_path, data, base):
