@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shlex
 import shutil
 import socket
 import subprocess
 import sys
+import time
 
 from t5x_like.errors import UserError
 
@@ -45,6 +47,19 @@ class Job:
 
 def _quote(args: list[str]) -> str:
   return " ".join(shlex.quote(a) for a in args)
+
+
+def _sbatch(option: str, value: str) -> str:
+  """One `#SBATCH --option=value` line. sbatch splits these lines at whitespace outside
+  quotes and takes a backslash as an escape, so a value with either is double-quoted."""
+  if re.search(r"[\s\"'\\]", value):
+    value = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+  return f"#SBATCH --{option}={value}"
+
+
+def job_name(name: str) -> str:
+  """A scheduler-safe job name: letters, digits, '.', '_' and '-' (others become '_')."""
+  return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:128] or "t5x_like"
 
 
 def require_tool(tool: str) -> str:
@@ -77,18 +92,86 @@ def local_plan(job: Job, processes: int, devices: int, port: int = 0,
 
 
 def launch_local(job: Job, processes: int = 1, devices: int = 4, dry_run: bool = False) -> int:
+  """Starts the processes and waits for all of them. The first one that fails stops the
+  others (a process whose peer died would otherwise wait minutes in a collective) and is
+  named with the end of its log. Returns the first failure's exit code (128 + N for
+  signal N), or 0."""
   plan = local_plan(job, processes, devices)
   if dry_run:
     for i, (env, argv) in enumerate(plan):
       print(f"# process {i}: " + " ".join(f"{k}={v}" for k, v in env.items()) + f" {_quote(argv)}")
     return 0
   os.makedirs(os.path.join(job.workdir, "logs"), exist_ok=True)
-  procs = []
+  procs, logs = [], [None] * len(plan)
   for i, (env, argv) in enumerate(plan):
-    out = None if i == 0 else open(os.path.join(job.workdir, "logs", f"process_{i}.log"), "w")
+    if i:
+      # Appended to, so that rerunning a failed launch keeps the failure's log.
+      logs[i] = os.path.join(job.workdir, "logs", f"process_{i}.log")
+      out = open(logs[i], "a")
+      out.write(f"==== launch of {time.strftime('%Y-%m-%d %H:%M:%S')}: process {i} of {processes}\n")
+      out.flush()
+    else:
+      out = None
     procs.append(subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT if out else None))
-  codes = [p.wait() for p in procs]
-  return max(codes, key=abs)
+    if out:
+      out.close()
+  return _wait_all(procs, logs)
+
+
+def _exit_code(code: int) -> int:
+  return 128 - code if code < 0 else code
+
+
+def _tail(path: str | None, lines: int = 3) -> str:
+  if not path:
+    return ""
+  try:
+    with open(path, "rb") as f:
+      f.seek(max(0, os.path.getsize(path) - 8192))
+      last = [ln for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()][-lines:]
+  except OSError:
+    return ""
+  return "".join(f"\n  | {ln}" for ln in last)
+
+
+def _wait_all(procs: list, logs: list, grace_s: float = 10.0) -> int:
+  failed = None
+  try:
+    while [p.poll() for p in procs].count(None):  # every one polled, none skipped
+      failed = next((i for i, p in enumerate(procs) if p.returncode not in (None, 0)), None)
+      if failed is not None:
+        break
+      time.sleep(0.2)
+  except KeyboardInterrupt:
+    _stop(procs, grace_s)
+    raise
+  if failed is None:
+    failed = next((i for i, p in enumerate(procs) if p.returncode), None)
+    if failed is None:
+      return 0
+  code = procs[failed].returncode
+  running = [i for i, p in enumerate(procs) if p.poll() is None]
+  where = f" (its log: {logs[failed]})" if logs[failed] else ""
+  print(f"launch: process {failed} exited with code {_exit_code(code)}{where}"
+        + (f"; stopping process(es) {', '.join(map(str, running))}" if running else "")
+        + _tail(logs[failed]), file=sys.stderr, flush=True)
+  _stop(procs, grace_s)
+  return _exit_code(code)
+
+
+def _stop(procs: list, grace_s: float) -> None:
+  """SIGTERM to the processes still running (the trainer saves and exits on it when it can),
+  SIGKILL to those still there after `grace_s`."""
+  for p in procs:
+    if p.poll() is None:
+      p.terminate()
+  deadline = time.time() + grace_s
+  for p in procs:
+    try:
+      p.wait(timeout=max(0.0, deadline - time.time()))
+    except subprocess.TimeoutExpired:
+      p.kill()
+      p.wait()
 
 
 # ---------------------------------------------------------------- SLURM
@@ -102,26 +185,29 @@ def slurm_script(job: Job, nodes: int, gpus_per_node: int, *, time_limit: str = 
   task i of the array runs line i+1 of `commands_file` (a sweep)."""
   if nodes < 1 or gpus_per_node < 0:
     raise LaunchError(f"--nodes {nodes} must be >= 1 and --gpus-per-node {gpus_per_node} >= 0")
-  lines = ["#!/usr/bin/env bash", f"#SBATCH --job-name={job.name}", f"#SBATCH --nodes={nodes}",
-           "#SBATCH --ntasks-per-node=1", f"#SBATCH --time={time_limit}", "#SBATCH --requeue",
+  lines = ["#!/usr/bin/env bash", _sbatch("job-name", job_name(job.name)), f"#SBATCH --nodes={nodes}",
+           "#SBATCH --ntasks-per-node=1", _sbatch("time", time_limit), "#SBATCH --requeue",
            # SIGTERM two minutes before the limit or a preemption: the trainer saves and exits 0.
            "#SBATCH --signal=TERM@120", "#SBATCH --open-mode=append"]
   if gpus_per_node:
     lines.append(f"#SBATCH --gpus-per-node={gpus_per_node}")
   if partition:
-    lines.append(f"#SBATCH --partition={partition}")
+    lines.append(_sbatch("partition", partition))
   if account:
-    lines.append(f"#SBATCH --account={account}")
+    lines.append(_sbatch("account", account))
   if array:
-    lines.append(f"#SBATCH --array={array}")
-    lines.append(f"#SBATCH --output={os.path.join(os.path.dirname(commands_file), 'slurm-%A_%a.out')}")
+    lines.append(_sbatch("array", array))
+    lines.append(_sbatch("output", os.path.join(os.path.dirname(commands_file), "slurm-%A_%a.out")))
   else:
-    lines.append(f"#SBATCH --output={os.path.join(job.workdir, 'slurm-%j.out')}")
+    lines.append(_sbatch("output", os.path.join(job.workdir, "slurm-%j.out")))
   lines += ["set -euo pipefail", "export TF_CPP_MIN_LOG_LEVEL=3"]
   if setup:
     lines.append(setup)
   if array:
+    # Each line of the commands file is one shell-quoted command (sweep.py writes it).
     lines.append(f'cmd=$(sed -n "$((SLURM_ARRAY_TASK_ID + 1))p" {shlex.quote(commands_file)})')
+    lines.append('if [ -z "$cmd" ]; then echo "no command for array task $SLURM_ARRAY_TASK_ID in" '
+                 f'{shlex.quote(commands_file)} >&2; exit 1; fi')
     lines.append('srun --kill-on-bad-exit=1 bash -c "$cmd"')
   else:
     lines.append(f"srun --kill-on-bad-exit=1 t5x-like {_quote(job.train_args())}")
@@ -146,18 +232,43 @@ def launch_slurm(job: Job, nodes: int, gpus_per_node: int, dry_run: bool = False
 # ---------------------------------------------------------------- TPU VM slices
 
 
+def checkout_root() -> str | None:
+  """The source checkout this t5x_like runs from (the folder with pyproject.toml above the
+  package), or None for an installed wheel."""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  return root if os.path.isfile(os.path.join(root, "pyproject.toml")) else None
+
+
+def _config_on_workers(config: str, root: str | None, install: bool) -> str:
+  """The config path as the workers see it from the checkout's copy: relative to the
+  checkout when the file is inside it. With --install a config outside the checkout would
+  not reach the workers, so it is refused."""
+  path = os.path.abspath(config)
+  if root and os.path.commonpath([path, root]) == root:
+    return os.path.relpath(path, root)
+  if install:
+    raise LaunchError(f"--install copies the checkout {root} to the workers, and the config {config} is "
+                      f"outside it; move or copy the config under {root} (e.g. {root}/configs/)")
+  return config
+
+
 def tpu_commands(job: Job, tpu: str, zone: str, *, project: str = "", repo_dir: str = "~/t5x_like",
                  install: bool = False) -> list[list[str]]:
   """gcloud commands: optionally copy this checkout to every worker and install it, then
-  start the same train command on all workers at once."""
+  start the same train command on all workers at once, from the checkout's copy there."""
   if not tpu or not zone:
     raise LaunchError("a TPU launch needs --tpu NAME and --zone ZONE (the slice must exist: "
                       "gcloud compute tpus tpu-vm create ...)")
+  root = checkout_root()
+  if install and root is None:
+    raise LaunchError("--install copies a source checkout to the workers, and this t5x_like is an installed "
+                      "package; run from a checkout (pip install -e .), or install it on the workers yourself")
+  job = dataclasses.replace(job, config=_config_on_workers(job.config, root, install))
   base = ["gcloud", "compute", "tpus", "tpu-vm"]
   where = ["--zone", zone] + (["--project", project] if project else [])
   commands = []
   if install:
-    commands.append(base + ["scp", "--recurse", ".", f"{tpu}:{repo_dir}", "--worker=all", *where])
+    commands.append(base + ["scp", "--recurse", root, f"{tpu}:{repo_dir}", "--worker=all", *where])
     commands.append(base + ["ssh", tpu, "--worker=all", *where, "--command",
                             f"cd {repo_dir} && python3 -m pip install -q -e .[tpu]"])
   train = f"cd {repo_dir} && TF_CPP_MIN_LOG_LEVEL=3 python3 -m t5x_like.cli {_quote(job.train_args())}"
