@@ -19,6 +19,7 @@ from t5x_like.errors import ConfigError
 from t5x_like.workdir import LEASE_S, LOCK_NAME, STATUS_NAME
 
 RUN_FILES = ("metrics.jsonl", "summary.json", "config.json", STATUS_NAME)
+LOG_NAME = "train.log"  # what a local sweep writes for each run (the trainer may stop before its own files)
 COLUMNS = ("name", "status", "step", "tokens_seen", "train_loss", "best_eval_loss", "tokens_per_s", "mfu",
            "wall_s", "note")
 
@@ -47,7 +48,7 @@ def find_runs(root: str) -> list[str]:
     raise ConfigError(f"{root} is not a directory; pass the directory that holds the runs")
   found = []
   for path, dirs, files in os.walk(root):
-    if any(f in files for f in RUN_FILES):
+    if any(f in files for f in (*RUN_FILES, LOG_NAME)):
       found.append(path)
       dirs[:] = []  # checkpoints/, eval/, tensorboard/ belong to this run
     else:
@@ -68,17 +69,33 @@ def _json(path: str):
 def _metrics(path: str) -> tuple[list[dict], str]:
   """The rows of metrics.jsonl, and a note on what was wrong with the file."""
   try:
-    with open(path) as f:
+    with open(path, "rb") as f:
       lines = f.read().splitlines()
   except FileNotFoundError:
     return [], "no metrics.jsonl"
+  except OSError as e:
+    return [], f"metrics.jsonl unreadable ({e.strerror})"
   rows, bad = [], 0
   for line in lines:
     try:
-      rows.append(json.loads(line))
-    except ValueError:
+      row = json.loads(line.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError included
+      row = None
+    if isinstance(row, dict):
+      rows.append(row)
+    else:
       bad += 1
   return rows, (f"metrics.jsonl: {bad} unreadable line(s), e.g. truncated" if bad else "")
+
+
+def _last_line(path: str) -> str:
+  try:
+    with open(path, "rb") as f:
+      f.seek(max(0, os.path.getsize(path) - 4096))
+      lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+  except OSError:
+    return ""
+  return lines[-1][:200] if lines else ""
 
 
 def _status(path: str, status) -> str:
@@ -95,6 +112,12 @@ def _status(path: str, status) -> str:
 def read_run(path: str, root: str) -> RunInfo:
   name = os.path.relpath(path, root) if os.path.abspath(path) != os.path.abspath(root) else os.path.basename(path)
   info = RunInfo(name=name, path=path)
+  if not any(os.path.exists(os.path.join(path, f)) for f in RUN_FILES):
+    # A run that stopped before writing any of its files (a refused config, a held workdir).
+    last = _last_line(os.path.join(path, LOG_NAME))
+    info.note = f"{LOG_NAME} only: {last}" if last else f"{LOG_NAME} only, empty"
+    info.status = "failed" if last.startswith("error:") else "unknown"
+    return info
   rows, note = _metrics(os.path.join(path, "metrics.jsonl"))
   notes = [note] if note else []
   for file in ("summary.json", "config.json", STATUS_NAME):
@@ -219,7 +242,12 @@ def plot(runs: list[RunInfo], path: str) -> list[str]:
 
 
 def runs_table(root: str, *, sort: str = "name", filters=(), plot_path: str = "") -> list[RunInfo]:
-  runs = select([read_run(p, root) for p in find_runs(root)], sort, filters)
+  found = find_runs(root)
+  if not found:
+    print(f"no runs under {root} (a run is a folder holding metrics.jsonl, config.json, status.json, "
+          f"summary.json or {LOG_NAME})")
+    return []
+  runs = select([read_run(p, root) for p in found], sort, filters)
   print(format_table(runs))
   if plot_path:
     plot(runs, plot_path)

@@ -78,3 +78,22 @@ def test_a_plot_path_that_cannot_be_written_is_one_error(tmp_path):
 
   with pytest.raises(ConfigError, match=r"--plot .*nowhere/x.png: cannot write it \(No such file or directory\)"):
     plot([], str(tmp_path / "nowhere" / "x.png"))
+
+
+def test_garbled_metrics_a_log_only_run_and_an_empty_root(tmp_path, capsys):
+  """Binary junk and a JSON line that is not an object in metrics.jsonl are counted in the
+  note (the rows around them still read); a sweep run that stopped before writing its
+  files shows train.log's last line; a root without runs says so."""
+  wd = _run(tmp_path, "a", [3.0, 2.0])
+  with open(wd / "metrics.jsonl", "ab") as f:
+    f.write(b"42\n" + bytes(range(128, 256)) * 2 + b"\n")
+  (tmp_path / "b").mkdir()
+  (tmp_path / "b" / "train.log").write_text("[t5x_like] starting\nerror: workdir b is in use by pid 7\n")
+  assert cli.main(["runs", str(tmp_path)]) == 0
+  runs = {r.name: r for r in (read_run(p, str(tmp_path)) for p in find_runs(str(tmp_path)))}
+  assert runs["a"].step == 2 and runs["a"].train_loss == 2.0 and "2 unreadable line(s)" in runs["a"].note
+  assert runs["b"].status == "failed" and runs["b"].note == "train.log only: error: workdir b is in use by pid 7"
+  assert "train.log only" in capsys.readouterr().out
+  (tmp_path / "empty").mkdir()
+  assert cli.main(["runs", str(tmp_path / "empty")]) == 0
+  assert f"no runs under {tmp_path / 'empty'}" in capsys.readouterr().out
