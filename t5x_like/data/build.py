@@ -17,6 +17,7 @@ import shutil
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
+from t5x_like.data import json_lines  # noqa: E402
 from t5x_like.data.tokenizer import DataError, list_files  # noqa: E402
 
 SHARD_BYTES = 64 << 20  # a new shard after this many bytes of text
@@ -52,9 +53,10 @@ def _documents(paths: list[str], fmt: str, field: str, skip_bad_lines: bool, ski
             continue
           if fmt == "jsonl":
             try:
-              value = json.loads(line).get(field) if line.lstrip().startswith("{") else None
-            except json.JSONDecodeError:
-              value = None
+              record = json_lines.loads(line)
+            except json.JSONDecodeError as e:
+              raise ValueError(f"is not valid JSON: {e.msg}") from None
+            value = record.get(field) if isinstance(record, dict) else None
             if not isinstance(value, str):
               raise ValueError(f"is not a JSON object with a string field {field!r} (--field)")
             line = value

@@ -24,7 +24,6 @@ Rows (the features of each family, `t5x_like/features.py`):
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 
 import numpy as np
@@ -34,7 +33,7 @@ import tensorflow as tf  # noqa: E402
 
 from t5x_like import features as F  # noqa: E402
 from t5x_like.config import DataConfig  # noqa: E402
-from t5x_like.data import objectives  # noqa: E402
+from t5x_like.data import json_lines, objectives  # noqa: E402
 from t5x_like.data.tokenizer import Tokenizer, list_files  # noqa: E402
 from t5x_like.errors import DataError  # noqa: E402
 
@@ -54,7 +53,7 @@ def read_examples(pattern: str, key: str, skip_bad: bool = False) -> list[Exampl
         if not raw.strip():
           continue
         try:
-          value = json.loads(raw)
+          value = json_lines.loads(raw)
         except ValueError as e:
           if skip_bad:
             continue

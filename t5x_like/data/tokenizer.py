@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import sentencepiece as spm  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from t5x_like.data import json_lines  # noqa: E402
 from t5x_like.data.long_documents import PIECE_CHARS  # noqa: E402
 from t5x_like.errors import DataError  # noqa: E402
 
@@ -68,7 +69,7 @@ def _sample_lines(files: list[str], max_bytes: int, seed: int, out, field: str =
 
 def _jsonl_text(line: str, field: str) -> str:
   try:
-    record = json.loads(line)
+    record = json_lines.loads(line)
   except ValueError:
     return ""
   value = record.get(field) if isinstance(record, dict) else None

@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from t5x_like import features as F
+from t5x_like.data import json_lines
 from t5x_like.errors import DataError
 
 TEXT, IDS = "text", "ids"
@@ -46,7 +47,7 @@ def read_jsonl(path: str) -> list[Record]:
         if not line.strip():
           continue
         try:
-          fields = json.loads(line)
+          fields = json_lines.loads(line)
         except ValueError as e:
           raise DataError(f"{path}:{n}: not valid JSON ({e.msg}); each line must be one JSON object") from None
         if not isinstance(fields, dict):

@@ -74,6 +74,10 @@ def test_bad_input_is_named_and_leaves_nothing_behind(tmp_path):
   (tmp_path / "c.jsonl").write_text('{"text": "a"}\n{"title": "b"}\n')
   with pytest.raises(DataError, match=r"c\.jsonl: line 2 is not a JSON object with a string field 'text'"):
     build_tfds(str(tmp_path / "c.jsonl"), "t5x_like_c", out)
+  # A lone surrogate escape: named (it crashed the TFRecord writer); a byte order mark is not.
+  (tmp_path / "s.jsonl").write_bytes(b'\xef\xbb\xbf{"text": "a"}\n{"text": "b \\ud83d"}\n')
+  with pytest.raises(DataError, match=r"s\.jsonl: line 2 is not valid JSON: a lone UTF-16 surrogate escape"):
+    build_tfds(str(tmp_path / "s.jsonl"), "t5x_like_s", out)
   (tmp_path / "d.txt").write_text("one\ntwo\n")
   with pytest.raises(DataError, match=r"2 documents x --validation-fraction 0.05 holds out none"):
     build_tfds(str(tmp_path / "d.txt"), "t5x_like_d", out)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from typing import NamedTuple
 
+from t5x_like.data import json_lines
 from t5x_like.data.clean import dedup, language, markup, minhash, normalize, pii, quality
 from t5x_like.data.clean.options import CleanOptions
 
@@ -40,9 +41,10 @@ def _record(raw: bytes | str, fmt: str, field: str, bad_utf8: str) -> tuple[dict
   if fmt != "jsonl":
     return None, text, None
   try:
-    record = json.loads(text)
-  except ValueError:
-    return None, None, "unreadable"
+    record = json_lines.loads(text)
+  except ValueError as e:
+    # A lone surrogate escape is text that is not Unicode: counted with the undecodable lines.
+    return None, None, "encoding" if "surrogate" in getattr(e, "msg", "") else "unreadable"
   if not isinstance(record, dict) or not isinstance(record.get(field), str):
     return None, None, "unreadable"
   return record, record[field], None

@@ -3,9 +3,11 @@ document gets the key (unit number, document number) that orders the output.
 
 Files follow `data build`: text is one document per line (or, with text_docs=paragraph,
 per run of non-blank lines), JSONL one object per line; whitespace-only lines are not
-documents. Files are opened as bytes so invalid UTF-8 reaches the cleaner, which counts
-it. A binary file (a NUL byte in its first 8 KiB) or an empty one holds no documents: it
-is listed in the report's `skipped_files`, not read.
+documents, and a UTF-8 byte order mark at the start is dropped; lines end at LF or CRLF, or at CR in a file that has no LF at all (classic Mac
+text). Files are opened as bytes so invalid UTF-8 reaches the cleaner, which counts it. A
+binary file (a NUL byte in its first 8 KiB), a UTF-16 one (its byte order mark) or one
+holding only whitespace holds no documents: it is listed in the report's `skipped_files`,
+not read.
 """
 
 from __future__ import annotations
@@ -46,8 +48,18 @@ def list_units(patterns: list[str], fmt: str, data_dir: str = "", split: str = "
       raise DataError(f"--input {p!r} matches no file; check the path or quote the glob")
     paths += found
   if fmt == "auto":
-    fmt = "jsonl" if all(p.endswith((".jsonl", ".json")) for p in paths) else "text"
+    jsonl = [p for p in paths if p.endswith((".jsonl", ".json"))]
+    other = [p for p in paths if not p.endswith((".jsonl", ".json"))]
+    if jsonl and other:
+      raise DataError(f"--input mixes JSONL files ({_some(jsonl)}) with other files ({_some(other)}), which "
+                      "would be read as text lines; clean each kind in its own run, or pass --format text or "
+                      "--format jsonl to read them all one way")
+    fmt = "jsonl" if jsonl else "text"
   return [Unit("file", p) for p in paths], fmt
+
+
+def _some(paths: list[str], n: int = 2) -> str:
+  return ", ".join(paths[:n]) + (f" and {len(paths) - n} more" if len(paths) > n else "")
 
 
 def _open(path: str):
@@ -58,16 +70,39 @@ def _open(path: str):
 
 
 def probe(unit: Unit) -> str | None:
-  """Why the unit is skipped whole ("empty", "binary"), or None to read it."""
+  """Why the unit is skipped whole ("empty", "binary", "UTF-16 ..."), or None to read it."""
   if unit.kind != "file":
     return None
   with _open(unit.path) as f:
     head = f.read(_PROBE)
-  if not head.strip():
-    return "empty"
-  if b"\x00" in head:
-    return "binary"
-  return None
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+      return "UTF-16 text; convert it to UTF-8 first, e.g. iconv -f UTF-16 -t UTF-8"
+    if b"\x00" in head:
+      return "binary"
+    while head and not head.strip():  # leading blank lines: look further before calling it empty
+      head = f.read(1 << 20)
+  return None if head.strip() else "empty"
+
+
+def _cr_only(path: str) -> bool:
+  """True for a file whose lines end at CR alone (no LF in its first MiB, a CR in it)."""
+  with _open(path) as f:
+    head = f.read(1 << 20)
+  return b"\n" not in head and b"\r" in head
+
+
+def _split_at(f, sep: bytes, block: int = 1 << 20):
+  """The lines of a binary file split at `sep`, read a block at a time."""
+  rest = b""
+  while True:
+    chunk = f.read(block)
+    if not chunk:
+      break
+    parts = (rest + chunk).split(sep)
+    rest = parts.pop()
+    yield from parts
+  if rest:
+    yield rest
 
 
 def read_unit(index: int, unit: Unit, fmt: str, text_docs: str):
@@ -77,9 +112,12 @@ def read_unit(index: int, unit: Unit, fmt: str, text_docs: str):
     return
   n = 0
   paragraph: list[bytes] = []
+  cr_only, first = _cr_only(unit.path), True
   with _open(unit.path) as f:
-    for line in f:
+    for line in (_split_at(f, b"\r") if cr_only else f):
       line = line.rstrip(b"\r\n")
+      if first:  # a UTF-8 byte order mark (Windows tools) is not text
+        line, first = line.removeprefix(b"\xef\xbb\xbf"), False
       if not line.strip():
         if paragraph:
           yield (index, n), b"\n".join(paragraph)

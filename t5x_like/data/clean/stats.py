@@ -16,6 +16,7 @@ import urllib.parse
 
 import numpy as np
 
+from t5x_like.data import json_lines
 from t5x_like.data.clean import inputs, language
 from t5x_like.data.clean.normalize import decode
 
@@ -37,7 +38,7 @@ def _texts(patterns: list[str], fmt: str, field: str, skipped: list):
         yield text, None
         continue
       try:
-        record = json.loads(text)
+        record = json_lines.loads(text)
       except ValueError:
         yield None, None
         continue

@@ -133,3 +133,30 @@ def test_paragraph_documents(tmp_path):
   _accounted(rep)
   assert rep["input_docs"] == 3 and rep["kept_docs"] == 2
   assert [r["text"] for r in _lines(tmp_path / "out")] == [f"{CLEAN[:150]}\n{CLEAN[150:]}", second]
+
+
+def test_unusual_files_read_as_their_writers_meant(tmp_path):
+  """A JSONL line with a lone surrogate escape is counted under encoding (it used to crash
+  the writer), one with a proper pair is kept; a byte order mark does not spoil line 1; a
+  file whose first 8 KiB are blank lines is read on; UTF-16 is named; CR-only line ends
+  split documents; JSONL mixed with text under --format auto is refused."""
+  d = tmp_path / "in"
+  d.mkdir()
+  (d / "a.jsonl").write_bytes(b"\xef\xbb\xbf" + json.dumps({"text": CLEAN + " one"}).encode() + b"\n" +
+                              b'{"text": "' + CLEAN.encode() + b' two \\ud83d here"}\n' +
+                              b'{"text": "' + CLEAN.encode() + b' three \\ud83d\\ude00", "tag": "\\udc00"}\n' +
+                              b'{"text": "' + CLEAN.encode() + b' four \\ud83d\\ude00"}\n')
+  plain = CleanOptions(near_dedup=False)  # the test's documents differ in a word or two
+  rep = clean([str(d / "a.jsonl")], str(tmp_path / "out"), plain)
+  _accounted(rep)
+  assert rep["stages"]["encoding"]["docs_removed"] == 2 and "unreadable" not in rep["stages"]
+  assert [x["text"] for x in _lines(tmp_path / "out")] == [CLEAN + " one", CLEAN + " four \U0001F600"]
+  (d / "b.txt").write_bytes(b"\n" * 9000 + CLEAN.encode() + b"\n")
+  (d / "c.txt").write_bytes("\ufeff".encode("utf-16-le").join([b"", (CLEAN + "\n").encode("utf-16-le")]))
+  (d / "d.txt").write_bytes((CLEAN + " x\r" + CLEAN + " y\r").encode())
+  rep = clean([str(d / "*.txt")], str(tmp_path / "out2"), plain)
+  _accounted(rep)
+  assert [(os.path.basename(f["path"]), f["why"][:6]) for f in rep["skipped_files"]] == [("c.txt", "UTF-16")]
+  assert [x["text"] for x in _lines(tmp_path / "out2")] == [CLEAN, CLEAN + " x", CLEAN + " y"]
+  with pytest.raises(DataError, match=r"--input mixes JSONL files \(.*a.jsonl\) with other files \(.*b.txt"):
+    clean([str(d / "*")], str(tmp_path / "out3"), CleanOptions())
