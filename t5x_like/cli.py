@@ -133,10 +133,17 @@ def _launch(args, rest) -> int:
 
 def _sweep(args, rest) -> int:
   from t5x_like import sweep
+  from t5x_like.errors import UserError
   spec = sweep.load_sweep(args.file)
   runs = sweep.expand(spec)  # every run's config is checked before anything launches
   if args.launcher == "local":
-    return 1 if sweep.launch_local(spec, runs, args.parallel, dry_run=args.dry_run) else 0
+    if args.processes not in (None, 1):
+      raise UserError("sweep --launcher local runs each run as one process on this machine; --processes is for "
+                      "`t5x-like launch local` (a sweep of multi-process runs goes through --launcher slurm or tpu)")
+    return 1 if sweep.launch_local(spec, runs, args.parallel, dry_run=args.dry_run, devices=args.devices) else 0
+  if args.processes is not None or args.devices is not None:
+    raise UserError(f"--processes and --devices are for local launches; --launcher {args.launcher} takes the "
+                    "hardware from the allocation")
   if args.launcher == "slurm":
     return sweep.launch_slurm_array(spec, runs, args.nodes, args.gpus_per_node, dry_run=args.dry_run,
                                     time_limit=args.time, partition=args.partition, account=args.account,

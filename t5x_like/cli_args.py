@@ -79,6 +79,7 @@ def parser() -> argparse.ArgumentParser:
   sw.add_argument("--parallel", type=positive, default=1, help="local: runs at a time")
   sw.add_argument("--dry-run", action="store_true")
   _add_launch_flags(sw)
+  sw.set_defaults(processes=None, devices=None)  # local sweeps: one process per run; --devices is opt-in
 
   rn = sub.add_parser("runs", help="a table of every run under a directory, and a loss plot")
   rn.add_argument("root")

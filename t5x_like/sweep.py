@@ -13,15 +13,17 @@ runs and resumes unfinished ones (each trainer resumes its own workdir).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
 
-from t5x_like.config import ConfigError, build_config
+from t5x_like.config import ConfigError, build_config, to_dict
 from t5x_like.config.loading import import_file
 from t5x_like.launch import Job, launch_tpu, slurm_script
 from t5x_like.workdir import STATUS_NAME
@@ -41,6 +43,7 @@ class SweepRun:
   name: str
   overrides: dict
   workdir: str
+  config: dict | None = None  # the full config this run trains with (set by expand)
 
   def args(self) -> list[str]:
     return [f"--config.{k}={_text(v)}" for k, v in self.overrides.items()]
@@ -54,7 +57,11 @@ def load_sweep(path: str) -> Sweep:
   module = import_file(path, "configs/sweeps/tiny_lr_width.py")
   if not hasattr(module, "get_sweep"):
     raise ConfigError(f"sweep file {path} has no get_sweep() function")
-  sweep = module.get_sweep()
+  try:
+    sweep = module.get_sweep()
+  except TypeError as e:  # Sweep(gird=...): a misspelled field
+    raise ConfigError(f"sweep file {path}: get_sweep() failed: {e}; Sweep takes base, grid, runs, fixed "
+                      "and root") from None
   if not isinstance(sweep, Sweep):
     raise ConfigError(f"{path}: get_sweep() must return t5x_like.sweep.Sweep, got {type(sweep).__name__}")
   if not sweep.root:
@@ -80,10 +87,18 @@ def _find_base(base: str, sweep_path: str) -> str:
     folder = os.path.dirname(folder)
 
 
+MAX_NAME = 120  # characters of a run's folder name (file systems stop at 255 bytes)
+
+
 def run_name(overrides: dict) -> str:
-  """Readable and filesystem-safe: 'learning_rate=0.001,d_model=64' from the swept keys."""
+  """Readable and filesystem-safe: 'learning_rate=0.001,d_model=64' from the swept keys; a
+  name longer than MAX_NAME keeps its start and ends with a digest of the whole."""
   parts = [f"{k.rsplit('.', 1)[-1]}={_text(v)}" for k, v in overrides.items()]
-  return re.sub(r"[^A-Za-z0-9=,._+-]", "_", ",".join(parts)) or "base"
+  name = re.sub(r"[^A-Za-z0-9=,._+-]", "_", ",".join(parts)) or "base"
+  if len(name) > MAX_NAME:
+    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
+    name = f"{name[:MAX_NAME - 11]}-{digest}"
+  return name
 
 
 def expand(sweep: Sweep) -> list[SweepRun]:
@@ -91,7 +106,11 @@ def expand(sweep: Sweep) -> list[SweepRun]:
   if sweep.grid and sweep.runs:
     raise ConfigError("a sweep sets either grid or runs, not both")
   if sweep.grid:
-    empty = [k for k, v in sweep.grid.items() if not isinstance(v, (list, tuple)) or not v]
+    scalar = [k for k, v in sweep.grid.items() if not isinstance(v, (list, tuple))]
+    if scalar:
+      raise ConfigError(f"sweep grid entries {scalar} are single values; give each key a list of values "
+                        "(a value shared by every run goes in fixed)")
+    empty = [k for k, v in sweep.grid.items() if not v]
     if empty:
       raise ConfigError(f"sweep grid entries {empty} have no values; give each key a non-empty list")
     keys = list(sweep.grid)
@@ -108,32 +127,69 @@ def expand(sweep: Sweep) -> list[SweepRun]:
     names.add(name)
     run = SweepRun(name, {**sweep.fixed, **swept}, os.path.join(sweep.root, name))
     try:
-      build_config(sweep.base, run.args())
+      run.config = to_dict(build_config(sweep.base, run.args()))
     except ConfigError as e:
       raise ConfigError(f"sweep run {name}: {e}") from None
     runs.append(run)
   return runs
 
 
-def finished(run: SweepRun) -> bool:
+def _read_json(path: str):
   try:
-    with open(os.path.join(run.workdir, STATUS_NAME)) as f:
-      return json.load(f).get("status") == "finished"
+    with open(path) as f:
+      return json.load(f)
   except (OSError, ValueError):
-    return False
+    return None
 
 
-def _train_argv(sweep: Sweep, run: SweepRun) -> list[str]:
-  return [sys.executable, "-m", "t5x_like.cli", *Job(sweep.base, run.workdir, run.args()).train_args()]
+def _differences(saved, wanted, prefix: str = "") -> list[str]:
+  if isinstance(saved, dict) and isinstance(wanted, dict):
+    return [d for k in sorted(set(saved) | set(wanted))
+            for d in _differences(saved.get(k), wanted.get(k), f"{prefix}{k}.")]
+  return [] if saved == wanted else [f"{prefix[:-1]}: {saved!r} -> {wanted!r}"]
 
 
-def launch_local(sweep: Sweep, runs: list[SweepRun], parallel: int = 1, dry_run: bool = False) -> int:
-  """Runs K at a time; each writes WORKDIR/train.log. Returns the number of failed runs."""
+def changes(run: SweepRun) -> list[str]:
+  """The config fields in which a run's saved config.json differs from the one the sweep
+  builds for it now (the sweep file, its base config or their defaults changed)."""
+  saved = _read_json(os.path.join(run.workdir, "config.json"))
+  if not isinstance(saved, dict) or run.config is None:
+    return []
+  return _differences(saved, json.loads(json.dumps(run.config)))
+
+
+def finished(run: SweepRun) -> bool:
+  """Finished with the config the sweep gives it now; a finished run whose config changed
+  since (say train.steps raised) runs again, and its trainer resumes its checkpoints."""
+  status = _read_json(os.path.join(run.workdir, STATUS_NAME))
+  return isinstance(status, dict) and status.get("status") == "finished" and not changes(run)
+
+
+def _todo(runs: list[SweepRun]) -> list[SweepRun]:
   todo = [r for r in runs if not finished(r)]
+  for r in todo:
+    diff = changes(r)
+    if diff:
+      more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
+      print(f"sweep: {r.name} ran with another config than this sweep now gives it ({'; '.join(diff[:3])}{more}); "
+            "it runs again from its checkpoints", flush=True)
+  return todo
+
+
+def _train_argv(sweep: Sweep, run: SweepRun, devices: int | None = None) -> list[str]:
+  argv = [sys.executable, "-m", "t5x_like.cli", *Job(sweep.base, run.workdir, run.args()).train_args()]
+  return argv + (["--cpu-devices", str(devices)] if devices else [])
+
+
+def launch_local(sweep: Sweep, runs: list[SweepRun], parallel: int = 1, dry_run: bool = False,
+                 devices: int | None = None) -> int:
+  """Runs K at a time (with `devices` simulated CPU devices each, when given); each writes
+  WORKDIR/train.log. Returns the number of failed runs."""
+  todo = _todo(runs)
   print(f"sweep: {len(runs)} run(s) under {sweep.root}; {len(runs) - len(todo)} finished, {len(todo)} to run")
   if dry_run:
     for r in todo:
-      print(f"# {r.name}\n" + " ".join(_train_argv(sweep, r)))
+      print(f"# {r.name}\n" + shlex.join(_train_argv(sweep, r, devices)))
     return 0
   running, failed = [], 0
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -142,7 +198,7 @@ def launch_local(sweep: Sweep, runs: list[SweepRun], parallel: int = 1, dry_run:
       r = todo.pop(0)
       os.makedirs(r.workdir, exist_ok=True)
       log = open(os.path.join(r.workdir, "train.log"), "a")
-      running.append((r, subprocess.Popen(_train_argv(sweep, r), env=env, stdout=log, stderr=subprocess.STDOUT), log))
+      running.append((r, subprocess.Popen(_train_argv(sweep, r, devices), env=env, stdout=log, stderr=subprocess.STDOUT), log))
     for item in list(running):
       r, proc, log = item
       if proc.poll() is not None:
@@ -156,17 +212,25 @@ def launch_local(sweep: Sweep, runs: list[SweepRun], parallel: int = 1, dry_run:
 
 def launch_slurm_array(sweep: Sweep, runs: list[SweepRun], nodes: int = 1, gpus_per_node: int = 0,
                        dry_run: bool = False, **options) -> int:
-  """One array task per unfinished run: commands.txt holds one train command per line."""
-  todo = [r for r in runs if not finished(r)]
+  """One array task per unfinished run. Each submission writes its own commands file
+  (ROOT/commands-TIME.txt, one shell-quoted train command per line) and sbatch script, so
+  the tasks of an earlier array still queued read the lines they were given."""
+  todo = _todo(runs)
   if not todo:
     print(f"sweep: all {len(runs)} run(s) under {sweep.root} are finished")
     return 0
-  commands = os.path.join(os.path.abspath(sweep.root), "commands.txt")
-  lines = [f"t5x-like {' '.join(Job(sweep.base, r.workdir, r.args()).train_args())}" for r in todo]
+  stamp = time.strftime("%Y%m%d-%H%M%S")
+  root = os.path.abspath(sweep.root)
+  commands = os.path.join(root, f"commands-{stamp}.txt")
+  n = 1
+  while os.path.exists(commands):
+    commands, n = os.path.join(root, f"commands-{stamp}-{n}.txt"), n + 1
+  path = os.path.join(root, os.path.basename(commands).replace("commands-", "sweep-", 1)[:-len(".txt")] + ".sbatch")
+  lines = [shlex.join(["t5x-like", *Job(sweep.base, r.workdir, r.args()).train_args()]) for r in todo]
   script = slurm_script(Job(sweep.base, sweep.root, [], name="t5x_like_sweep"), nodes, gpus_per_node,
                         array=f"0-{len(todo) - 1}", commands_file=commands, **options)
   if dry_run:
-    print(f"# {commands}:\n" + "\n".join(lines) + f"\n# sweep.sbatch:\n{script}", end="")
+    print(f"# {commands}:\n" + "\n".join(lines) + f"\n# {path}:\n{script}", end="")
     return 0
   from t5x_like.launch import require_tool
 
@@ -174,7 +238,6 @@ def launch_slurm_array(sweep: Sweep, runs: list[SweepRun], nodes: int = 1, gpus_
   os.makedirs(sweep.root, exist_ok=True)
   with open(commands, "w") as f:
     f.write("\n".join(lines) + "\n")
-  path = os.path.join(sweep.root, "sweep.sbatch")
   with open(path, "w") as f:
     f.write(script)
   return subprocess.run([sbatch, path]).returncode
@@ -183,9 +246,7 @@ def launch_slurm_array(sweep: Sweep, runs: list[SweepRun], nodes: int = 1, gpus_
 def launch_tpu_runs(sweep: Sweep, runs: list[SweepRun], tpu: str, zone: str, dry_run: bool = False,
                     **options) -> int:
   """The runs one after another on one TPU slice."""
-  for r in runs:
-    if finished(r):
-      continue
+  for r in _todo(runs):
     code = launch_tpu(Job(sweep.base, r.workdir, r.args(), name=r.name), tpu, zone, dry_run=dry_run, **options)
     if code:
       return code

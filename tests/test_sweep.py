@@ -97,3 +97,46 @@ def test_the_base_config_is_found_from_the_sweep_files_folder(tmp_path, monkeypa
                                  "def get_sweep():\n  return Sweep(base='configs/nope.py', grid={'train.steps': [1]})\n")
   with pytest.raises(ConfigError, match=r"base config 'configs/nope.py' is found neither from the current directory"):
     load_sweep(str(tmp_path / "s.py"))
+
+
+def test_a_finished_run_whose_config_changed_runs_again(tmp_path, capsys):
+  """A run finished with train.steps=7, the sweep file since raised it to 9: the run is not
+  skipped (its trainer resumes to 9), and the line says what changed. The same config as
+  saved is skipped."""
+  from t5x_like.config import build_config, to_dict
+
+  (tmp_path / "s.py").write_text(
+      "from t5x_like.sweep import Sweep\n"
+      f"def get_sweep():\n  return Sweep(base={TINY!r}, root={str(tmp_path / 'root')!r},\n"
+      "               grid={'optimizer.learning_rate': [1e-3]}, fixed={'train.steps': 9})\n")
+  done = tmp_path / "root" / "learning_rate=0.001"
+  done.mkdir(parents=True)
+  (done / "status.json").write_text('{"status": "finished"}')
+  saved = to_dict(build_config(TINY, ["--config.train.steps=7", "--config.optimizer.learning_rate=0.001"]))
+  (done / "config.json").write_text(json.dumps(saved))
+  assert cli.main(["sweep", str(tmp_path / "s.py"), "--dry-run"]) == 0
+  out = capsys.readouterr().out
+  assert "learning_rate=0.001 ran with another config than this sweep now gives it (train.steps: 7 -> 9)" in out
+  assert "0 finished, 1 to run" in out
+  saved["train"]["steps"] = 9
+  (done / "config.json").write_text(json.dumps(saved))
+  assert cli.main(["sweep", str(tmp_path / "s.py"), "--dry-run"]) == 0
+  assert "1 finished, 0 to run" in capsys.readouterr().out
+
+
+def test_sweep_file_mistakes_are_one_line(tmp_path, capsys):
+  with pytest.raises(ConfigError, match=r"grid entries \['train.steps'\] are single values; give each key a list"):
+    expand(Sweep(base=TINY, grid={"train.steps": 5}))
+  long = run_name({f"model.key_{i}": "x" * 20 for i in range(12)})
+  assert len(long) == 120 and long != run_name({f"model.key_{i}": "x" * 20 for i in range(13)})
+  (tmp_path / "s.py").write_text("from t5x_like.sweep import Sweep\n"
+                                 f"def get_sweep():\n  return Sweep(base={TINY!r}, gird={{'train.steps': [1]}})\n")
+  assert cli.main(["sweep", str(tmp_path / "s.py"), "--dry-run"]) == 2
+  err = capsys.readouterr().err
+  assert "get_sweep() failed" in err and "'gird'" in err and "Sweep takes base, grid, runs, fixed and root" in err
+  (tmp_path / "s.py").write_text("from t5x_like.sweep import Sweep\n"
+                                 f"def get_sweep():\n  return Sweep(base={TINY!r}, grid={{'train.steps': [1]}})\n")
+  assert cli.main(["sweep", str(tmp_path / "s.py"), "--processes", "2", "--dry-run"]) == 2
+  assert "--processes is for `t5x-like launch local`" in capsys.readouterr().err
+  assert cli.main(["sweep", str(tmp_path / "s.py"), "--devices", "2", "--dry-run"]) == 0
+  assert "--cpu-devices 2" in capsys.readouterr().out
