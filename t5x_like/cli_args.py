@@ -219,10 +219,11 @@ def _add_clean_parsers(dsub) -> None:
   cl.add_argument("--input", required=True, nargs="+", help="globs of text or JSONL files (or TFDS names)")
   cl.add_argument("--output", required=True, help="directory to create: shards and report.json")
   cl.add_argument("--format", default="auto", choices=["auto", "text", "jsonl", "tfds"],
-                  help="auto: jsonl when every file ends in .jsonl or .json, else text")
+                  help="auto: jsonl for .jsonl/.json files, text for others (a glob matching both is refused)")
   cl.add_argument("--field", default="text", help="JSONL field / TFDS feature with the text (kept in the output)")
-  cl.add_argument("--text-docs", default="line", choices=["line", "paragraph"],
-                  help="text files: a document per line (as data build) or per blank-line-separated paragraph")
+  cl.add_argument("--text-docs", default="line", choices=["line", "paragraph", "file"],
+                  help="text files: a document per line (as data build), per blank-line-separated paragraph, or per "
+                       "file (saved HTML pages)")
   cl.add_argument("--data-dir", default="", help="--format tfds: the TFDS data_dir")
   cl.add_argument("--split", default="train", help="--format tfds: the split to clean")
   cl.add_argument("--bad-utf8", default="drop", choices=["drop", "replace"],

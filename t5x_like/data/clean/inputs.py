@@ -2,7 +2,7 @@
 document gets the key (unit number, document number) that orders the output.
 
 Files follow `data build`: text is one document per line (or, with text_docs=paragraph,
-per run of non-blank lines), JSONL one object per line; whitespace-only lines are not
+per run of non-blank lines; with text_docs=file, the whole file), JSONL one object per line; whitespace-only lines are not
 documents, and a UTF-8 byte order mark at the start is dropped; lines end at LF or CRLF, or at CR in a file that has no LF at all (classic Mac
 text). Files are opened as bytes so invalid UTF-8 reaches the cleaner, which counts it. A
 binary file (a NUL byte in its first 8 KiB), a UTF-16 one (its byte order mark) or one
@@ -109,6 +109,12 @@ def read_unit(index: int, unit: Unit, fmt: str, text_docs: str):
   """Yields ((unit index, document index), raw bytes) for each document of the unit."""
   if unit.kind == "tfds":
     yield from _read_tfds(index, unit)
+    return
+  if fmt == "text" and text_docs == "file":
+    with _open(unit.path) as f:
+      whole = f.read().removeprefix(b"\xef\xbb\xbf")
+    if whole.strip():
+      yield (index, 0), whole
     return
   n = 0
   paragraph: list[bytes] = []

@@ -13,11 +13,24 @@ EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b")
 # 4+ characters in a row that are neither letters, digits, whitespace nor ordinary prose
 # punctuation, or one punctuation character repeated 5+ times ("-----", "!!!!!!").
 SYMBOL_RUN = re.compile(r"[^\w\s.,;:!?'\"()\[\]%&/-]{4,}|([^\w\s])\1{4,}")
-_HTML_HINT = re.compile(r"<[A-Za-z!/][^>]*>|&(?:[A-Za-z]{2,8}|#\d{1,7}|#x[0-9A-Fa-f]{1,6});")
+# Text is taken for HTML when it has what only markup has: an end tag or a void element of
+# HTML, a doctype, a comment, or an entity. A start tag alone is not enough: "a<b and b>c"
+# or "if (a<b && c>d)" in prose would parse as a <b> element and lose its words.
+_ELEMENTS = ("a|abbr|address|article|aside|b|blockquote|body|button|caption|center|cite|code|dd|del|details|"
+             "div|dl|dt|em|figcaption|figure|font|footer|form|h[1-6]|head|header|html|i|iframe|ins|kbd|label|"
+             "legend|li|main|mark|nav|noscript|ol|option|p|pre|q|s|script|section|select|small|span|strong|"
+             "style|sub|summary|sup|svg|table|tbody|td|textarea|tfoot|th|thead|title|tr|tt|u|ul|var")
+_HTML_HINT = re.compile(r"</(?:" + _ELEMENTS + r")\s*>|<(?:br|hr|img|meta|link|input|wbr)\b[^<>]*>|<!doctype\b|"
+                        r"<!--|&(?:[A-Za-z]{2,8}|#\d{1,7}|#x[0-9A-Fa-f]{1,6});", re.IGNORECASE)
 
-_SKIP = {"script", "style", "noscript", "template", "head", "svg"}
+_SKIP = {"script", "style", "noscript", "template", "svg"}
 _BLOCK = {"p", "div", "br", "li", "ul", "ol", "tr", "table", "h1", "h2", "h3", "h4", "h5", "h6",
-          "section", "article", "header", "footer", "blockquote", "pre", "hr", "title", "dd", "dt"}
+          "section", "article", "header", "footer", "blockquote", "pre", "hr", "title", "dd", "dt", "dl",
+          "nav", "aside", "main", "figure", "figcaption", "form", "fieldset", "legend", "details", "summary",
+          "address", "caption", "thead", "tbody", "tfoot", "option", "body", "center"}
+_CELL = {"td", "th"}  # cells of a row: a space between them, the row ends the line
+# What may stand in <head>; any other element (or <body>) ends it, closed or not, as in HTML5.
+_HEAD = {"title", "meta", "link", "base", "script", "style", "noscript", "template"}
 
 
 class _TextOf(html.parser.HTMLParser):
@@ -25,25 +38,39 @@ class _TextOf(html.parser.HTMLParser):
     super().__init__(convert_charrefs=True)
     self.parts: list[str] = []
     self.skipping = 0
+    self.in_head = False  # the head's text (its title) is not the page's text
 
   def handle_starttag(self, tag, attrs):
+    if tag == "head":
+      self.in_head = True
+    elif self.in_head and tag not in _HEAD:
+      self.in_head = False
     if tag in _SKIP:
       self.skipping += 1
+    elif tag == "body":
+      self.skipping = 0  # whatever was left open before the body (an unclosed <script>) ends here
+      self.parts.append("\n")
     elif tag in _BLOCK:
       self.parts.append("\n")
+    elif tag in _CELL:
+      self.parts.append(" ")
 
   def handle_startendtag(self, tag, attrs):
     if tag in _BLOCK:
       self.parts.append("\n")
 
   def handle_endtag(self, tag):
+    if tag == "head":
+      self.in_head = False
     if tag in _SKIP:
       self.skipping = max(0, self.skipping - 1)
     elif tag in _BLOCK:
       self.parts.append("\n")
+    elif tag in _CELL:
+      self.parts.append(" ")
 
   def handle_data(self, data):
-    if not self.skipping:
+    if not self.skipping and not self.in_head:
       self.parts.append(data)
 
 
@@ -62,9 +89,25 @@ def html_to_text(text: str) -> str:
   return "".join(parser.parts)
 
 
+def _url_tail(m: re.Match) -> str:
+  """What follows a URL in prose is not part of it: trailing punctuation, and a closing
+  bracket the URL did not open ("(see https://x.org/a)." keeps ")."). Returns that tail."""
+  url = m.group(0)
+  end = len(url)
+  while end:
+    c = url[end - 1]
+    if c in ".,;:!?'\"":
+      end -= 1
+    elif c in ")]}" and url[:end].count(c) > url[:end].count({")": "(", "]": "[", "}": "{"}[c]):
+      end -= 1
+    else:
+      break
+  return url[end:]
+
+
 def strip_noise(text: str, *, urls: bool, emails: bool, symbol_runs: bool) -> str:
   if urls:
-    text = URL.sub("", text)
+    text = URL.sub(_url_tail, text)
   if emails and "@" in text:
     text = EMAIL.sub("", text)
   if symbol_runs:

@@ -17,7 +17,7 @@ class CleanOptions:
   # Reading.
   fmt: str = "auto"                 # auto | text | jsonl | tfds
   field: str = "text"               # JSONL field / TFDS feature holding the text
-  text_docs: str = "line"           # text files: one document per `line` or per `paragraph`
+  text_docs: str = "line"           # text files: one document per `line`, per `paragraph` or per `file`
   bad_utf8: str = "drop"            # drop: the document goes (counted); replace: U+FFFD, then cleaned
   max_doc_chars: int = 1_000_000    # longer documents go before any work (a 50 MB line is no document)
   # Normalisation.
@@ -58,8 +58,8 @@ class CleanOptions:
   def check(self) -> CleanOptions:
     if self.fmt not in ("auto", "text", "jsonl", "tfds"):
       raise ConfigError(f"--format must be auto, text, jsonl or tfds, got {self.fmt!r}")
-    if self.text_docs not in ("line", "paragraph"):
-      raise ConfigError(f"--text-docs must be line or paragraph, got {self.text_docs!r}")
+    if self.text_docs not in ("line", "paragraph", "file"):
+      raise ConfigError(f"--text-docs must be line, paragraph or file, got {self.text_docs!r}")
     if self.bad_utf8 not in ("drop", "replace"):
       raise ConfigError(f"--bad-utf8 must be drop or replace, got {self.bad_utf8!r}")
     if not 0 < self.jaccard <= 1:

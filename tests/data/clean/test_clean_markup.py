@@ -38,3 +38,18 @@ def test_pii_masks_emails_and_phone_numbers_but_not_other_numbers():
   text = "Call +1 (555) 123-4567 or 020 7946 0958, mail bob@example.com; paid 1,200 on 2024-01-15 in 1999."
   masked = mask_pii(text)
   assert masked == "Call <PHONE> or <PHONE>, mail <EMAIL>; paid 1,200 on 2024-01-15 in 1999."
+
+
+def test_html_as_browsers_read_it_and_prose_that_only_looks_like_it():
+  """An unclosed <head> (legal HTML5) ends at the first body element instead of hiding the
+  page; table cells keep a space between them; comparisons in prose are not tags; a URL's
+  trailing punctuation and unopened bracket stay in the sentence."""
+  page = "<html><head><title>T</title><meta charset=utf-8><body><p>The page text.</p></body></html>"
+  assert html_to_text(page).split() == ["The", "page", "text."]
+  assert html_to_text("<html><head><title>T</title><p>No body tag.</p>").split() == ["No", "body", "tag."]
+  assert html_to_text("<table><tr><td>Name</td><td>Age</td></tr><tr><th>Ann</th><td>7</td></tr></table>").split() \
+      == ["Name", "Age", "Ann", "7"]
+  for prose in ("a<b and b>c", "if (a<b && c>d) return;", "x <y> z", "3 <p> 4"):
+    assert html_to_text(prose) == prose
+  assert html_to_text("x<b>bold</b>y") == "xboldy" and html_to_text("AT&amp;T") == "AT&T"
+  assert _noise("see https://x.com/a). Then (https://y.org/b_(c)) and www.z.io, ok") == "see ). Then () and , ok"

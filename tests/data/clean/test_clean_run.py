@@ -160,3 +160,14 @@ def test_unusual_files_read_as_their_writers_meant(tmp_path):
   assert [x["text"] for x in _lines(tmp_path / "out2")] == [CLEAN, CLEAN + " x", CLEAN + " y"]
   with pytest.raises(DataError, match=r"--input mixes JSONL files \(.*a.jsonl\) with other files \(.*b.txt"):
     clean([str(d / "*")], str(tmp_path / "out3"), CleanOptions())
+
+
+def test_a_saved_page_is_one_document_with_text_docs_file(tmp_path):
+  """A saved HTML page whose script and style span lines: per line, their bodies would be
+  documents of their own; with --text-docs file the page is one document, its text kept."""
+  (tmp_path / "page.html").write_text(
+      "<!doctype html>\n<html><head><title>T</title>\n<script>\nfunction f() {\n  return 1 < 2 && 3 > 2;\n}\n"
+      "</script>\n<style>\np { color: red; }\n</style>\n</head>\n<body>\n<p>" + CLEAN + "</p>\n</body></html>\n")
+  rep = clean([str(tmp_path / "page.html")], str(tmp_path / "out"), CleanOptions(text_docs="file"))
+  _accounted(rep)
+  assert rep["input_docs"] == 1 and [x["text"] for x in _lines(tmp_path / "out")] == [CLEAN]
