@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import traceback
 
 from t5x_like.cli_args import parser
 
@@ -20,15 +21,44 @@ def _setup_env(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-  if argv is None:  # a command line, not a call from Python
-    from t5x_like.errors import UserError
-    from t5x_like.host_memory import reexec_with_host_heap
-    try:
-      reexec_with_host_heap()
-    except UserError as e:
-      print(f"error: {e}", file=sys.stderr)
-      return 2
-  argv = sys.argv[1:] if argv is None else argv
+  if argv is not None:  # a call from Python
+    return _main(argv)
+  from t5x_like.errors import UserError
+  from t5x_like.host_memory import reexec_with_host_heap
+  try:
+    reexec_with_host_heap()
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  try:
+    code = _main(sys.argv[1:])
+  except BaseException:
+    if not _distributed():
+      raise
+    traceback.print_exc()
+    code = 1
+  if code and _distributed():
+    _leave_now(code)
+  return code
+
+
+def _distributed() -> bool:
+  runtime = sys.modules.get("t5x_like.runtime")
+  return bool(runtime and runtime.DISTRIBUTED)
+
+
+def _leave_now(code: int) -> None:
+  """A process of a multi-process run that stops on an error exits at once. At a normal exit
+  jax.distributed's shutdown waits for every process at a barrier, and peers still training
+  (or waiting for this one in a collective) would hold it there for minutes; they learn of
+  the exit from their broken connections, and `t5x-like launch` or `srun
+  --kill-on-bad-exit` stops them."""
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(code)
+
+
+def _main(argv: list[str]) -> int:
   args, rest = parser().parse_known_args(argv)
   _setup_env(args)
   from t5x_like.errors import ConfigError, UserError

@@ -128,27 +128,28 @@ def _tail(path: str | None, lines: int = 3) -> str:
   try:
     with open(path, "rb") as f:
       f.seek(max(0, os.path.getsize(path) - 8192))
-      last = [ln for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()][-lines:]
+      text = [ln for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
   except OSError:
     return ""
-  return "".join(f"\n  | {ln}" for ln in last)
+  errors = [ln for ln in text if ln.startswith("error:")]  # the trainer's one line, when it wrote one
+  return "".join(f"\n  | {ln}" for ln in (errors[-1:] or text[-lines:]))
 
 
 def _wait_all(procs: list, logs: list, grace_s: float = 10.0) -> int:
-  failed = None
   try:
     while [p.poll() for p in procs].count(None):  # every one polled, none skipped
-      failed = next((i for i, p in enumerate(procs) if p.returncode not in (None, 0)), None)
-      if failed is not None:
+      if any(p.returncode for p in procs):
         break
       time.sleep(0.2)
   except KeyboardInterrupt:
     _stop(procs, grace_s)
     raise
-  if failed is None:
-    failed = next((i for i, p in enumerate(procs) if p.returncode), None)
-    if failed is None:
-      return 0
+  # Processes that failed by the same poll: the one with a user error (exit 2, its one line)
+  # is the cause; the others most likely lost their connection to it.
+  failures = [i for i, p in enumerate(procs) if p.returncode]
+  if not failures:
+    return 0
+  failed = next((i for i in failures if procs[i].returncode == 2), failures[0])
   code = procs[failed].returncode
   running = [i for i, p in enumerate(procs) if p.poll() is None]
   where = f" (its log: {logs[failed]})" if logs[failed] else ""

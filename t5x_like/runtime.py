@@ -55,22 +55,28 @@ def rules_from_config(mesh_cfg: MeshConfig) -> tuple[tuple[str, object], ...]:
 # ---------------------------------------------------------------- multi-host start-up
 
 
+DISTRIBUTED = False  # set once this process has joined a multi-process jax.distributed run
+
+
 def initialize_distributed(coordinator: str = "", num_processes: int = 0, process_id: int = -1) -> None:
   """Starts jax.distributed when running on several hosts.
 
   Explicit flags win; otherwise JAX auto-detects TPU pods and SLURM jobs. A single local
   process with no flags and no cluster environment skips initialisation.
   """
+  global DISTRIBUTED
   if coordinator or num_processes > 1:
     if not (coordinator and num_processes > 0 and process_id >= 0):
       raise ConfigError("multi-host needs all of --coordinator HOST:PORT, --num-processes N and --process-id I")
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
                                process_id=process_id)
+    DISTRIBUTED = True
     return
   cluster_env = ("SLURM_JOB_ID", "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
   if any(k in os.environ for k in cluster_env) and os.environ.get("T5X_LIKE_NO_AUTO_DISTRIBUTED") != "1":
     try:
       jax.distributed.initialize()
+      DISTRIBUTED = jax.process_count() > 1
     except (ValueError, RuntimeError) as e:  # e.g. a one-task SLURM allocation
       if "already" not in str(e):
         print(f"[t5x_like] jax.distributed auto-detection skipped: {e}")

@@ -10,7 +10,9 @@ heartbeat is older than `LEASE_S` (any host, e.g. a preempted VM on shared stora
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import json
 import os
 import socket
@@ -307,3 +309,27 @@ class Session:
     self.stop.uninstall()
     if self.lock is not None:
       self.lock.release()
+
+
+@contextlib.contextmanager
+def writing_output(work: str, command: str):
+  """Held while `command` (data clean, data build) fills its WORK (OUTPUT.incomplete)
+  directory: an flock on WORK.lock, so a second command on the same output stops with one
+  line instead of deleting the first one's work. The kernel drops the lock when its
+  process dies, so a killed run never blocks the next."""
+  lock = work + ".lock"
+  os.makedirs(os.path.dirname(os.path.abspath(lock)), exist_ok=True)
+  fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError:
+    os.close(fd)
+    raise UserError(f"another `{command}` is writing {work} now (it holds {lock}); wait for it to finish, "
+                    "or choose another --output") from None
+  try:
+    yield
+  finally:
+    with contextlib.suppress(OSError):
+      os.unlink(lock)
+    os.close(fd)
+

@@ -131,3 +131,30 @@ def test_a_signal_to_one_process_stops_both_at_the_same_logging_step(tmp_path):
   for pr, (_, err) in zip(procs, outs, strict=True):
     assert pr.returncode == 0, err[-3000:]
   assert f"resumed from step {step}" in outs[0][0]
+
+
+@pytest.mark.slow  # ~30-60 s: two processes that stop at their first batch
+def test_a_process_that_fails_stops_the_launch_at_once(tmp_path, spm_path):
+  """`t5x-like launch local` with 2 processes, where process 1's share of the files has a
+  line that is not UTF-8: process 1 exits with its one line at once (no minutes in
+  jax.distributed's shutdown barrier), the launch stops process 0 and names process 1 and
+  its error, and exits 2."""
+  import time
+
+  data = tmp_path / "data"
+  data.mkdir()
+  words = "the quick brown fox jumps over the lazy dog and runs far away".split()
+  lines = [" ".join(words[(i + j) % len(words)] for j in range(12)) for i in range(2000)]
+  (data / "a.txt").write_text("\n".join(lines) + "\n")
+  (data / "b.txt").write_bytes(("\n".join(lines[:1500]) + "\n").encode() + b"caf\xe9\n" + b"more text\n" * 100)
+  t0 = time.time()
+  p = subprocess.run([sys.executable, "-m", "t5x_like.cli", "launch", "local", "--config", "configs/tiny/gpt.py",
+                      "--workdir", str(tmp_path / "wd"), "--processes", "2", "--devices", "1",
+                      "--config.data.source=text", f"--config.data.train_files={data}/*.txt",
+                      f"--config.data.eval_files={data}/a.txt", f"--config.data.tokenizer.path={spm_path}",
+                      "--config.train.steps=50"],
+                     capture_output=True, text=True, env=_env(tmp_path / "jax_cache"), timeout=240)
+  assert p.returncode == 2, p.stderr[-3000:]
+  assert time.time() - t0 < 150  # the shutdown barrier alone used to hold it for over 5 minutes
+  assert f"launch: process 1 exited with code 2 (its log: {tmp_path / 'wd' / 'logs' / 'process_1.log'})" in p.stderr
+  assert "b.txt: line 1501 is not UTF-8" in p.stderr

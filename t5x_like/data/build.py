@@ -18,7 +18,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
 from t5x_like.data import json_lines  # noqa: E402
+from t5x_like.data.clean.inputs import auto_format  # noqa: E402
 from t5x_like.data.tokenizer import DataError, list_files  # noqa: E402
+from t5x_like.workdir import writing_output  # noqa: E402
 
 SHARD_BYTES = 64 << 20  # a new shard after this many bytes of text
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
@@ -120,7 +122,7 @@ def build_tfds(input_glob: str, name: str, data_dir: str, *, validation_fraction
     raise DataError(f"--validation-fraction must be in [0, 1), got {validation_fraction}")
   paths = list_files(input_glob, "--input")
   if fmt == "auto":
-    fmt = "jsonl" if all(p.endswith((".jsonl", ".json")) for p in paths) else "text"
+    fmt = auto_format(paths)
   if fmt not in ("text", "jsonl"):
     raise DataError(f"--format must be auto, text or jsonl, got {fmt!r}")
   final = os.path.join(data_dir, base, version)
@@ -128,31 +130,32 @@ def build_tfds(input_glob: str, name: str, data_dir: str, *, validation_fraction
     raise DataError(f"{final} already exists; delete it, or build a new version with "
                     f"--name {base}:X.Y.Z")
   work = final + ".incomplete"
-  shutil.rmtree(work, ignore_errors=True)  # what a crashed build left behind
-  os.makedirs(work)
-  features = tfds.features.FeaturesDict({field: tfds.features.Text()})
-  writers = {s: _ShardWriter(work, base, s, features) for s in ("train", "validation")}
-  skipped, n = [0], 0
-  try:
-    for n, doc in enumerate(_documents(paths, fmt, field, skip_bad_lines, skipped), 1):
-      i = n - 1
-      held_out = int((i + 1) * validation_fraction) > int(i * validation_fraction)
-      writers["validation" if held_out else "train"].write({field: doc}, len(doc))
-    if n == 0:
-      raise DataError(f"the {len(paths)} files matching {input_glob!r} contain no documents")
-    n_val = int(n * validation_fraction)
-    if validation_fraction and n_val == 0:
-      raise DataError(f"{n} documents x --validation-fraction {validation_fraction} holds out "
-                      f"none; raise it to at least {1 / n:.3g} or pass 0 for no validation split")
-    splits = [w.finish() for w in writers.values() if w.lengths]
-    description = (f"Built by `t5x-like data build` from {input_glob!r} ({fmt}, {len(paths)} "
-                   f"files); validation fraction {validation_fraction}.")
-    tfds.folder_dataset.write_metadata(data_dir=work, features=features, split_infos=splits,
-                                       version=version, check_data=False, description=description)
-  except BaseException:
-    shutil.rmtree(work, ignore_errors=True)
-    raise
-  os.rename(work, final)
+  with writing_output(work, "t5x-like data build"):  # a second build of this version stops
+    shutil.rmtree(work, ignore_errors=True)  # what a crashed build left behind
+    os.makedirs(work)
+    features = tfds.features.FeaturesDict({field: tfds.features.Text()})
+    writers = {s: _ShardWriter(work, base, s, features) for s in ("train", "validation")}
+    skipped, n = [0], 0
+    try:
+      for n, doc in enumerate(_documents(paths, fmt, field, skip_bad_lines, skipped), 1):
+        i = n - 1
+        held_out = int((i + 1) * validation_fraction) > int(i * validation_fraction)
+        writers["validation" if held_out else "train"].write({field: doc}, len(doc))
+      if n == 0:
+        raise DataError(f"the {len(paths)} files matching {input_glob!r} contain no documents")
+      n_val = int(n * validation_fraction)
+      if validation_fraction and n_val == 0:
+        raise DataError(f"{n} documents x --validation-fraction {validation_fraction} holds out "
+                        f"none; raise it to at least {1 / n:.3g} or pass 0 for no validation split")
+      splits = [w.finish() for w in writers.values() if w.lengths]
+      description = (f"Built by `t5x-like data build` from {input_glob!r} ({fmt}, {len(paths)} "
+                     f"files); validation fraction {validation_fraction}.")
+      tfds.folder_dataset.write_metadata(data_dir=work, features=features, split_infos=splits,
+                                         version=version, check_data=False, description=description)
+    except BaseException:
+      shutil.rmtree(work, ignore_errors=True)
+      raise
+    os.rename(work, final)
   return {"name": base, "version": version, "path": final, "format": fmt,
           "splits": {s.name: s.num_examples for s in splits}, "skipped_lines": skipped[0]}
 

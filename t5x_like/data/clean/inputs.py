@@ -48,14 +48,20 @@ def list_units(patterns: list[str], fmt: str, data_dir: str = "", split: str = "
       raise DataError(f"--input {p!r} matches no file; check the path or quote the glob")
     paths += found
   if fmt == "auto":
-    jsonl = [p for p in paths if p.endswith((".jsonl", ".json"))]
-    other = [p for p in paths if not p.endswith((".jsonl", ".json"))]
-    if jsonl and other:
-      raise DataError(f"--input mixes JSONL files ({_some(jsonl)}) with other files ({_some(other)}), which "
-                      "would be read as text lines; clean each kind in its own run, or pass --format text or "
-                      "--format jsonl to read them all one way")
-    fmt = "jsonl" if jsonl else "text"
+    fmt = auto_format(paths)
   return [Unit("file", p) for p in paths], fmt
+
+
+def auto_format(paths: list[str]) -> str:
+  """jsonl when the files end in .jsonl or .json, text when none does; a mix is refused
+  (the JSONL files would be read as text lines)."""
+  jsonl = [p for p in paths if p.endswith((".jsonl", ".json"))]
+  other = [p for p in paths if not p.endswith((".jsonl", ".json"))]
+  if jsonl and other:
+    raise DataError(f"--input mixes JSONL files ({_some(jsonl)}) with other files ({_some(other)}), which "
+                    "would be read as text lines; give each kind its own run, or pass --format text or "
+                    "--format jsonl to read them all one way")
+  return "jsonl" if jsonl else "text"
 
 
 def _some(paths: list[str], n: int = 2) -> str:
@@ -156,4 +162,4 @@ def _read_tfds(index: int, unit: Unit):
     yield (index, n), bytes(example[keys[0]])
 
 
-__all__ = ["Unit", "list_units", "probe", "read_unit"]
+__all__ = ["Unit", "auto_format", "list_units", "probe", "read_unit"]

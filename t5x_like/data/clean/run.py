@@ -7,6 +7,7 @@ complete."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -15,6 +16,7 @@ import time
 from t5x_like.data.clean import inputs, report
 from t5x_like.data.clean.options import CleanOptions
 from t5x_like.errors import ConfigError, DataError
+from t5x_like.workdir import writing_output
 
 RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PrismRunner")
 
@@ -46,30 +48,32 @@ def clean(patterns: list[str], out_dir: str, opts: CleanOptions, *, runner: str 
     else:
       readable.append(unit)
   work = out_dir if remote else out_dir.rstrip("/") + ".incomplete"
-  if remote:
-    tf.io.gfile.makedirs(work)
-  else:
-    shutil.rmtree(work, ignore_errors=True)  # what a crashed run left behind
-    os.makedirs(work)
-  start = time.time()
-  try:
-    if runner:
-      from t5x_like.data.clean.beam import run_beam
-      result = run_beam(readable, fmt, opts, work, runner, list(pipeline_args))
+  # A local OUT.incomplete is held while it fills: a second clean to the same output stops.
+  with contextlib.nullcontext() if remote else writing_output(work, "t5x-like data clean"):
+    if remote:
+      tf.io.gfile.makedirs(work)
     else:
-      from t5x_like.data.clean.local import run_local
-      result = run_local(readable, fmt, opts, work, workers)
-    options = dict(dataclasses.asdict(opts), fmt=fmt)
-    rep = report.build(result["totals"], skipped_files=skipped, options=options,
-                       engine=runner or f"processes ({workers or os.cpu_count()})", shards=result["shards"])
-    rep["seconds"] = round(time.time() - start, 3)
-    report.write(rep, os.path.join(work, "report.json"))
-  except BaseException:
+      shutil.rmtree(work, ignore_errors=True)  # what a crashed run left behind
+      os.makedirs(work)
+    start = time.time()
+    try:
+      if runner:
+        from t5x_like.data.clean.beam import run_beam
+        result = run_beam(readable, fmt, opts, work, runner, list(pipeline_args))
+      else:
+        from t5x_like.data.clean.local import run_local
+        result = run_local(readable, fmt, opts, work, workers)
+      options = dict(dataclasses.asdict(opts), fmt=fmt)
+      rep = report.build(result["totals"], skipped_files=skipped, options=options,
+                         engine=runner or f"processes ({workers or os.cpu_count()})", shards=result["shards"])
+      rep["seconds"] = round(time.time() - start, 3)
+      report.write(rep, os.path.join(work, "report.json"))
+    except BaseException:
+      if not remote:
+        shutil.rmtree(work, ignore_errors=True)
+      raise
     if not remote:
-      shutil.rmtree(work, ignore_errors=True)
-    raise
-  if not remote:
-    os.rename(work, out_dir)
+      os.rename(work, out_dir)
   return rep
 
 

@@ -171,3 +171,26 @@ def test_a_saved_page_is_one_document_with_text_docs_file(tmp_path):
   rep = clean([str(tmp_path / "page.html")], str(tmp_path / "out"), CleanOptions(text_docs="file"))
   _accounted(rep)
   assert rep["input_docs"] == 1 and [x["text"] for x in _lines(tmp_path / "out")] == [CLEAN]
+
+
+def test_a_second_clean_to_the_same_output_stops_and_deletes_nothing(tmp_path):
+  """While one clean fills OUT.incomplete (its lock held here), another to the same output
+  stops with one line and leaves the first one's files; once the first is done, a clean
+  runs. A glob mixing JSONL and text is refused by data build as by clean."""
+  from t5x_like.data.build import build_tfds
+  from t5x_like.errors import UserError
+  from t5x_like.workdir import writing_output
+
+  (tmp_path / "a.txt").write_text(CLEAN + "\n")
+  work = tmp_path / "out.incomplete"
+  with writing_output(str(work), "t5x-like data clean"):
+    work.mkdir()
+    (work / "clean-00000-00000.jsonl").write_text("the first run's shard\n")
+    with pytest.raises(UserError, match=r"another `t5x-like data clean` is writing .*out\.incomplete now"):
+      clean([str(tmp_path / "a.txt")], str(tmp_path / "out"), CleanOptions())
+    assert (work / "clean-00000-00000.jsonl").read_text() == "the first run's shard\n"
+  rep = clean([str(tmp_path / "a.txt")], str(tmp_path / "out"), CleanOptions())
+  assert rep["kept_docs"] == 1 and not os.path.exists(tmp_path / "out.incomplete.lock")
+  (tmp_path / "b.jsonl").write_text(json.dumps({"text": CLEAN}) + "\n")
+  with pytest.raises(DataError, match="--input mixes JSONL files"):
+    build_tfds(str(tmp_path / "*"), "t5x_like_mixed", str(tmp_path / "tfds"))
