@@ -28,7 +28,7 @@ class CleanOptions:
   emails: bool = True               # remove e-mail addresses (masked instead with pii)
   symbol_runs: bool = True          # remove runs of 4+ symbols ("=====", "★★★★")
   # PII.
-  pii: bool = False                 # mask e-mails as <EMAIL> and phone numbers as <PHONE>
+  pii: bool = False                 # mask e-mails as <EMAIL>, IPv4 addresses as <IP>, phone numbers as <PHONE>
   # Quality (C4 / Gopher style); a filter is off when its threshold is None.
   min_words: int | None = 50
   max_words: int | None = 100_000
@@ -90,15 +90,19 @@ def with_settings(opts: CleanOptions, settings: list[str]) -> CleanOptions:
       hint = f" (did you mean {near[0]}?)" if near else ""
       raise ConfigError(f"--set {item!r}: expected NAME=VALUE with NAME a clean option{hint}; "
                         f"options: {', '.join(fields)}")
-    changes[name] = _parse(name, text.strip(), getattr(opts, name))
+    changes[name] = _parse(name, text.strip(), getattr(opts, name), "None" in str(fields[name].type))
   return dataclasses.replace(opts, **changes).check()
 
 
-def _parse(name: str, text: str, current):
+def _parse(name: str, text: str, current, optional: bool):
+  """`optional`: the field may be None (a quality filter that can be turned off)."""
   low = text.lower()
+  if low in ("none", "off") and not isinstance(current, bool):
+    if not optional:
+      raise ConfigError(f"--set {name}={text}: {name} cannot be turned off (now {current!r}); "
+                        "turn off its stage instead (near_dedup=false, exact_dedup=false, pii=false, ...)")
+    return None
   try:
-    if low in ("none", "off") and not isinstance(current, bool):
-      return None
     if isinstance(current, bool):
       if low not in ("true", "false", "1", "0", "on", "off"):
         raise ValueError

@@ -38,6 +38,9 @@ def test_pii_masks_emails_and_phone_numbers_but_not_other_numbers():
   text = "Call +1 (555) 123-4567 or 020 7946 0958, mail bob@example.com; paid 1,200 on 2024-01-15 in 1999."
   masked = mask_pii(text)
   assert masked == "Call <PHONE> or <PHONE>, mail <EMAIL>; paid 1,200 on 2024-01-15 in 1999."
+  # An IPv4 address is one (it was masked as a phone number when it had 9+ digits); a version
+  # number or a decimal is not.
+  assert mask_pii("from 192.168.100.200 and 10.0.0.1, v1.2.3.4.5 or 3.14") == "from <IP> and <IP>, v1.2.3.4.5 or 3.14"
 
 
 def test_html_as_browsers_read_it_and_prose_that_only_looks_like_it():

@@ -28,3 +28,13 @@ def test_invalid_utf8_is_dropped_or_replaced():
   assert decode(b"ok \xff", "replace") == "ok \ufffd"
   assert normalize(decode(b"ok \xff", "replace")) == "ok"
   assert decode("caf\u00e9".encode(), "drop") == "caf\u00e9"
+
+
+def test_joiners_stay_and_separator_controls_separate():
+  """U+200C is spelling in Persian (mi + ZWNJ + khaham), U+200D holds an emoji family
+  together; NEL, line/paragraph separators, VT and FF part words instead of joining them."""
+  persian = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"
+  family = "\U0001F468\u200d\U0001F469\u200d\U0001F467"
+  assert normalize(persian) == persian and normalize(family) == family
+  assert normalize("c\x85d e\u2028f g\u2029h") == "c\nd e\nf g\nh"
+  assert normalize("a\x0bb\x0cc") == "a b c"

@@ -71,3 +71,9 @@ def test_bad_settings_are_one_line_errors():
     with_settings(OPTS, ["min_words=many"])
   with pytest.raises(ConfigError, match="jaccard"):
     with_settings(OPTS, ["jaccard=1.5"])
+  # none turns a filter off; a setting that is not a filter cannot be off (it crashed, or for
+  # seed made MinHash random and the output no longer reproducible).
+  assert with_settings(OPTS, ["min_words=none"]).min_words is None
+  for name in ("jaccard", "shingle", "seed", "num_perm", "shard_docs"):
+    with pytest.raises(ConfigError, match=f"{name} cannot be turned off"):
+      with_settings(OPTS, [f"{name}=none"])
