@@ -196,10 +196,19 @@ def _runs(args, rest) -> int:
 
 def _tokenizer(args, rest) -> int:
   from t5x_like.data.tokenizer import train_sentencepiece
+  from t5x_like.errors import DataError
+  if os.path.isfile(args.output):
+    # Runs and checkpoints name the model by path: a new vocabulary under them would be silent.
+    raise DataError(f"--output {args.output} already exists; delete it (if no run uses it) or choose another path")
   symbols = tuple(s for s in args.user_symbols.split(",") if s)
   path = train_sentencepiece(args.input, args.vocab_size, args.output, model_type=args.model_type,
                              byte_fallback=not args.no_byte_fallback, user_defined_symbols=symbols,
                              max_bytes=args.max_bytes, seed=args.seed, field=args.field)
+  import json
+
+  from t5x_like.data.tokenizer import card_path_for
+  for skipped in json.load(open(card_path_for(path))).get("skipped_files", []):
+    print(f"skipped file: {skipped}")
   print(f"wrote {path}")
   return 0
 

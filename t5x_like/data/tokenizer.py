@@ -106,7 +106,14 @@ def train_sentencepiece(input_glob: str, vocab_size: int, output_path: str, *,
   if os.path.isdir(output_path):
     raise DataError(f"--output {output_path} is a directory; name the model file, e.g. "
                     f"{os.path.join(output_path, 'spm.model')}")
-  files = list_files(input_glob)
+  from t5x_like.data.clean.inputs import Unit, probe
+
+  files, skipped = [], []
+  for path in list_files(input_glob):
+    why = probe(Unit("file", path))  # binary, UTF-16 or whitespace only: no text to learn from
+    (skipped.append(f"{path} ({why})") if why else files.append(path))
+  if not files:
+    raise DataError(f"the {len(skipped)} files matching {input_glob!r} contain no text: {'; '.join(skipped[:4])}")
   out_dir = os.path.dirname(os.path.abspath(output_path))
   try:
     os.makedirs(out_dir, exist_ok=True)
@@ -141,7 +148,7 @@ def train_sentencepiece(input_glob: str, vocab_size: int, output_path: str, *,
           "unk_id": tok.unk_id, "bos_id": None, "byte_fallback": byte_fallback,
           "split_digits": split_digits, "user_defined_symbols": list(user_defined_symbols),
           "input_glob": input_glob, "num_files": len(files), "bytes_used": used,
-          "lines_used": n_lines, "max_bytes": max_bytes, "seed": seed}
+          "lines_used": n_lines, "max_bytes": max_bytes, "seed": seed, "skipped_files": skipped}
   card_path = card_path_for(output_path)
   with open(card_path + ".tmp", "w") as f:
     json.dump(card, f, indent=2)

@@ -7,6 +7,7 @@ import glob
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -97,6 +98,28 @@ def test_training_is_deterministic_and_respects_max_bytes(corpus, spm_path, tmp_
   assert 0 < card["bytes_used"] <= 40_000 and 0 < card["lines_used"] < 1200
   assert Tokenizer(small).vocab_size <= 300
   assert not [p for p in os.listdir(tmp_path) if p.startswith("tmp")]  # temp dir cleaned up
+
+
+def test_binary_files_are_skipped_and_an_existing_model_is_kept(corpus, tmp_path, capsys):
+  """A binary file under the glob is left out of the sample and named (it used to train
+  pieces out of its bytes); `tokenizer train` will not replace a model a run may use."""
+  from t5x_like import cli
+
+  d = tmp_path / "in"
+  d.mkdir()
+  for i, path in enumerate(sorted(glob.glob(corpus["train"]))):
+    shutil.copy(path, d / f"a{i}.txt")
+  (d / "b.bin").write_bytes(bytes(range(256)) * 400)
+  out = str(tmp_path / "m.model")
+  args = ["tokenizer", "train", "--input", str(d / "*"), "--vocab-size", "300", "--output", out]
+  assert cli.main(args) == 0
+  assert f"skipped file: {d / 'b.bin'} (binary)" in capsys.readouterr().out
+  card = json.load(open(tmp_path / "m.json"))
+  assert card["skipped_files"] == [f"{d / 'b.bin'} (binary)"] and card["num_files"] == len(glob.glob(corpus["train"]))
+  before = open(out, "rb").read()
+  assert cli.main(args) == 2
+  assert f"--output {out} already exists" in capsys.readouterr().err
+  assert open(out, "rb").read() == before
 
 
 def test_training_errors(corpus, tmp_path):
