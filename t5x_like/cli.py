@@ -74,6 +74,9 @@ def _main(argv: list[str]) -> int:
     # Errors the user can fix are one line; anything else is a bug and keeps its traceback.
     print(f"error: {e}", file=sys.stderr)
     return 2
+  except KeyboardInterrupt:  # (training handles SIGINT itself: it saves and exits 0)
+    print(f"interrupted: {command} stopped; rerun it to start again", file=sys.stderr)
+    return 130
   except OSError as e:
     if e.errno not in _USER_OS_ERRORS:
       raise

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import multiprocessing
 import os
+import signal
 
 from t5x_like.data.clean import dedup, document, inputs, output
 from t5x_like.data.clean.options import CleanOptions
@@ -35,6 +36,9 @@ _WORK = {}
 
 
 def _init(fmt, opts):
+  # Ctrl-C reaches the whole process group: the parent stops the pool and cleans up, so the
+  # workers ignore it (each would print its own traceback).
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
   _WORK["fmt"], _WORK["opts"] = fmt, opts
 
 
