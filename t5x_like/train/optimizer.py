@@ -75,9 +75,14 @@ def update_scales(cfg: OptimizerConfig, logical_axes, abstract_params, step) -> 
   """The factor each parameter's update is multiplied by at optimizer step `step`: 0 where
   frozen, `body_lr_scale` on the trainable body, 1 on the heads. A stacked layer parameter
   gets one factor per layer `[L, 1, ...]`. Gradual unfreezing (ULMFiT, Howard & Ruder 2018):
-  at step s the top s // unfreeze_every layers of each stack train (with the body's other
-  parameters, such as final norms, from the first of them on), and the embeddings once
-  every layer does."""
+  at stage s // unfreeze_every the top `stage` layers of each stack train (with the body's
+  other parameters, such as final norms, from the first of them on), and the embeddings
+  one stage after the last layer. A model with no head of its own (an LM fine-tune of a
+  decoder or an encoder-decoder, whose output layer is the tied or untied embedding)
+  starts one stage on, with its top layer training: from stage 0 nothing would."""
+  has_head = any(_role(path) == "head" for path, _ in jax.tree_util.tree_leaves_with_path(abstract_params))
+  stage = step // cfg.unfreeze_every + (0 if has_head else 1) if cfg.unfreeze_every else 0
+
   def scale(path, axes, p):
     role = _role(path)
     if role == "head":
@@ -88,15 +93,15 @@ def update_scales(cfg: OptimizerConfig, logical_axes, abstract_params, step) -> 
         if cfg.freeze_embeddings:
           return jnp.zeros((), jnp.float32)
         if cfg.unfreeze_every:
-          return jnp.where(step // cfg.unfreeze_every > _num_layers(logical_axes, abstract_params), on, 0.0)
+          return jnp.where(stage > _num_layers(logical_axes, abstract_params), on, 0.0)
         return on
-      return jnp.where(step // cfg.unfreeze_every >= 1, on, 0.0) if cfg.unfreeze_every else on
+      return jnp.where(stage >= 1, on, 0.0) if cfg.unfreeze_every else on
     axis = axes.index("layers")
     n = p.shape[axis]
     index = jnp.arange(n)
     trainable = index >= cfg.freeze_layers
     if cfg.unfreeze_every:
-      trainable &= index >= n - step // cfg.unfreeze_every
+      trainable &= index >= n - stage
     shape = [1] * len(p.shape)
     shape[axis] = n
     return jnp.where(trainable, on, 0.0).reshape(shape)

@@ -78,3 +78,20 @@ def test_frozen_parameters_do_not_move_and_the_body_moves_less():
   body_step = float(jnp.abs(wi_new[1] - wi_old[1]).max())
   head_step = float(jnp.abs(new["task_head"]["pooler"] - params["task_head"]["pooler"]).max())
   assert body_step > 0 and np.isclose(body_step / head_step, 0.25, rtol=1e-4)
+
+
+def test_gradual_unfreezing_of_an_lm_without_a_head_trains_from_the_first_step():
+  """A decoder fine-tuned as an LM has no head: its top layer and final norm train from step
+  0 (they used to wait K steps, during which no parameter moved), embeddings at N K."""
+  for tie in (True, False):
+    cfg = C.Config()
+    cfg.model.family, cfg.model.num_layers, cfg.model.d_model, cfg.model.d_ff = "decoder", 3, 32, 64
+    cfg.model.vocab_size, cfg.model.tie_embeddings, cfg.optimizer.unfreeze_every = 64, tie, 10
+    seen = {}
+    for step in (0, 9, 10, 20, 29, 30):
+      s, params = _scales(cfg, step)
+      out = s["embed"]["embedding"] if tie else s["head"]
+      seen[step] = (s["stack"]["blocks"]["mlp"]["wi"].reshape(-1).tolist(), float(out), float(s["final_norm"]["scale"]))
+    assert seen[0] == seen[9] == ([0, 0, 1], 0.0, 1.0)
+    assert seen[10] == ([0, 1, 1], 0.0, 1.0) and seen[20] == seen[29] == ([1, 1, 1], 0.0, 1.0)
+    assert seen[30] == ([1, 1, 1], 1.0, 1.0)
