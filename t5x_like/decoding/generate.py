@@ -10,6 +10,7 @@ over a fixed buffer at every step: the tests compare the two, the benchmark time
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 
@@ -35,11 +36,18 @@ class DecodeOptions:
     problems = []
     if self.max_new_tokens < 1:
       problems.append(f"max_new_tokens={self.max_new_tokens} must be at least 1")
-    if self.temperature < 0:
+    if not self.temperature >= 0:  # NaN included
       problems.append(f"temperature={self.temperature} must be >= 0 (0 is greedy)")
+    if self.temperature == 0 and (self.top_k > 0 or self.top_p < 1.0):
+      problems.append("top_k and top_p shape a sampled draw, and temperature 0 is greedy; set a temperature "
+                      "(1.0 samples from the model's own distribution)")
+    if not math.isfinite(self.length_penalty):
+      problems.append(f"length_penalty={self.length_penalty} must be a finite number")
+    if self.eos_id < -1:
+      problems.append(f"eos_id={self.eos_id} must be a token id, or -1 for no EOS")
     if self.top_k < 0:
       problems.append(f"top_k={self.top_k} must be >= 0 (0 keeps every token)")
-    if not 0.0 < self.top_p <= 1.0:
+    if not 0.0 < self.top_p <= 1.0:  # NaN included
       problems.append(f"top_p={self.top_p} must be in (0, 1]")
     if self.beam_size < 1:
       problems.append(f"beam_size={self.beam_size} must be at least 1")

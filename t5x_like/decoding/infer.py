@@ -11,6 +11,7 @@ their score (log-probability; for beam search, log-probability / GNMT length pen
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -69,6 +70,9 @@ def infer(loaded: Loaded, records: list[R.Record], options: DecodeOptions, *,
           batch_size: int = 8, seed: int = 0) -> list[dict]:
   check_generates(loaded)
   options.check()
+  if options.eos_id >= loaded.cfg.vocab_size:
+    raise ConfigError(f"--eos-id {options.eos_id} is outside the vocabulary (size {loaded.cfg.vocab_size}); "
+                      "pass the tokenizer's EOS id (1 for models trained here), or -1 for no EOS")
   if batch_size < 1:
     raise ConfigError(f"--batch-size={batch_size} must be at least 1")
   contract = loaded.family.contract
@@ -84,7 +88,10 @@ def infer(loaded: Loaded, records: list[R.Record], options: DecodeOptions, *,
   for start in range(0, len(rows), batch_size):
     chunk = rows[start:start + batch_size]
     tokens_bp, lengths_b = R.pad_rows(chunk, width, batch_size)
-    got, scores = generator(R.prompt_batch(contract, tokens_bp, lengths_b), jax.random.fold_in(key, start))
+    # One key per record (its index in the input): a record's samples do not depend on the
+    # batch size or on the records decoded beside it.
+    keys_b = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(start, start + batch_size))
+    got, scores = generator(R.prompt_batch(contract, tokens_bp, lengths_b), keys_b)
     for i, record in enumerate(records[start:start + len(chunk)]):
       out.append(_output(record, got[i].tolist(), float(scores[i]), options.eos_id, tokens))
   return out

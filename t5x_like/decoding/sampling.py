@@ -30,23 +30,31 @@ def nucleus(sorted_logits_bk: jax.Array, top_p: float) -> jax.Array:
   return jnp.where(keep_bk, sorted_logits_bk, -jnp.inf)
 
 
+def _categorical(key: jax.Array, logits_bv: jax.Array) -> jax.Array:
+  if key.ndim == 0:
+    return jax.random.categorical(key, logits_bv, axis=-1)
+  return jax.vmap(lambda k, row_v: jax.random.categorical(k, row_v))(key, logits_bv)
+
+
 def select_tokens(logits_bv: jax.Array, key: jax.Array, *, temperature: float = 0.0,
                   top_k: int = 0, top_p: float = 1.0) -> jax.Array:
   """One token per row: the argmax when `temperature` is 0, else a draw from the softmax
-  of logits / temperature restricted by `top_k` (0: off) and `top_p` (1: off)."""
+  of logits / temperature restricted by `top_k` (0: off) and `top_p` (1: off). `key` is
+  one key for the batch, or one per row (`[b]`: a row's draw then depends on its key
+  alone, not on the rows beside it)."""
   logits_bv = logits_bv.astype(jnp.float32)
   if temperature == 0.0:
     return jnp.argmax(logits_bv, axis=-1).astype(jnp.int32)
   logits_bv = logits_bv / temperature
   vocab = logits_bv.shape[-1]
   if top_k <= 0 and top_p >= 1.0:
-    return jax.random.categorical(key, logits_bv, axis=-1).astype(jnp.int32)
+    return _categorical(key, logits_bv).astype(jnp.int32)
   # Draw among the candidates in decreasing order (all of them for top-p alone); the
   # draw's index maps back to the token id.
   values_bk, ids_bk = jax.lax.top_k(logits_bv, min(top_k, vocab) if top_k > 0 else vocab)
   if top_p < 1.0:
     values_bk = nucleus(values_bk, top_p)
-  pick_b = jax.random.categorical(key, values_bk, axis=-1)
+  pick_b = _categorical(key, values_bk)
   return jnp.take_along_axis(ids_bk, pick_b[:, None], axis=-1)[:, 0].astype(jnp.int32)
 
 
@@ -58,13 +66,15 @@ def sample(logits_bv: jax.Array, state, extend: Extend, *, max_new_tokens: int, 
   `logits_bv` are the first new token's (from `prefill`). The log-probability sums the
   model's own (unfiltered, temperature 1) log-softmax over the tokens up to and with EOS.
   Step i draws with key `fold_in(rng, i)`, so a seed gives the same tokens whatever the
-  path (cached or not) that computed the logits.
+  path (cached or not) that computed the logits. `rng` is one key, or one per row (`[b]`),
+  which makes each row's tokens independent of the batch it is decoded in.
   """
   b = logits_bv.shape[0]
 
   def choose(i, logits_bv, out_bn, done_b, logprob_b):
     logits_bv = logits_bv.astype(jnp.float32)
-    token_b = select_tokens(logits_bv, jax.random.fold_in(rng, i), temperature=temperature,
+    key = jax.vmap(jax.random.fold_in, (0, None))(rng, i) if rng.ndim else jax.random.fold_in(rng, i)
+    token_b = select_tokens(logits_bv, key, temperature=temperature,
                             top_k=top_k, top_p=top_p)
     token_b = jnp.where(done_b, 0, token_b)
     logp_b = jnp.take_along_axis(jax.nn.log_softmax(logits_bv), token_b[:, None], axis=-1)[:, 0]

@@ -151,6 +151,7 @@ def test_errors_are_one_line(decoder, tmp_path, capsys):
   _fails(["score", "--checkpoint", step, "--input", _jsonl(tmp_path / "e.jsonl", [{"ids": []}])],
          capsys, "e.jsonl:1")
   ok = _jsonl(tmp_path / "ok.jsonl", [{"ids": [3, 4]}])
+  _fails(infer + [ok, "--eos-id", "9999"], capsys, "--eos-id 9999 is outside the vocabulary (size 61)")
   for bos in ("99999", "-5"):  # an id outside the vocabulary read NaN scores and empty output
     _fails(infer + [ok, "--bos-id", bos], capsys, f"--bos-id={bos} is outside the model's vocabulary of 61")
     _fails(["score", "--checkpoint", step, "--input", ok, "--bos-id", bos], capsys, "outside the model's vocabulary")
@@ -190,3 +191,19 @@ def test_scores_that_are_not_finite_are_written_as_null(tmp_path):
 
   (row,) = [json.loads(line, parse_constant=strict) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
   assert row["score"] is None and row["tokens"] == 3
+
+
+def test_a_records_samples_do_not_depend_on_the_batch(decoder, tmp_path):
+  """Each record draws with its own key (the seed and its index in the input): the same
+  tokens whether it is decoded alone, in a batch of 2 or of 8, beside other records."""
+  step, _ = decoder
+  rows = [{"ids": [5, 9, 12]}, {"ids": [8, 3]}, {"ids": [30, 31, 32, 33]}]
+  outs = []
+  for batch in ("1", "2", "8"):
+    out = tmp_path / f"o{batch}.jsonl"
+    assert main(["infer", "--checkpoint", step, "--input", _jsonl(tmp_path / "in.jsonl", rows), "--output", str(out),
+                 "--temperature", "1.0", "--seed", "7", "--max-new-tokens", "12", "--eos-id", "-1",
+                 "--batch-size", batch]) == 0
+    outs.append([json.loads(line)["ids"] for line in out.read_text().splitlines()])
+  assert outs[0] == outs[1] == outs[2]
+  assert len({tuple(ids) for ids in outs[0]}) == 3  # and they are samples, not one greedy path
