@@ -22,6 +22,9 @@ from t5x_like.train.evaluate import final_evaluation
 from t5x_like.train.feed import Feed
 from t5x_like.train.metrics import MetricsWriter
 from t5x_like.train.setup import make_setup
+from t5x_like.train.task_eval import task_evaluation
+
+NOT_PER_TOKEN = ("classification", "tagging", "pairs", "contrastive")
 
 
 def _log(msg: str) -> None:
@@ -60,8 +63,10 @@ def run_eval(cfg: Config, workdir: str, *, checkpoint_path: str = "", all_checkp
   files = prepare_data(cfg, workdir, _log)
   if split == "train":
     files = dataclasses.replace(files, eval=files.train)
-  feed = Feed(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_batches=n)), files,
-              setup.batch_sharding, train=False)
+  cfg_n = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_batches=n))
+  feed = Feed(cfg_n, files, setup.batch_sharding, train=False)
+  # Perplexity is a language model's figure; a classifier's or tagger's loss is over labels.
+  per_token = cfg.data.objective not in NOT_PER_TOKEN
   out_dir = os.path.join(workdir, "eval", split)
   writer = MetricsWriter(out_dir)
   rows = []
@@ -75,12 +80,17 @@ def run_eval(cfg: Config, workdir: str, *, checkpoint_path: str = "", all_checkp
       row = final_evaluation(setup, params, feed, n)
       if not row:
         raise ConfigError(f"the {split} split yielded no tokens to evaluate")
-      row["eval_perplexity"] = math.exp(min(row["eval_loss"], 700.0))
+      if per_token:
+        row["eval_perplexity"] = math.exp(min(row["eval_loss"], 700.0))
+      # A fine-tune's own metrics (accuracy and F1, span F1, exact match), as training logs them.
+      row.update(task_evaluation(cfg_n, setup, params, feed, files.tokenizer))
       writer.write(step, row)
       rows.append({"step": step, "checkpoint": step_dir, **row})
-      _log(f"[t5x_like] step {step:>7} | {split} loss {row['eval_loss']:.4f} | perplexity "
-           f"{row['eval_perplexity']:.3f} | accuracy {row['eval_accuracy']:.4f} | {row['eval_tokens']:,.0f} tokens "
-           f"({step_dir})")
+      task = "".join(f" | {k[len('task_'):]} {v:.4f}" for k, v in row.items()
+                     if k.startswith("task_") and k not in ("task_examples", "task_gold_spans"))
+      ppl = f" | perplexity {row['eval_perplexity']:.3f}" if per_token else ""
+      _log(f"[t5x_like] step {step:>7} | {split} loss {row['eval_loss']:.4f}{ppl} | accuracy "
+           f"{row['eval_accuracy']:.4f}{task} | {row['eval_tokens']:,.0f} tokens ({step_dir})")
   finally:
     writer.close()
   _log(f"[t5x_like] {len(rows)} row(s) in {writer.path} (TensorBoard: {os.path.join(out_dir, 'tensorboard')})")

@@ -43,6 +43,13 @@ def test_classifier_warm_starts_from_the_pretrained_body(pretrained, tmp_path, c
   assert s["task_examples"] == s["eval_tokens"] == 16
   assert s["task_accuracy"] == pytest.approx(s["eval_accuracy"])
   assert 0 < s["task_macro_f1"] <= 1
+  # `t5x-like eval` of the fine-tune reports the same task metrics (it reported loss alone,
+  # and a perplexity of the class labels).
+  assert cli.main(["eval", "--workdir", str(wd)]) == 0
+  assert "| macro_f1 " in capsys.readouterr().out
+  row = json.loads((wd / "eval" / "eval" / "metrics.jsonl").read_text().splitlines()[-1])
+  assert row["task_accuracy"] == s["task_accuracy"] and row["task_macro_f1"] == s["task_macro_f1"]
+  assert row["eval_loss"] == s["eval_loss"] and "eval_perplexity" not in row
 
 
 def test_load_params_keeps_the_body_and_names_the_new_head(pretrained):
