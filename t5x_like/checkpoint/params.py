@@ -17,15 +17,22 @@ from t5x_like.errors import CheckpointError, ConfigError
 
 
 def find_step_dir(path: str, key: str) -> str:
-  """`path` is a step directory (has `state/`), or a checkpoints directory (its latest step)."""
+  """`path` is a step directory (has `state/`), a checkpoints directory (its newest
+  complete step) or a run's workdir (its checkpoints' newest)."""
   path = os.path.abspath(path)
   if layout.is_step_dir(path):
     return path
   steps = sorted(int(n) for n in os.listdir(path) if n.isdigit()) if os.path.isdir(path) else []
-  if steps and layout.is_step_dir(os.path.join(path, str(steps[-1]))):
-    return os.path.join(path, str(steps[-1]))
+  # The newest complete step (a step directory without state/ is not one: a bare or
+  # half-copied folder must not hide the steps before it).
+  complete = [s for s in steps if layout.is_step_dir(os.path.join(path, str(s)))]
+  if complete:
+    return os.path.join(path, str(complete[-1]))
+  if not steps and os.path.isdir(os.path.join(path, "checkpoints")):  # a run's workdir: its latest step
+    return find_step_dir(os.path.join(path, "checkpoints"), key)
   what = ("does not exist" if not os.path.exists(path) else
           "holds no checkpoint yet (no step directories)" if os.path.isdir(path) and not steps else
+          f"holds no complete checkpoint (no state/ in {', '.join(map(str, steps[-3:]))})" if steps else
           "is not a checkpoint step directory (no state/ inside)")
   raise ConfigError(f"{key}={path} {what}; pass a step directory such as WORKDIR/checkpoints/350 (or "
                     "WORKDIR/checkpoints for its latest), or the OUTPUT/0 written by `t5x-like convert --from-hf`")
@@ -125,19 +132,20 @@ def check_fits(step_dir: str, abstract_state: dict, model_cfg: dict | None, what
                                    "--workdir, or go back to the model config it was saved with", *diffs]))
 
 
-def load_params(path: str, abstract_params: dict, model_cfg: dict | None = None) -> tuple[dict, list[str]]:
+def load_params(path: str, abstract_params: dict, model_cfg: dict | None = None,
+                key: str = "checkpoint.init_from") -> tuple[dict, list[str]]:
   """`checkpoint.init_from=PATH`: the params subtree of a step directory, restored into the
   shardings of `abstract_params`, and the names of the task-head params the checkpoint
   lacks (to initialise afresh). Every other name and shape must match; the checkpoint's
-  LM head may go unread when the model has a task head."""
-  step_dir = find_step_dir(path, "checkpoint.init_from")
+  LM head may go unread when the model has a task head. `key` names PATH in messages."""
+  step_dir = find_step_dir(path, key)
   try:
     diffs = param_differences(step_dir, abstract_params, model_cfg, new_heads=True)
     found, want = _compare(step_dir, abstract_params)
   except Exception as e:
-    raise CheckpointError(f"checkpoint.init_from={step_dir}: cannot read its state/ ({brief(e)})") from e
+    raise CheckpointError(f"{key}={step_dir}: cannot read its state/ ({brief(e)})") from e
   if diffs:
-    raise ConfigError("\n  ".join([f"checkpoint.init_from={step_dir} does not fit this model "
+    raise ConfigError("\n  ".join([f"{key}={step_dir} does not fit this model "
                                    f"({_model_summary(abstract_params)})", *diffs]))
   fresh = sorted(set(want) - set(found))
   target = {"params": _subtree(abstract_params, lambda k: k in found)}
@@ -148,9 +156,9 @@ def load_params(path: str, abstract_params: dict, model_cfg: dict | None = None)
           args=ocp.args.PyTreeRestore(item=target, partial_restore=True,
                                       restore_args=ocp.checkpoint_utils.construct_restore_args(target)))
   except Exception as e:
-    raise CheckpointError(f"checkpoint.init_from={step_dir}: params cannot be restored ({brief(e)})") from e
+    raise CheckpointError(f"{key}={step_dir}: params cannot be restored ({brief(e)})") from e
   read = {"['params']" + "".join(f"['{p}']" for p in k.split("/")) for k in want if k in found}
-  _verify(step_dir, out, lambda k: k in read, f"checkpoint.init_from={step_dir}")
+  _verify(step_dir, out, lambda k: k in read, f"{key}={step_dir}")
   return out["params"], fresh
 
 

@@ -221,7 +221,8 @@ def _check_data(cfg: Config) -> None:
       raise ConfigError(f"{key} has source='synthetic', which cannot be mixed; use its files with source='text'")
     _check_source(c, key, "mixture")
     check_objective(c, m.family, key)
-  if d.source != "synthetic" and not d.tokenizer.path:
+  if d.source != "synthetic" and not d.tokenizer.path and not cfg.checkpoint.init_from:
+    # (a warm start reads its checkpoint's tokenizer: data/prepare.py)
     raise ConfigError(f"data.source={d.source!r} needs data.tokenizer.path (train one with "
                       "`t5x-like tokenizer train`)")
   check_objective(d, m.family)
@@ -261,6 +262,10 @@ def _check_task(cfg: Config) -> None:
     raise ConfigError(f"data.objective={d.objective!r} reads JSON lines with named fields: set "
                       "data.source=jsonl (or synthetic for the built-in task)")
   labels = d.task.labels
+  repeated = sorted({str(x) for x in labels if list(labels).count(x) > 1})
+  if repeated:
+    raise ConfigError(f"data.task.labels names {', '.join(map(repr, repeated))} more than once; each label needs "
+                      "one name (its index is its class)")
   if m.head in ("classify", "tag") and labels and len(labels) != m.num_labels:
     raise ConfigError(f"data.task.labels has {len(labels)} names but model.num_labels={m.num_labels}; "
                       f"set --config.model.num_labels={len(labels)}")

@@ -41,6 +41,31 @@ def warm_start_tokenizer(init_from: str) -> str:
   return ""
 
 
+def _checkpoint_tokenizer(init_from: str) -> str:
+  """The tokenizer the warm start's checkpoint was trained with ("" when it names none)."""
+  from t5x_like.checkpoint import find_step_dir, read_meta
+  from t5x_like.decoding.loading import find_tokenizer
+
+  try:
+    step_dir = find_step_dir(init_from, "checkpoint.init_from")
+  except ConfigError:  # gone since (an eval of a finished fine-tune), or reported by the restore
+    return warm_start_tokenizer(init_from)
+  return find_tokenizer(step_dir, read_meta(step_dir)) or warm_start_tokenizer(init_from)
+
+
+def _same_file(a: str, b: str) -> bool:
+  """The same tokenizer model: one path, or byte-identical files."""
+  import tensorflow as tf
+
+  if os.path.abspath(a) == os.path.abspath(b):
+    return True
+  try:
+    with tf.io.gfile.GFile(a, "rb") as fa, tf.io.gfile.GFile(b, "rb") as fb:
+      return fa.read() == fb.read()
+  except (OSError, tf.errors.OpError):
+    return True  # a path that cannot be read is reported where the tokenizer is opened
+
+
 def _builtin_task(cfg: Config, corpus_dir: str, log) -> tuple[str, str]:
   """Writes the built-in task's JSON lines (process 0) and fills in its label names."""
   from t5x_like.data import builtin_tasks
@@ -70,12 +95,20 @@ def prepare_data(cfg: Config, workdir: str, log=print) -> DataFiles:
 
   d = cfg.data
   train, evals, tok_path = d.train_files, d.eval_files, d.tokenizer.path
+  pretrained = _checkpoint_tokenizer(cfg.checkpoint.init_from) if cfg.checkpoint.init_from else ""
+  if pretrained and tok_path and not _same_file(pretrained, tok_path):
+    raise ConfigError(f"data.tokenizer.path={tok_path} is not the tokenizer checkpoint.init_from was trained with "
+                      f"({pretrained}): its embeddings would read other pieces; leave data.tokenizer.path unset "
+                      "to use the checkpoint's")
+  if not tok_path and pretrained:
+    tok_path = pretrained
+    log(f"[t5x_like] tokenizer of the warm start: {tok_path}")
+  if not tok_path and d.source != "synthetic":
+    raise ConfigError(f"data.source={d.source!r} needs data.tokenizer.path: checkpoint.init_from="
+                      f"{cfg.checkpoint.init_from} names no tokenizer (a `convert --from-hf` import has none); "
+                      "pass the one it was trained with")
   if d.source == "synthetic":
     corpus_dir = d.synthetic.corpus_dir or os.path.join(workdir, "corpus")
-    if not tok_path and cfg.checkpoint.init_from:
-      tok_path = warm_start_tokenizer(cfg.checkpoint.init_from)
-      if tok_path:
-        log(f"[t5x_like] tokenizer of the warm start: {tok_path}")
     tok_path = tok_path or os.path.join(workdir, "tokenizer", "spm.model")
     if jax.process_index() == 0:
       files = synthetic.write_corpus(corpus_dir, num_train_docs=d.synthetic.train_docs,

@@ -98,6 +98,9 @@ def label_index(value, labels: list, num_labels: int, ex: Example, key: str) -> 
   if isinstance(value, int) and not isinstance(value, bool) and 0 <= value and (value < num_labels or not num_labels):
     return value
   names = f"one of {labels}" if labels else f"an integer in [0, {num_labels})"
+  if value is None:
+    raise DataError(f"{ex.where}: {key} is missing (it must be {names}); fix the line, or name the field with "
+                    "data.task.label_field")
   raise DataError(f"{ex.where}: {key} {value!r} is not {names}; fix the line or data.task.labels")
 
 

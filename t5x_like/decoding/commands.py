@@ -40,6 +40,17 @@ def _emit(rows: list[dict], output: str) -> None:
       print(R.json_line(r))
 
 
+def _check_output(output: str) -> None:
+  """An --output that cannot be written fails before the model runs, not after."""
+  folder = os.path.dirname(os.path.abspath(output)) if output else ""
+  if folder and not os.path.isdir(folder):
+    raise ConfigError(f"--output {output}: the folder {folder} does not exist; create it or choose another path")
+  if output and os.path.isdir(output):
+    raise ConfigError(f"--output {output} is a directory; name a file, e.g. {os.path.join(output, 'out.jsonl')}")
+  if folder and not os.access(folder, os.W_OK):
+    raise ConfigError(f"--output {output}: the folder {folder} is not writable")
+
+
 def run_infer(args) -> int:
   from t5x_like.decoding import infer, loading
   from t5x_like.decoding.generate import DecodeOptions
@@ -48,6 +59,7 @@ def run_infer(args) -> int:
   flags = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
                top_p=args.top_p, beam_size=args.beam_size, length_penalty=args.length_penalty)
   DecodeOptions(**flags).check()  # before anything is read
+  _check_output(args.output)
   records = [R.Record("--prompt", {R.TEXT: args.prompt})] if args.prompt is not None else _records(args.input)
   loaded = loading.load(args.checkpoint, args.tokenizer, need_tokenizer=args.prompt is not None)
   infer.check_generates(loaded)
@@ -63,6 +75,7 @@ def run_infer(args) -> int:
 
 def run_score(args) -> int:
   from t5x_like.decoding import infer, loading, score
+  _check_output(args.output)
   records = _records(args.input)
   loaded = loading.load(args.checkpoint, args.tokenizer)
   rows = score.score(loaded, records, bos_id=parse_bos(args.bos_id, infer.default_bos(loaded), loaded.cfg.vocab_size),

@@ -50,7 +50,7 @@ def default_eos(loaded: Loaded) -> int:
 
 def check_generates(loaded: Loaded) -> None:
   if not loaded.family.generates:
-    raise ConfigError(f"{loaded.step_dir} is a {loaded.cfg.family} model, which fills in masked "
+    raise ConfigError(f"{loaded.step_dir} is an {loaded.cfg.family} model, which fills in masked "
                       "tokens but does not generate; infer needs a decoder or encoder_decoder checkpoint")
 
 

@@ -41,7 +41,7 @@ def score(loaded: Loaded, records: list[R.Record], *, bos_id: int | None = 0,
   """Each record with "score" (log-likelihood in nats) and "tokens" (how many were scored)."""
   family = loaded.family
   if not family.generates:
-    raise ConfigError(f"{loaded.step_dir} is a {loaded.cfg.family} model: a masked LM assigns no "
+    raise ConfigError(f"{loaded.step_dir} is an {loaded.cfg.family} model: a masked LM assigns no "
                       "likelihood to a sequence; score needs a decoder or encoder_decoder checkpoint")
   if batch_size < 1:
     raise ConfigError(f"--batch-size={batch_size} must be at least 1")

@@ -39,6 +39,11 @@ def checkpoints_to_evaluate(workdir: str, path: str, every: bool) -> list[str]:
     return [checkpoint.find_step_dir(path, "--checkpoint")]
   directory = os.path.join(workdir, "checkpoints")
   steps = sorted(int(n) for n in os.listdir(directory) if n.isdigit()) if os.path.isdir(directory) else []
+  partial = [s for s in steps if not checkpoint.layout.is_step_dir(os.path.join(directory, str(s)))]
+  if partial:
+    _log(f"[t5x_like] skipping {', '.join(os.path.join(directory, str(s)) for s in partial)}: not a complete "
+         "checkpoint (no state/ inside)")
+  steps = [s for s in steps if s not in partial]
   if not steps:
     raise CheckpointError(f"no checkpoint in {directory}; train first, or pass --checkpoint PATH")
   return [os.path.join(directory, str(s)) for s in (steps if every else steps[-1:])]
@@ -72,7 +77,8 @@ def run_eval(cfg: Config, workdir: str, *, checkpoint_path: str = "", all_checkp
   rows = []
   try:
     for step_dir in step_dirs:
-      params, fresh = checkpoint.load_params(step_dir, setup.abstract_state["params"], to_dict(cfg)["model"])
+      params, fresh = checkpoint.load_params(step_dir, setup.abstract_state["params"], to_dict(cfg)["model"],
+                                             key="--checkpoint")
       if fresh:
         raise ConfigError(f"{step_dir} has no {', '.join(fresh)}: it was not trained with model.head="
                           f"{cfg.model.head}; evaluate it with the model config it was trained with")

@@ -117,6 +117,8 @@ def test_seq2seq_reads_t5_sentinels_by_name(tmp_path, tok, spm_path):
     ({"text": "a", "label": "maybe"}, "'maybe' is not one of ['no', 'yes']"),
     ({"text": 3, "label": "no"}, 'field "text" (data.task.text_field) must be a str'),
     ({"label": "no"}, 'field "text" (data.task.text_field) must be a str, got nothing'),
+    ({"text": "a"}, 'field "label" is missing (it must be one of [\'no\', \'yes\']); fix the line, or name the '
+                    'field with data.task.label_field'),
 ])
 def test_bad_examples_name_the_line_and_the_fix(tmp_path, tok, row, needle):
   with pytest.raises(DataError, match=r"d\.jsonl:2: ") as e:

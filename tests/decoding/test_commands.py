@@ -152,6 +152,9 @@ def test_errors_are_one_line(decoder, tmp_path, capsys):
          capsys, "e.jsonl:1")
   ok = _jsonl(tmp_path / "ok.jsonl", [{"ids": [3, 4]}])
   _fails(infer + [ok, "--eos-id", "9999"], capsys, "--eos-id 9999 is outside the vocabulary (size 61)")
+  # an --output that cannot be written fails before the model runs (it failed after, bare)
+  _fails(infer + [ok, "--output", str(tmp_path / "no" / "o.jsonl")], capsys, "does not exist; create it")
+  _fails(["score", "--checkpoint", step, "--input", ok, "--output", str(tmp_path)], capsys, "is a directory")
   for bos in ("99999", "-5"):  # an id outside the vocabulary read NaN scores and empty output
     _fails(infer + [ok, "--bos-id", bos], capsys, f"--bos-id={bos} is outside the model's vocabulary of 61")
     _fails(["score", "--checkpoint", step, "--input", ok, "--bos-id", bos], capsys, "outside the model's vocabulary")
@@ -207,3 +210,25 @@ def test_a_records_samples_do_not_depend_on_the_batch(decoder, tmp_path):
     outs.append([json.loads(line)["ids"] for line in out.read_text().splitlines()])
   assert outs[0] == outs[1] == outs[2]
   assert len({tuple(ids) for ids in outs[0]}) == 3  # and they are samples, not one greedy path
+
+
+def test_checkpoint_paths_find_the_newest_complete_step(decoder, tmp_path, capsys):
+  """A run's workdir reads its latest step; a newer step folder without state/ (a copy cut
+  short, a stray mkdir) no longer hides the complete step before it; eval skips it with a
+  line."""
+  from t5x_like.checkpoint import find_step_dir
+  from t5x_like.train.eval_run import checkpoints_to_evaluate
+
+  step, _ = decoder
+  run = tmp_path / "run"
+  shutil.copytree(os.path.dirname(step), run / "checkpoints")
+  (run / "checkpoints" / "80").mkdir()
+  assert find_step_dir(str(run), "--checkpoint") == str(run / "checkpoints" / "0")
+  assert find_step_dir(str(run / "checkpoints"), "--checkpoint") == str(run / "checkpoints" / "0")
+  assert checkpoints_to_evaluate(str(run), "", True) == [str(run / "checkpoints" / "0")]
+  assert f"skipping {run / 'checkpoints' / '80'}: not a complete checkpoint" in capsys.readouterr().out
+  ok = _jsonl(tmp_path / "ok.jsonl", [{"ids": [3, 4]}])
+  assert main(["infer", "--checkpoint", str(run), "--input", ok, "--max-new-tokens", "2"]) == 0
+  (tmp_path / "bare" / "5").mkdir(parents=True)
+  _fails(["infer", "--checkpoint", str(tmp_path / "bare"), "--input", ok], capsys,
+         "holds no complete checkpoint (no state/ in 5)")

@@ -77,9 +77,34 @@ def test_a_body_that_does_not_fit_is_a_config_error(pretrained, tmp_path, capsys
     (["data.objective=classification"], "trains the 'classify' head but model.head='lm'"),
     (["data.objective=classification", "model.head=classify"], "needs model.num_labels >= 2"),
     (["model.family=decoder", "model.head=tag", "model.num_labels=3"], "is an encoder head"),
+    (["data.objective=classification", "model.head=classify", "model.num_labels=2", 'data.task.labels=["neg","neg"]'],
+     "data.task.labels names 'neg' more than once"),
     (["data.objective=mlm_nsp"], "model.nsp=true go together"),
     (["data.objective=contrastive", "model.head=embed"], "needs model.dropout_rate > 0"),
 ])
 def test_mismatched_task_settings_name_the_fix(overrides, needle):
   with pytest.raises(ConfigError, match=needle):
     C.build_config("configs/tiny/bert.py", [f"--config.{o}" for o in overrides])
+
+
+def test_a_warm_start_reads_its_checkpoints_tokenizer_and_refuses_another(pretrained, tmp_path):
+  """The tokenizer a warm start trains with is the checkpoint's: taken when none is named
+  (also for file sources, which used to demand one), accepted when a copy of it is named,
+  refused when another is (it trained silently, at chance accuracy)."""
+  import shutil
+
+  from t5x_like.data.prepare import prepare_data
+
+  theirs = pretrained / "tokenizer" / "spm.model"
+  (tmp_path / "t.jsonl").write_text(json.dumps({"text": "a b", "label": "x"}) + "\n")
+  base = ["--config.data.source=jsonl", f"--config.data.train_files={tmp_path / 't.jsonl'}",
+          f"--config.checkpoint.init_from={pretrained / 'checkpoints'}", *[a for a in SMALL if "model." in a]]
+  cfg = C.build_config("configs/finetune/tiny_classify.py", base)
+  assert prepare_data(cfg, str(tmp_path / "wd"), print).tokenizer == str(theirs)
+  shutil.copy(theirs, tmp_path / "copy.model")
+  cfg = C.build_config("configs/finetune/tiny_classify.py", base + [f"--config.data.tokenizer.path={tmp_path / 'copy.model'}"])
+  assert prepare_data(cfg, str(tmp_path / "wd"), print).tokenizer == str(tmp_path / "copy.model")
+  (tmp_path / "other.model").write_bytes(theirs.read_bytes()[:-1] + b"x")
+  cfg = C.build_config("configs/finetune/tiny_classify.py", base + [f"--config.data.tokenizer.path={tmp_path / 'other.model'}"])
+  with pytest.raises(ConfigError, match=f"is not the tokenizer checkpoint.init_from was trained with \\({theirs}\\)"):
+    prepare_data(cfg, str(tmp_path / "wd"), print)
