@@ -130,4 +130,7 @@ def prepare_data(cfg: Config, workdir: str, log=print) -> DataFiles:
     raise ConfigError(
         f"tokenizer {tok_path} has {tok.vocab_size} pieces{extra} but model.vocab_size={cfg.model.vocab_size}; "
         f"set --config.model.vocab_size={needed} (or larger)")
+  if not evals and cfg.train.eval_batches > 0:
+    log("[t5x_like] data.eval_files is empty: evaluation reads the training files, so its figures are not "
+        "held out; set data.eval_files for a held-out split")
   return DataFiles(train=train, eval=evals or train, tokenizer=tok_path)

@@ -36,6 +36,9 @@ def checkpoints_to_evaluate(workdir: str, path: str, every: bool) -> list[str]:
   """Step directories: `path` (a step or checkpoints directory), or the run's latest step,
   or with `every` each kept step of the run, oldest first."""
   if path:
+    if every:
+      raise ConfigError("--all-checkpoints evaluates every kept step of --workdir and --checkpoint names one; "
+                        "give one of them")
     return [checkpoint.find_step_dir(path, "--checkpoint")]
   directory = os.path.join(workdir, "checkpoints")
   steps = sorted(int(n) for n in os.listdir(directory) if n.isdigit()) if os.path.isdir(directory) else []

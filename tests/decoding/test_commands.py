@@ -227,6 +227,8 @@ def test_checkpoint_paths_find_the_newest_complete_step(decoder, tmp_path, capsy
   assert find_step_dir(str(run / "checkpoints"), "--checkpoint") == str(run / "checkpoints" / "0")
   assert checkpoints_to_evaluate(str(run), "", True) == [str(run / "checkpoints" / "0")]
   assert f"skipping {run / 'checkpoints' / '80'}: not a complete checkpoint" in capsys.readouterr().out
+  with pytest.raises(C.ConfigError, match="--all-checkpoints evaluates every kept step"):
+    checkpoints_to_evaluate(str(run), step, True)
   ok = _jsonl(tmp_path / "ok.jsonl", [{"ids": [3, 4]}])
   assert main(["infer", "--checkpoint", str(run), "--input", ok, "--max-new-tokens", "2"]) == 0
   (tmp_path / "bare" / "5").mkdir(parents=True)

@@ -87,7 +87,7 @@ def test_mismatched_task_settings_name_the_fix(overrides, needle):
     C.build_config("configs/tiny/bert.py", [f"--config.{o}" for o in overrides])
 
 
-def test_a_warm_start_reads_its_checkpoints_tokenizer_and_refuses_another(pretrained, tmp_path):
+def test_a_warm_start_reads_its_checkpoints_tokenizer_and_refuses_another(pretrained, tmp_path, capsys):
   """The tokenizer a warm start trains with is the checkpoint's: taken when none is named
   (also for file sources, which used to demand one), accepted when a copy of it is named,
   refused when another is (it trained silently, at chance accuracy)."""
@@ -101,6 +101,7 @@ def test_a_warm_start_reads_its_checkpoints_tokenizer_and_refuses_another(pretra
           f"--config.checkpoint.init_from={pretrained / 'checkpoints'}", *[a for a in SMALL if "model." in a]]
   cfg = C.build_config("configs/finetune/tiny_classify.py", base)
   assert prepare_data(cfg, str(tmp_path / "wd"), print).tokenizer == str(theirs)
+  assert "data.eval_files is empty: evaluation reads the training files" in capsys.readouterr().out
   shutil.copy(theirs, tmp_path / "copy.model")
   cfg = C.build_config("configs/finetune/tiny_classify.py", base + [f"--config.data.tokenizer.path={tmp_path / 'copy.model'}"])
   assert prepare_data(cfg, str(tmp_path / "wd"), print).tokenizer == str(tmp_path / "copy.model")
