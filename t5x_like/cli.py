@@ -8,7 +8,7 @@ import os
 import sys
 import traceback
 
-from t5x_like.cli_args import parser
+from t5x_like.cli_args import byte_size, parser
 
 
 def _setup_env(args) -> None:
@@ -216,26 +216,6 @@ def _tokenizer(args, rest) -> int:
   return 0
 
 
-_SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-
-
-def _shard_bytes(text: str) -> int:
-  """`--shard-size`: plain bytes or a number with a unit (decimal KB/MB/GB/TB as HF counts
-  them, binary KiB/MiB/GiB/TiB)."""
-  from t5x_like.errors import ConfigError
-  number = text.strip().lower().rstrip("bkmgtpi")
-  unit = text.strip().lower()[len(number):].strip() or "b"
-  try:
-    size = float(number) * _SIZE_UNITS[unit]
-  except (ValueError, KeyError):
-    size = 0
-  if not size >= 1 or size == float("inf"):
-    raise ConfigError(f"--shard-size {text!r} is not a size; give bytes (2000000000) or a positive number "
-                      "with a unit: KB, MB, GB, TB or KiB, MiB, GiB, TiB (e.g. 2GB)")
-  return int(size)
-
-
 def _convert(args, rest) -> int:
   from t5x_like import checkpoint, interop
   from t5x_like import config as config_lib
@@ -254,7 +234,7 @@ def _convert(args, rest) -> int:
     print(f"wrote {out} ({hf['model_type']} as our {cfg.family}; use it with "
           f"--config.checkpoint.init_from={out})")
     return 0
-  shard = _shard_bytes(args.shard_size) if args.shard_size else 5 * 10**9
+  shard = byte_size(args.shard_size) if args.shard_size else 5 * 10**9
   params, model = checkpoint.read_params(args.to_hf)
   hf = layout.read_meta(args.to_hf).get("hf") or {}
   cfg = config_lib.from_dict({"model": model}).model

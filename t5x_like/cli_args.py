@@ -17,6 +17,26 @@ examples:
 """
 
 
+SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def byte_size(text: str) -> int:
+  """`--shard-size`: plain bytes or a number with a unit (decimal KB/MB/GB/TB as HF counts
+  them, binary KiB/MiB/GiB/TiB)."""
+  from t5x_like.errors import ConfigError
+  number = text.strip().lower().rstrip("bkmgtpi")
+  unit = text.strip().lower()[len(number):].strip() or "b"
+  try:
+    size = float(number) * SIZE_UNITS[unit]
+  except (ValueError, KeyError):
+    size = 0
+  if not size >= 1 or size == float("inf"):
+    raise ConfigError(f"--shard-size {text!r} is not a size; give bytes (2000000000) or a positive number "
+                      "with a unit: KB, MB, GB, TB or KiB, MiB, GiB, TiB (e.g. 2GB)")
+  return int(size)
+
+
 def positive(text: str) -> int:
   """An argparse type: a whole number of at least 1 (0 is no way to ask for a default)."""
   try:

@@ -107,8 +107,8 @@ def test_bad_shard_sizes_are_one_line(size, tmp_path, capsys):
 
 
 def test_shard_sizes_parse():
-  from t5x_like.cli import _shard_bytes
-  assert [_shard_bytes(s) for s in ("2GB", "500mb", "1GiB", "1.5 KB", "123", "2e9")] == [
+  from t5x_like.cli_args import byte_size
+  assert [byte_size(s) for s in ("2GB", "500mb", "1GiB", "1.5 KB", "123", "2e9")] == [
       2 * 10**9, 500 * 10**6, 2**30, 1500, 123, 2 * 10**9]
 
 
