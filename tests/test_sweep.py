@@ -33,14 +33,21 @@ def test_expansion_names_runs_and_checks_every_config_first(tmp_path):
     expand(Sweep(base=TINY))
 
 
-def test_dry_run_prints_each_unfinished_run_and_the_slurm_array(tmp_path, capsys):
+def _sweep_with_a_finished_run(tmp_path, rates, steps):
+  """tmp_path/s.py sweeping learning rates `rates` at train.steps=`steps`, and the run of
+  1e-3 marked finished (its folder returned)."""
   (tmp_path / "s.py").write_text(
       "from t5x_like.sweep import Sweep\n"
       f"def get_sweep():\n  return Sweep(base={TINY!r}, root={str(tmp_path / 'root')!r},\n"
-      "               grid={'optimizer.learning_rate': [1e-3, 3e-3]}, fixed={'train.steps': 7})\n")
+      f"               grid={{'optimizer.learning_rate': {rates!r}}}, fixed={{'train.steps': {steps}}})\n")
   done = tmp_path / "root" / "learning_rate=0.001"
   done.mkdir(parents=True)
   (done / "status.json").write_text('{"status": "finished"}')
+  return done
+
+
+def test_dry_run_prints_each_unfinished_run_and_the_slurm_array(tmp_path, capsys):
+  _sweep_with_a_finished_run(tmp_path, [1e-3, 3e-3], 7)
   assert cli.main(["sweep", str(tmp_path / "s.py"), "--dry-run"]) == 0
   out = capsys.readouterr().out
   assert "2 run(s)" in out and "1 finished, 1 to run" in out and "# learning_rate=0.003" in out
@@ -105,13 +112,7 @@ def test_a_finished_run_whose_config_changed_runs_again(tmp_path, capsys):
   saved is skipped."""
   from t5x_like.config import build_config, to_dict
 
-  (tmp_path / "s.py").write_text(
-      "from t5x_like.sweep import Sweep\n"
-      f"def get_sweep():\n  return Sweep(base={TINY!r}, root={str(tmp_path / 'root')!r},\n"
-      "               grid={'optimizer.learning_rate': [1e-3]}, fixed={'train.steps': 9})\n")
-  done = tmp_path / "root" / "learning_rate=0.001"
-  done.mkdir(parents=True)
-  (done / "status.json").write_text('{"status": "finished"}')
+  done = _sweep_with_a_finished_run(tmp_path, [1e-3], 9)
   saved = to_dict(build_config(TINY, ["--config.train.steps=7", "--config.optimizer.learning_rate=0.001"]))
   (done / "config.json").write_text(json.dumps(saved))
   assert cli.main(["sweep", str(tmp_path / "s.py"), "--dry-run"]) == 0
