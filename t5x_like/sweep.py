@@ -143,9 +143,10 @@ def _read_json(path: str):
 
 
 def _differences(saved, wanted, prefix: str = "") -> list[str]:
+  """Fields whose values differ; a field the saved config lacks (written by an earlier
+  t5x_like, before the field existed) is no difference."""
   if isinstance(saved, dict) and isinstance(wanted, dict):
-    return [d for k in sorted(set(saved) | set(wanted))
-            for d in _differences(saved.get(k), wanted.get(k), f"{prefix}{k}.")]
+    return [d for k in sorted(saved) for d in _differences(saved[k], wanted.get(k), f"{prefix}{k}.")]
   return [] if saved == wanted else [f"{prefix[:-1]}: {saved!r} -> {wanted!r}"]
 
 

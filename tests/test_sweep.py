@@ -120,6 +120,7 @@ def test_a_finished_run_whose_config_changed_runs_again(tmp_path, capsys):
   assert "learning_rate=0.001 ran with another config than this sweep now gives it (train.steps: 7 -> 9)" in out
   assert "0 finished, 1 to run" in out
   saved["train"]["steps"] = 9
+  del saved["train"]["log_every"]  # a field an earlier t5x_like did not write is no change
   (done / "config.json").write_text(json.dumps(saved))
   assert cli.main(["sweep", str(tmp_path / "s.py"), "--dry-run"]) == 0
   assert "1 finished, 0 to run" in capsys.readouterr().out
