@@ -83,6 +83,12 @@ def infer(loaded: Loaded, records: list[R.Record], options: DecodeOptions, *,
     if not ids and (encoder or options.bos_id is None):
       raise DataError(f"{r.where}: the prompt is empty; this model needs at least one token to start from")
   width = R.width_for(rows, records, loaded.cfg)
+  if loaded.cfg.position == "learned" and not encoder:  # the prompt and its continuation share the table
+    fed = (options.bos_id is not None) + options.max_new_tokens - 1  # the last new token is not fed
+    for r, ids in zip(records, rows, strict=True):
+      if len(ids) + fed > loaded.cfg.max_len:
+        raise DataError(f"{r.where}: {len(ids)} prompt tokens + --max-new-tokens {options.max_new_tokens} pass the "
+                        f"model's {loaded.cfg.max_len} learned positions; shorten the prompt or --max-new-tokens")
   generator, key = Generator(loaded, options), jax.random.key(seed)
   out = []
   for start in range(0, len(rows), batch_size):

@@ -196,6 +196,20 @@ def test_scores_that_are_not_finite_are_written_as_null(tmp_path):
   assert row["score"] is None and row["tokens"] == 3
 
 
+def test_a_prompt_too_long_for_learned_positions_is_named(tmp_path, capsys):
+  """Learned positions (32 here): the prompt with bos and all but the last new token must
+  fit. At the boundary the run works; one token more names the record (it was a
+  model-level error naming none)."""
+  from decoding_helpers import DECODER_STYLES
+
+  step, _ = _checkpoint(tmp_path / "ck", tiny_cfg(**DECODER_STYLES["learned"]))
+  rows = [{"ids": [3, 4]}, {"ids": list(range(3, 23))}]  # the second: 20 tokens + bos = 21 positions
+  ok = _jsonl(tmp_path / "in.jsonl", rows)
+  assert main(["infer", "--checkpoint", step, "--input", ok, "--max-new-tokens", "12"]) == 0  # 21 + 11 = 32
+  _fails(["infer", "--checkpoint", step, "--input", ok, "--max-new-tokens", "13"], capsys,
+         "in.jsonl:2: 20 prompt tokens + --max-new-tokens 13 pass the model's 32 learned positions")
+
+
 def test_a_records_samples_do_not_depend_on_the_batch(decoder, tmp_path):
   """Each record draws with its own key (the seed and its index in the input): the same
   tokens whether it is decoded alone, in a batch of 2 or of 8, beside other records."""
