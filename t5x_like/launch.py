@@ -52,6 +52,8 @@ def _quote(args: list[str]) -> str:
 def _sbatch(option: str, value: str) -> str:
   """One `#SBATCH --option=value` line. sbatch splits these lines at whitespace outside
   quotes and takes a backslash as an escape, so a value with either is double-quoted."""
+  if "\n" in value or "\r" in value:
+    raise LaunchError(f"--{option} {value!r} holds a line break, which would end the #SBATCH line")
   if re.search(r"[\s\"'\\]", value):
     value = '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
   return f"#SBATCH --{option}={value}"

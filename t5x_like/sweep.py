@@ -143,10 +143,10 @@ def _read_json(path: str):
 
 
 def _differences(saved, wanted, prefix: str = "") -> list[str]:
-  """Fields whose values differ; a field the saved config lacks (written by an earlier
-  t5x_like, before the field existed) is no difference."""
+  """Fields whose values differ; a field only one side has (a config written by another
+  t5x_like version, before a field was added or after one was removed) is no difference."""
   if isinstance(saved, dict) and isinstance(wanted, dict):
-    return [d for k in sorted(saved) for d in _differences(saved[k], wanted.get(k), f"{prefix}{k}.")]
+    return [d for k in sorted(set(saved) & set(wanted)) for d in _differences(saved[k], wanted[k], f"{prefix}{k}.")]
   return [] if saved == wanted else [f"{prefix[:-1]}: {saved!r} -> {wanted!r}"]
 
 
@@ -159,21 +159,35 @@ def changes(run: SweepRun) -> list[str]:
   return _differences(saved, json.loads(json.dumps(run.config)))
 
 
+def _more_steps(run: SweepRun) -> bool:
+  """The sweep now asks for more steps than the run finished with: resuming continues it."""
+  saved = _read_json(os.path.join(run.workdir, "config.json"))
+  steps = ((saved or {}).get("train") or {}).get("steps") if isinstance(saved, dict) else None
+  wanted = ((run.config or {}).get("train") or {}).get("steps")
+  return isinstance(steps, int) and isinstance(wanted, int) and wanted > steps
+
+
 def finished(run: SweepRun) -> bool:
-  """Finished with the config the sweep gives it now; a finished run whose config changed
-  since (say train.steps raised) runs again, and its trainer resumes its checkpoints."""
+  """Finished, and not asked for more steps since (a raised train.steps runs it again: its
+  trainer resumes its checkpoints and continues)."""
   status = _read_json(os.path.join(run.workdir, STATUS_NAME))
-  return isinstance(status, dict) and status.get("status") == "finished" and not changes(run)
+  return isinstance(status, dict) and status.get("status") == "finished" and not _more_steps(run)
 
 
 def _todo(runs: list[SweepRun]) -> list[SweepRun]:
+  """The runs to start; a line for each finished run whose config the sweep has changed."""
   todo = [r for r in runs if not finished(r)]
-  for r in todo:
+  for r in runs:
     diff = changes(r)
-    if diff:
-      more = f" and {len(diff) - 3} more" if len(diff) > 3 else ""
-      print(f"sweep: {r.name} ran with another config than this sweep now gives it ({'; '.join(diff[:3])}{more}); "
-            "it runs again from its checkpoints", flush=True)
+    if not diff:
+      continue
+    shown = "; ".join(diff[:3]) + (f" and {len(diff) - 3} more" if len(diff) > 3 else "")
+    if r in todo:
+      print(f"sweep: {r.name} asks for more steps than it finished ({shown}); it resumes from its checkpoints",
+            flush=True)
+    elif finished(r):
+      print(f"sweep: {r.name} finished with another config than this sweep now gives it ({shown}); it is not "
+            f"rerun (resuming would train no step): delete {r.workdir} to train it with this config", flush=True)
   return todo
 
 
@@ -211,6 +225,17 @@ def launch_local(sweep: Sweep, runs: list[SweepRun], parallel: int = 1, dry_run:
   return failed
 
 
+def _one_line(argv: list[str]) -> str:
+  """A bash command on one line (the array task reads its line of the commands file): an
+  argument holding a line break is written in bash's $'...' quoting."""
+  def quote(a: str) -> str:
+    if "\n" not in a and "\r" not in a:
+      return shlex.quote(a)
+    body = a.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n").replace("\r", "\\r")
+    return f"$'{body}'"
+  return " ".join(quote(a) for a in argv)
+
+
 def launch_slurm_array(sweep: Sweep, runs: list[SweepRun], nodes: int = 1, gpus_per_node: int = 0,
                        dry_run: bool = False, **options) -> int:
   """One array task per unfinished run. Each submission writes its own commands file
@@ -227,7 +252,7 @@ def launch_slurm_array(sweep: Sweep, runs: list[SweepRun], nodes: int = 1, gpus_
   while os.path.exists(commands):
     commands, n = os.path.join(root, f"commands-{stamp}-{n}.txt"), n + 1
   path = os.path.join(root, os.path.basename(commands).replace("commands-", "sweep-", 1)[:-len(".txt")] + ".sbatch")
-  lines = [shlex.join(["t5x-like", *Job(sweep.base, r.workdir, r.args()).train_args()]) for r in todo]
+  lines = [_one_line(["t5x-like", *Job(sweep.base, r.workdir, r.args()).train_args()]) for r in todo]
   script = slurm_script(Job(sweep.base, sweep.root, [], name="t5x_like_sweep"), nodes, gpus_per_node,
                         array=f"0-{len(todo) - 1}", commands_file=commands, **options)
   if dry_run:

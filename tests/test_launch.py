@@ -124,7 +124,8 @@ def test_slurm_array_tasks_get_each_argument_unchanged(tmp_path, capsys):
   root = tmp_path / "sweep root"
   spec = sweep.Sweep(base="configs/tiny/gpt.py", root=str(root), runs=[
       {"mesh.custom_rules": [["batch", "data"], ["embed", None]]},
-      {"data.train_files": "it's $(echo INJECTED) `x` \"q\" a;b"}])
+      {"data.train_files": "it's $(echo INJECTED) `x` \"q\" a;b"},
+      {"data.train_files": "two\nlines \\n"}])  # one line of the commands file all the same
   runs = sweep.expand(spec)
   assert sweep.launch_slurm_array(spec, runs, dry_run=True) == 0
   out = capsys.readouterr().out
@@ -133,7 +134,7 @@ def test_slurm_array_tasks_get_each_argument_unchanged(tmp_path, capsys):
   assert os.path.dirname(commands) == str(root) and os.path.basename(commands).startswith("commands-")
   (root).mkdir()
   with open(commands, "w") as f:
-    f.write("\n".join(out.split("\n")[1:3]) + "\n")
+    f.write("\n".join(out.split("\n")[1:4]) + "\n")
   _fake_tools(tmp_path / "bin")
   env = dict(os.environ, PATH=f"{tmp_path / 'bin'}:{os.environ['PATH']}")
   for task, run in enumerate(runs):

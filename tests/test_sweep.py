@@ -117,13 +117,17 @@ def test_a_finished_run_whose_config_changed_runs_again(tmp_path, capsys):
   (done / "config.json").write_text(json.dumps(saved))
   assert cli.main(["sweep", str(tmp_path / "s.py"), "--dry-run"]) == 0
   out = capsys.readouterr().out
-  assert "learning_rate=0.001 ran with another config than this sweep now gives it (train.steps: 7 -> 9)" in out
+  assert "learning_rate=0.001 asks for more steps than it finished (train.steps: 7 -> 9); it resumes" in out
   assert "0 finished, 1 to run" in out
-  saved["train"]["steps"] = 9
-  del saved["train"]["log_every"]  # a field an earlier t5x_like did not write is no change
+  # Another change (not more steps) would resume at the last step and train nothing: not rerun, said.
+  saved["train"]["steps"], saved["optimizer"]["warmup_steps"] = 9, 1
+  del saved["train"]["log_every"]  # fields only one side has (another version) are no change
+  saved["train"]["removed_field"] = 5
   (done / "config.json").write_text(json.dumps(saved))
   assert cli.main(["sweep", str(tmp_path / "s.py"), "--dry-run"]) == 0
-  assert "1 finished, 0 to run" in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert "1 finished, 0 to run" in out and "finished with another config than this sweep now gives it" in out
+  assert "optimizer.warmup_steps: 1 -> " in out and "removed_field" not in out and "log_every" not in out
 
 
 def test_sweep_file_mistakes_are_one_line(tmp_path, capsys):

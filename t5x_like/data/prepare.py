@@ -103,10 +103,11 @@ def prepare_data(cfg: Config, workdir: str, log=print) -> DataFiles:
   if not tok_path and pretrained:
     tok_path = pretrained
     log(f"[t5x_like] tokenizer of the warm start: {tok_path}")
-  if not tok_path and d.source != "synthetic":
-    raise ConfigError(f"data.source={d.source!r} needs data.tokenizer.path: checkpoint.init_from="
-                      f"{cfg.checkpoint.init_from} names no tokenizer (a `convert --from-hf` import has none); "
-                      "pass the one it was trained with")
+  if not tok_path and cfg.checkpoint.init_from:
+    # Never a new tokenizer under pretrained embeddings: they would read other pieces.
+    raise ConfigError(f"checkpoint.init_from={cfg.checkpoint.init_from}: the tokenizer it was trained with is not "
+                      "found (its WORKDIR/tokenizer/spm.model is gone, or it is a `convert --from-hf` import, "
+                      "which names none); pass that tokenizer as data.tokenizer.path")
   if d.source == "synthetic":
     corpus_dir = d.synthetic.corpus_dir or os.path.join(workdir, "corpus")
     tok_path = tok_path or os.path.join(workdir, "tokenizer", "spm.model")

@@ -8,7 +8,9 @@ from __future__ import annotations
 import html.parser
 import re
 
-URL = re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"']+", re.IGNORECASE)
+# Unicode quotes, the ellipsis and CJK or full-width punctuation end a URL in running text.
+URL = re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"'\u2018-\u201f\u2026\u3000-\u303f\uff00-\uffef]+",
+                 re.IGNORECASE)
 EMAIL = re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}\b")
 # 4+ characters in a row that are neither letters, digits, whitespace nor ordinary prose
 # punctuation, or one punctuation character repeated 5+ times ("-----", "!!!!!!").
@@ -22,6 +24,10 @@ _ELEMENTS = ("a|abbr|address|article|aside|b|blockquote|body|button|caption|cent
              "style|sub|summary|sup|svg|table|tbody|td|textarea|tfoot|th|thead|title|tr|tt|u|ul|var")
 _HTML_HINT = re.compile(r"</(?:" + _ELEMENTS + r")\s*>|<(?:br|hr|img|meta|link|input|wbr)\b[^<>]*>|<!doctype\b|"
                         r"<!--|&(?:[A-Za-z]{2,8}|#\d{1,7}|#x[0-9A-Fa-f]{1,6});", re.IGNORECASE)
+# Pages whose elements are never closed (`<P>one<P>two`, `<li>a<li>b`): two start tags of
+# HTML elements make markup; one alone ("3 <p> 4") is still prose.
+_START_TAG = re.compile(r"<(?:" + _ELEMENTS + r")(?:\s+[\w:-]+(?:\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s<>]+))?)*\s*/?>",
+                        re.IGNORECASE)
 
 _SKIP = {"script", "style", "noscript", "template", "svg"}
 _BLOCK = {"p", "div", "br", "li", "ul", "ol", "tr", "table", "h1", "h2", "h3", "h4", "h5", "h6",
@@ -75,7 +81,12 @@ class _TextOf(html.parser.HTMLParser):
 
 
 def looks_like_html(text: str) -> bool:
-  return ("<" in text or "&" in text) and _HTML_HINT.search(text) is not None
+  if not ("<" in text or "&" in text):
+    return False
+  if _HTML_HINT.search(text) is not None:
+    return True
+  tags = _START_TAG.finditer(text)
+  return next(tags, None) is not None and next(tags, None) is not None
 
 
 def html_to_text(text: str) -> str:

@@ -56,3 +56,18 @@ def test_html_as_browsers_read_it_and_prose_that_only_looks_like_it():
     assert html_to_text(prose) == prose
   assert html_to_text("x<b>bold</b>y") == "xboldy" and html_to_text("AT&amp;T") == "AT&T"
   assert _noise("see https://x.com/a). Then (https://y.org/b_(c)) and www.z.io, ok") == "see ). Then () and , ok"
+
+
+def test_pages_that_never_close_their_elements_and_urls_in_unicode_prose():
+  """Two start tags of HTML elements make a page even without an end tag; one alone is
+  prose. Unicode quotes, the ellipsis and CJK punctuation end a URL; an IPv4 address ending
+  a sentence is masked, and a decimal's digits are no phone number."""
+  for page, words in (("<P>one<P>two", ["one", "two"]), ("<li>a<li>b", ["a", "b"]),
+                      ("<div class=x>Hello<div>World", ["Hello", "World"]), ("<html><body><p>x", ["x"])):
+    assert html_to_text(page).split() == words
+  assert html_to_text("3 <p> 4") == "3 <p> 4"
+  assert _noise("see \u201chttps://x.org/a.\u201d ok") == "see \u201c.\u201d ok"
+  assert _noise("\u89c1 https://x.org/a\u3002\u7136\u540e") == "\u89c1 \u3002\u7136\u540e"
+  assert _noise("go https://x.org/a\u2026 then") == "go \u2026 then"
+  assert mask_pii("Server at 192.168.1.1. Connect to 192.168.100.200.") == "Server at <IP>. Connect to <IP>."
+  assert mask_pii("pi 3.14159 26535") == "pi 3.14159 26535"
