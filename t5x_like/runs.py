@@ -109,8 +109,32 @@ def _status(path: str, status) -> str:
   return state
 
 
+_NUMBERS = ("step", "total_steps", "tokens_seen", "train_loss", "best_eval_loss", "tokens_per_s", "mfu", "wall_s")
+
+
+def _number(x) -> bool:
+  return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def read_run(path: str, root: str) -> RunInfo:
+  """One row; files whose values have the wrong types (hand-edited, another tool's) are a
+  note in it, never a crash of the whole table."""
   name = os.path.relpath(path, root) if os.path.abspath(path) != os.path.abspath(root) else os.path.basename(path)
+  try:
+    info = _read_run(path, name)
+  except (TypeError, ValueError, AttributeError, KeyError) as e:
+    return RunInfo(name=name, path=path, note=f"files unreadable ({type(e).__name__}: {e})")
+  bad = [f for f in _NUMBERS if getattr(info, f) is not None and not _number(getattr(info, f))]
+  for f in bad:
+    setattr(info, f, None)
+  info.curve = [p for p in info.curve if _number(p[0]) and _number(p[1])]
+  info.eval_curve = [p for p in info.eval_curve if _number(p[0]) and _number(p[1])]
+  if bad:
+    info.note = "; ".join(filter(None, [info.note, f"not numbers: {', '.join(bad)}"]))
+  return info
+
+
+def _read_run(path: str, name: str) -> RunInfo:
   info = RunInfo(name=name, path=path)
   if not any(os.path.exists(os.path.join(path, f)) for f in RUN_FILES):
     # A run that stopped before writing any of its files (a refused config, a held workdir).

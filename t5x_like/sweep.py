@@ -119,11 +119,14 @@ def expand(sweep: Sweep) -> list[SweepRun]:
     combos = [dict(r) for r in sweep.runs]
   if not combos:
     raise ConfigError("the sweep has no runs: its grid and runs are empty")
-  runs, names = [], set()
+  runs, names, seen = [], set(), []
   for swept in combos:
+    if swept in seen:
+      raise ConfigError(f"two runs of the sweep have the same overrides {swept}; make their overrides differ")
+    seen.append(swept)
     name = run_name(swept)
-    if name in names:
-      raise ConfigError(f"two runs of the sweep are both named {name!r}; make their overrides differ")
+    if name in names:  # values that differ only in characters a folder name cannot keep (cafe, cafe)
+      name = f"{name}-{hashlib.sha256(json.dumps(swept, sort_keys=True).encode()).hexdigest()[:8]}"
     names.add(name)
     run = SweepRun(name, {**sweep.fixed, **swept}, os.path.join(sweep.root, name))
     try:

@@ -97,3 +97,19 @@ def test_garbled_metrics_a_log_only_run_and_an_empty_root(tmp_path, capsys):
   (tmp_path / "empty").mkdir()
   assert cli.main(["runs", str(tmp_path / "empty")]) == 0
   assert f"no runs under {tmp_path / 'empty'}" in capsys.readouterr().out
+
+
+def test_values_of_the_wrong_type_are_a_note_not_a_crash(tmp_path, capsys):
+  wd = _run(tmp_path, "a", [3.0, 2.0])
+  with open(wd / "metrics.jsonl", "a") as f:
+    f.write('{"step": 3, "loss": "abc", "tokens_seen": 5, "time": "x"}\n{"step": [1], "loss": 1.0}\n')
+  (tmp_path / "b").mkdir()
+  (tmp_path / "b" / "config.json").write_text('{"train": [1]}')
+  (tmp_path / "c").mkdir()
+  (tmp_path / "c" / "summary.json").write_text('{"wall_s": "x", "steps": 4}')
+  assert cli.main(["runs", str(tmp_path)]) == 0
+  runs = {r.name: r for r in (read_run(p, str(tmp_path)) for p in find_runs(str(tmp_path)))}
+  assert runs["a"].note.startswith("files unreadable") or "not numbers" in runs["a"].note
+  assert runs["b"].note.startswith("files unreadable")
+  assert runs["c"].wall_s is None and "not numbers: wall_s" in runs["c"].note and runs["c"].step == 4
+  assert "name" in capsys.readouterr().out

@@ -133,6 +133,10 @@ def test_a_finished_run_whose_config_changed_runs_again(tmp_path, capsys):
 def test_sweep_file_mistakes_are_one_line(tmp_path, capsys):
   with pytest.raises(ConfigError, match=r"grid entries \['train.steps'\] are single values; give each key a list"):
     expand(Sweep(base=TINY, grid={"train.steps": 5}))
+  names = [r.name for r in expand(Sweep(base=TINY, grid={"data.train_files": ["caf\u00e9", "caf\u00e8"]}))]
+  assert len(set(names)) == 2 and names[0] == "train_files=caf_"  # the second gets a digest
+  with pytest.raises(ConfigError, match="have the same overrides"):
+    expand(Sweep(base=TINY, runs=[{"train.steps": 3}, {"train.steps": 3}]))
   long = run_name({f"model.key_{i}": "x" * 20 for i in range(12)})
   assert len(long) == 120 and long != run_name({f"model.key_{i}": "x" * 20 for i in range(13)})
   (tmp_path / "s.py").write_text("from t5x_like.sweep import Sweep\n"

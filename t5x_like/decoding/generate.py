@@ -36,7 +36,7 @@ class DecodeOptions:
     problems = []
     if self.max_new_tokens < 1:
       problems.append(f"max_new_tokens={self.max_new_tokens} must be at least 1")
-    if not self.temperature >= 0:  # NaN included
+    if not 0 <= self.temperature < math.inf:  # NaN included
       problems.append(f"temperature={self.temperature} must be >= 0 (0 is greedy)")
     if self.temperature == 0 and (self.top_k > 0 or self.top_p < 1.0):
       problems.append("top_k and top_p shape a sampled draw, and temperature 0 is greedy; set a temperature "

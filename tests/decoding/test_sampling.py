@@ -76,7 +76,7 @@ def test_generate_with_top_k_one_is_greedy():
 def test_options_that_cannot_work_are_refused():
   from t5x_like.errors import ConfigError
   for bad in (dict(max_new_tokens=0), dict(temperature=-1.0), dict(top_p=0.0), dict(top_k=-2),
-              dict(beam_size=0), dict(beam_size=4, temperature=0.8), dict(temperature=float("nan")),
+              dict(beam_size=0), dict(beam_size=4, temperature=0.8), dict(temperature=float("nan")), dict(temperature=float("inf")),
               dict(top_p=float("nan"), temperature=1.0), dict(beam_size=2, length_penalty=float("nan")),
               dict(eos_id=-5)):
     with pytest.raises(ConfigError):

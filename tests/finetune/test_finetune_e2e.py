@@ -109,3 +109,9 @@ def test_a_warm_start_reads_its_checkpoints_tokenizer_and_refuses_another(pretra
   cfg = C.build_config("configs/finetune/tiny_classify.py", base + [f"--config.data.tokenizer.path={tmp_path / 'other.model'}"])
   with pytest.raises(ConfigError, match=f"is not the tokenizer checkpoint.init_from was trained with \\({theirs}\\)"):
     prepare_data(cfg, str(tmp_path / "wd"), print)
+  # The pretraining run's tokenizer gone: an error, not a new tokenizer under its embeddings.
+  shutil.copytree(pretrained / "checkpoints", tmp_path / "moved" / "checkpoints")
+  cfg = C.build_config("configs/finetune/tiny_classify.py", [f"--config.checkpoint.init_from={tmp_path / 'moved'}"])
+  with pytest.raises(ConfigError, match="the tokenizer it was trained with is not found"):
+    prepare_data(cfg, str(tmp_path / "wd2"), print)
+  assert not (tmp_path / "wd2" / "tokenizer").exists()

@@ -14,14 +14,15 @@ import unicodedata
 
 # Characters that separate words or lines though they are controls: a space or a newline,
 # not nothing (deleting U+0085 NEL would join the words on either side).
-_SEPARATORS = {"\x0b": " ", "\x0c": " ", "\x85": "\n", "\u2028": "\n", "\u2029": "\n"}
+_SEPARATORS = {"\x0b": " ", "\x0c": " ", "\x85": "\n", "\u2028": "\n", "\u2029": "\n",
+               "\ufffd": " "}  # a replaced bad byte may have stood between words
 # Cc (control) but newline and tab, and the Cf characters that are invisible noise in
 # web text: zero-width space, word joiner, BOM, soft hyphen, bidi marks. The zero-width
 # (non-)joiners U+200C/U+200D stay: they are spelling in Persian and Indic scripts and
 # hold emoji sequences together.
 _INVISIBLE = "".join(chr(c) for c in range(32) if chr(c) not in "\n\t" and chr(c) not in _SEPARATORS) + \
     "\x7f" + "".join(chr(c) for c in range(0x80, 0xA0) if chr(c) not in _SEPARATORS) + \
-    "\u00ad\u200b\u200e\u200f\u2060\ufeff\ufffd"
+    "\u00ad\u200b\u200e\u200f\u2060\ufeff"
 _DROP = str.maketrans({**dict.fromkeys(map(ord, _INVISIBLE)), **{ord(k): v for k, v in _SEPARATORS.items()}})
 _SPACES = re.compile(r"[^\S\n]+")  # whitespace other than newlines
 _BLANK_LINES = re.compile(r"\n\s*\n\s*(?:\n\s*)+")

@@ -5,6 +5,7 @@ onto these names; see cli_args.py)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from t5x_like.errors import ConfigError
 
@@ -97,6 +98,8 @@ def with_settings(opts: CleanOptions, settings: list[str]) -> CleanOptions:
 def _parse(name: str, text: str, current, optional: bool):
   """`optional`: the field may be None (a quality filter that can be turned off)."""
   low = text.lower()
+  if low in ("none", "off") and isinstance(current, tuple):
+    return ()  # an empty list: the filter (languages, n-gram limits) off
   if low in ("none", "off") and not isinstance(current, bool):
     if not optional:
       raise ConfigError(f"--set {name}={text}: {name} cannot be turned off (now {current!r}); "
@@ -115,7 +118,10 @@ def _parse(name: str, text: str, current, optional: bool):
     if isinstance(current, int) and not isinstance(current, bool):
       return int(text)
     if isinstance(current, float) or current is None:
-      return float(text)
+      value = float(text)
+      if not math.isfinite(value):
+        raise ValueError
+      return value
     return text
   except ValueError:
     raise ConfigError(f"--set {name}={text!r}: not a valid value (now {current!r})") from None

@@ -34,7 +34,7 @@ def clean(patterns: list[str], out_dir: str, opts: CleanOptions, *, runner: str 
     import tensorflow as tf
     if tf.io.gfile.exists(out_dir):
       raise DataError(f"{out_dir} already exists; delete it or choose another --output")
-  elif os.path.exists(out_dir):
+  elif os.path.lexists(out_dir):  # a dangling symlink too: the final rename would fail on it
     raise DataError(f"{out_dir} already exists; delete it or choose another --output")
   if remote and not runner:
     raise ConfigError(f"--output {out_dir} is remote: the process pool writes local directories; "

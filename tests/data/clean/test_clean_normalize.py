@@ -16,7 +16,9 @@ def test_nfkc_folds_compatibility_forms():
 
 
 def test_control_and_invisible_characters_go():
-  assert normalize("a\x00b\x07c\u200bd\ufeffe\u00adf\ufffdg") == "abcdefg"
+  assert normalize("a\x00b\x07c\u200bd\ufeffe\u00adfg") == "abcdefg"
+  # U+FFFD (a bad byte replaced) may have stood between words: it parts them
+  assert normalize("two\ufffdwords \ufffd end") == "two words end"
 
 
 def test_whitespace_runs_collapse_and_lines_are_stripped():

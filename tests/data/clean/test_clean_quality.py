@@ -77,3 +77,7 @@ def test_bad_settings_are_one_line_errors():
   for name in ("jaccard", "shingle", "seed", "num_perm", "shard_docs"):
     with pytest.raises(ConfigError, match=f"{name} cannot be turned off"):
       with_settings(OPTS, [f"{name}=none"])
+  assert with_settings(OPTS, ["languages=none", "max_top_ngram=none"]).max_top_ngram == ()  # list filters off
+  for bad in ("max_symbol_ratio=nan", "min_alpha_words=inf"):
+    with pytest.raises(ConfigError, match="not a valid value"):
+      with_settings(OPTS, [bad])

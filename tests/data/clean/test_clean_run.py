@@ -191,6 +191,9 @@ def test_a_second_clean_to_the_same_output_stops_and_deletes_nothing(tmp_path):
     assert (work / "clean-00000-00000.jsonl").read_text() == "the first run's shard\n"
   rep = clean([str(tmp_path / "a.txt")], str(tmp_path / "out"), CleanOptions())
   assert rep["kept_docs"] == 1 and not os.path.exists(tmp_path / "out.incomplete.lock")
+  os.symlink(tmp_path / "nowhere", tmp_path / "dangling")  # the final rename would fail on it, after the work
+  with pytest.raises(DataError, match="dangling already exists"):
+    clean([str(tmp_path / "a.txt")], str(tmp_path / "dangling"), CleanOptions())
   (tmp_path / "b.jsonl").write_text(json.dumps({"text": CLEAN}) + "\n")
   with pytest.raises(DataError, match="--input mixes JSONL files"):
     build_tfds(str(tmp_path / "*"), "t5x_like_mixed", str(tmp_path / "tfds"))
