@@ -17,6 +17,10 @@ _BOM = "\ufeff"
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
+class NotText(json.JSONDecodeError):
+  """A line whose strings hold a lone surrogate escape: valid JSON, but not Unicode text."""
+
+
 def loads(line: str | bytes) -> Any:
   """json.loads of one line, or json.JSONDecodeError (a ValueError with .msg)."""
   if isinstance(line, bytes):
@@ -27,10 +31,10 @@ def loads(line: str | bytes) -> Any:
     try:
       json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as e:
-      raise json.JSONDecodeError("a lone UTF-16 surrogate escape (such as \\ud83d without its pair), which is "
+      raise NotText("a lone UTF-16 surrogate escape (such as \\ud83d without its pair), which is "
                                  f"not a character ({e.object[e.start:e.end]!a})", line,
                                  _SURROGATE_ESCAPE.search(line).start()) from None
   return value
 
 
-__all__ = ["loads"]
+__all__ = ["NotText", "loads"]

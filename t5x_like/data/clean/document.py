@@ -42,9 +42,10 @@ def _record(raw: bytes | str, fmt: str, field: str, bad_utf8: str) -> tuple[dict
     return None, text, None
   try:
     record = json_lines.loads(text)
-  except ValueError as e:
-    # A lone surrogate escape is text that is not Unicode: counted with the undecodable lines.
-    return None, None, "encoding" if "surrogate" in getattr(e, "msg", "") else "unreadable"
+  except json_lines.NotText:  # counted with the undecodable lines
+    return None, None, "encoding"
+  except ValueError:
+    return None, None, "unreadable"
   if not isinstance(record, dict) or not isinstance(record.get(field), str):
     return None, None, "unreadable"
   return record, record[field], None
