@@ -7,7 +7,8 @@
                     {"model": ...} for a converted model), "mesh", "process_count",
                     "versions", "nonfinite" (the streak of skipped steps it was saved in),
                     "train_window" (the train losses since the last logging step), "source", "integrity" (checksums of every array), "digest" (of the rest)}
-  <step>/data/process_<i>_of_<n>.sha256.json   SHA-256 of that host's iterator files
+  <step>/data/process_<i>_of_<n>.sha256.json   SHA-256 of that host's iterator files and
+                    the step's `data_tag` (its step and config digest)
 
 Orbax writes a step into a temporary directory and renames it when every item is
 complete, so a process killed mid-save leaves nothing that looks like a step.
@@ -15,6 +16,7 @@ complete, so a process killed mid-save leaves nothing that looks like a step.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -40,6 +42,27 @@ def read_meta(step_dir: str) -> dict:
   except (OSError, ValueError):
     return {}
   return meta if isinstance(meta, dict) else {}
+
+
+def meta_intact(meta: dict) -> bool:
+  """Read and unchanged: its digest matches. Metadata saved with array checksums always
+  carries a digest, so one without is taken only when it has no checksums either (a step
+  written before either existed)."""
+  from t5x_like.checkpoint import integrity
+
+  if not meta:
+    return False
+  if "digest" not in meta:
+    return "integrity" not in meta
+  return meta["digest"] == integrity.meta_digest(meta)
+
+
+def data_tag(meta: dict) -> str:
+  """What a step's data iterator is saved with and checked against on restore: its step
+  and a digest of its run's config, both in the (digested) metadata, so iterator files
+  copied in from another step or run are refused rather than replaying or skipping data."""
+  config = json.dumps(meta.get("config"), sort_keys=True, separators=(",", ":"), default=str)
+  return f"step {meta.get('step')}, config {hashlib.sha256(config.encode()).hexdigest()[:16]}"
 
 
 def saved_model_config(meta: dict) -> dict:

@@ -44,7 +44,7 @@ class DataIteratorHandler(ocp.CheckpointHandler):
     names = [n for n in os.listdir(directory) if n.startswith(os.path.basename(prefix) + ".")]
     digests = {n: integrity.file_digest(os.path.join(directory, n)) for n in sorted(names)}
     with open(prefix + DIGESTS, "w") as f:
-      json.dump(digests, f)
+      json.dump({"tag": args.tag, "files": digests}, f)
 
   def restore(self, directory: epath.Path, args: DataIteratorRestore):
     import tensorflow as tf
@@ -55,8 +55,19 @@ class DataIteratorHandler(ocp.CheckpointHandler):
         return OTHER_COUNT  # saved by another number of processes: the caller decides
       raise DataIteratorError(f"the data iterator of process {jax.process_index()} is missing "
                               f"({os.path.basename(prefix)}{DIGESTS} in {directory})")
-    with open(prefix + DIGESTS) as f:
-      digests = json.load(f)
+    try:
+      with open(prefix + DIGESTS) as f:
+        saved = json.load(f)
+    except (OSError, ValueError) as e:
+      raise DataIteratorError(f"{prefix}{DIGESTS} is unreadable ({brief(e)})") from e
+    # Steps saved before the tag existed hold the file digests alone.
+    digests = saved.get("files") if isinstance(saved, dict) and "files" in saved else saved
+    if not isinstance(digests, dict):
+      raise DataIteratorError(f"{prefix}{DIGESTS} is not what a save writes")
+    if "files" in saved and saved.get("tag") != args.tag:
+      raise DataIteratorError(f"the data iterator in {directory} was saved with another step or run "
+                              f"({saved.get('tag')!r}, this step: {args.tag!r}): restoring it would replay or skip "
+                              "batches")
     for name, digest in digests.items():
       path = os.path.join(directory, name)
       if not os.path.exists(path) or integrity.file_digest(path) != digest:
@@ -91,12 +102,14 @@ class DataLayoutError(RuntimeError):
 @dataclasses.dataclass
 class DataIteratorSave(ocp.args.CheckpointArgs):
   iterator: Any
+  tag: str = ""  # layout.data_tag of the step
 
 
 @ocp.args.register_with_handler(DataIteratorHandler, for_restore=True)
 @dataclasses.dataclass
 class DataIteratorRestore(ocp.args.CheckpointArgs):
   iterator: Any
+  tag: str = ""
 
 
 @dataclasses.dataclass
@@ -169,13 +182,13 @@ def restore_items(step_dir: str, abstract_state: dict, data_iterator, restore_fn
   """State, metadata and (when `data_iterator` is given) the data iterator of a step, each
   verified: the metadata's digest, every array's sums, the iterator files' SHA-256."""
   meta = layout.read_meta(step_dir)
-  if not meta or meta.get("digest", integrity.meta_digest(meta)) != integrity.meta_digest(meta):
+  if not layout.meta_intact(meta):
     raise IntegrityError(f"{os.path.join(step_dir, layout.META_FILE)} is missing, unreadable or changed")
   items = {layout.STATE: ocp.args.StandardRestore(abstract_state)}
   if data_iterator is not None:
     if not os.path.isdir(os.path.join(step_dir, layout.DATA)):
       raise DataIteratorError(f"{os.path.join(step_dir, layout.DATA)} (the data iterator) is missing")
-    items[layout.DATA] = DataIteratorRestore(data_iterator)
+    items[layout.DATA] = DataIteratorRestore(data_iterator, layout.data_tag(meta))
   out = restore_fn(ocp.args.Composite(**items))
   state = out[layout.STATE]
   expected = (meta.get("integrity") or {}).get("arrays")
@@ -240,7 +253,7 @@ class Checkpointer:
     self.health.record(step, meta)
     items = {layout.STATE: ocp.args.StandardSave(state), layout.META: ocp.args.JsonSave(meta)}
     if data_iterator is not None:
-      items[layout.DATA] = DataIteratorSave(data_iterator)
+      items[layout.DATA] = DataIteratorSave(data_iterator, layout.data_tag(meta))
     try:
       saved = self.manager.save(step, args=ocp.args.Composite(**items), force=force)
     except Exception as e:

@@ -31,6 +31,8 @@ def find_step_dir(path: str, key: str) -> str:
   if not steps and os.path.isdir(os.path.join(path, "checkpoints")):  # a run's workdir: its latest step
     return find_step_dir(os.path.join(path, "checkpoints"), key)
   what = ("does not exist" if not os.path.exists(path) else
+          "is not a complete checkpoint step (no state/ inside)"
+          if os.path.isdir(path) and not steps and os.path.basename(path).isdigit() else
           "holds no checkpoint yet (no step directories)" if os.path.isdir(path) and not steps else
           f"holds no complete checkpoint (no state/ in {', '.join(map(str, steps[-3:]))})" if steps else
           "is not a checkpoint step directory (no state/ inside)")
@@ -164,8 +166,14 @@ def load_params(path: str, abstract_params: dict, model_cfg: dict | None = None,
 
 def _verify(step_dir: str, restored: dict, chosen, where: str) -> None:
   """The restored arrays whose keys pass `chosen` against the checksums written at save
-  time (a step written before checksums existed is taken as it is)."""
-  expected = (layout.read_meta(step_dir).get("integrity") or {}).get("arrays")
+  time (a step written before checksums existed is taken as it is). Metadata that cannot
+  be read or was changed leaves nothing to check against: that step is refused."""
+  meta = layout.read_meta(step_dir)
+  if not layout.meta_intact(meta):
+    raise CheckpointError(f"{where}: {os.path.join(step_dir, layout.META_FILE)} is missing, unreadable or changed, "
+                          "so its arrays cannot be checked against their save-time checksums; the checkpoint is "
+                          "corrupt (use another step)")
+  expected = (meta.get("integrity") or {}).get("arrays")
   if expected is not None:
     bad = integrity.mismatches(restored, {k: v for k, v in expected.items() if chosen(k)})
     if bad:
@@ -188,6 +196,8 @@ def write_params(directory: str, params: dict, model_cfg: dict, source: str,
   if os.path.exists(out):
     raise CheckpointError(f"{out} already exists; choose another --output")
   meta = dict(layout.meta_for({"model": model_cfg}, step=0, source=source), **(extra or {}))
+  meta["integrity"] = {"algorithm": integrity.ALGORITHM, "arrays": integrity.array_sums({"params": params})}
+  meta["digest"] = integrity.meta_digest(meta)
   with ocp.CheckpointManager(os.path.dirname(out)) as mgr:
     mgr.save(0, args=ocp.args.Composite(**{layout.STATE: ocp.args.StandardSave({"params": params}),
                                            layout.META: ocp.args.JsonSave(meta)}))
@@ -197,7 +207,11 @@ def write_params(directory: str, params: dict, model_cfg: dict, source: str,
 def read_params(step_dir: str) -> tuple[dict, dict]:
   """(params as host numpy arrays, the model config saved with them) of a step directory."""
   step_dir = os.path.abspath(step_dir)
-  model = layout.saved_model_config(layout.read_meta(step_dir))
+  meta = layout.read_meta(step_dir)
+  model = layout.saved_model_config(meta)
+  if not meta and os.path.exists(os.path.join(step_dir, layout.META_FILE)):
+    raise CheckpointError(f"{os.path.join(step_dir, layout.META_FILE)} is unreadable (garbled or cut short): "
+                          "the checkpoint is corrupt; use another step")
   if not model:
     raise CheckpointError(f"{step_dir} is not a t5x_like checkpoint step directory "
                           f"(no model config in {layout.META_FILE})")

@@ -80,8 +80,16 @@ def run_eval(cfg: Config, workdir: str, *, checkpoint_path: str = "", all_checkp
   rows = []
   try:
     for step_dir in step_dirs:
-      params, fresh = checkpoint.load_params(step_dir, setup.abstract_state["params"], to_dict(cfg)["model"],
-                                             key="--checkpoint")
+      try:
+        params, fresh = checkpoint.load_params(step_dir, setup.abstract_state["params"], to_dict(cfg)["model"],
+                                               key="--checkpoint" if checkpoint_path else "checkpoint")
+      except (CheckpointError, ConfigError):
+        if all_checkpoints and not checkpoint.layout.is_step_dir(step_dir):
+          # Removed since the listing: the run's retention (max_to_keep) while it trains.
+          _log(f"[t5x_like] skipping {step_dir}: it was removed while this evaluation ran (the training "
+               "run's checkpoint.max_to_keep)")
+          continue
+        raise
       if fresh:
         raise ConfigError(f"{step_dir} has no {', '.join(fresh)}: it was not trained with model.head="
                           f"{cfg.model.head}; evaluate it with the model config it was trained with")

@@ -126,3 +126,36 @@ def test_an_intact_iterator_of_another_pipeline_is_not_called_corrupt(tmp_path):
     ck.close()
   for a, b in zip(jax.tree.leaves(restored.state), jax.tree.leaves(state), strict=True):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_an_iterator_copied_from_another_step_is_refused(tmp_path):
+  """data/ of step 7 copied over step 9's: every file matches its own SHA-256, but the
+  position is step 7's, and restoring it would train those batches twice. The restore
+  refuses it; step 9's own iterator restores the position it was saved at."""
+  mesh = _mesh()
+  state = _state(mesh)
+  abstract = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), state)
+  it = _iterator()
+  ck = Checkpointer(str(tmp_path / "ck"), C.CheckpointConfig(async_save=False))
+  ck.save(7, state, it, {"step": 7})
+  next(it)
+  ck.save(9, state, it, {"step": 9})
+  ck.close()
+  want_next = next(it).numpy()
+  shutil.copytree(tmp_path / "ck", tmp_path / "swapped")
+  shutil.rmtree(tmp_path / "swapped" / "9" / "data")
+  shutil.copytree(tmp_path / "ck" / "7" / "data", tmp_path / "swapped" / "9" / "data")
+  ck = Checkpointer(str(tmp_path / "swapped"), C.CheckpointConfig())
+  try:
+    import pytest
+    with pytest.raises(CheckpointError, match="saved with another step or run"):
+      ck.restore(9, abstract, _iterator())
+  finally:
+    ck.close()
+  fresh = _iterator()
+  ck = Checkpointer(str(tmp_path / "ck"), C.CheckpointConfig())
+  try:
+    ck.restore(9, abstract, fresh)
+  finally:
+    ck.close()
+  np.testing.assert_array_equal(next(fresh).numpy(), want_next)

@@ -118,4 +118,4 @@ def test_convert_to_hf_of_a_step_without_readable_metadata_is_one_line(tmp_path,
   (step / "meta").mkdir()
   (step / "meta" / "metadata").write_text("{not json")
   assert main(["convert", "--to-hf", str(step), "--output", str(tmp_path / "out")]) == 2
-  assert "no model config in meta/metadata" in _one_error_line(capsys)
+  assert "meta/metadata is unreadable" in _one_error_line(capsys)

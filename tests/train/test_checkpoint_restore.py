@@ -235,10 +235,11 @@ def test_params_that_differ_from_their_checksums_are_refused(tmp_path, data, bas
   sums = integrity.array_sums({"params": want})
   changed = jax.tree.map(np.array, want)
   changed["stack"]["blocks"]["mlp"]["wi"][0, 0, 0] += 1.0
+  meta = {"model": C.to_dict(small_cfg(4, data))["model"], "integrity": {"arrays": sums}}
+  meta["digest"] = integrity.meta_digest(meta)
   with ocp.CheckpointManager(str(tmp_path / "bad")) as mgr:
     mgr.save(0, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": changed}),
-                                        meta=ocp.args.JsonSave({"model": C.to_dict(small_cfg(4, data))["model"],
-                                                                "integrity": {"arrays": sums}})))
+                                        meta=ocp.args.JsonSave(meta)))
   step = str(tmp_path / "bad" / "0")
   wrong = r"1 array\(s\) differ from the checksums written at save time \(\['params'\]\['stack'\]\['blocks'\]\['mlp'\]\['wi'\]\)"
   with pytest.raises(ckpt_lib.CheckpointError, match=f"checkpoint.init_from={step}: {wrong}"):
@@ -248,9 +249,35 @@ def test_params_that_differ_from_their_checksums_are_refused(tmp_path, data, bas
   # The same step with the sums of what it holds loads.
   meta = json.load(open(os.path.join(step, "meta", "metadata")))
   meta["integrity"]["arrays"] = integrity.array_sums({"params": changed})
+  meta["digest"] = integrity.meta_digest(meta)
   json.dump(meta, open(os.path.join(step, "meta", "metadata"), "w"))
   got, _ = ckpt_lib.read_params(step)
   np.testing.assert_array_equal(got["stack"]["blocks"]["mlp"]["wi"], changed["stack"]["blocks"]["mlp"]["wi"])
+
+
+def test_params_whose_metadata_is_garbled_or_stripped_are_refused(tmp_path, data, base):
+  """With its metadata unreadable, or changed after the save (its digest no longer
+  matches, or dropped beside the checksums), a step's params cannot be checked: a warm
+  start and `read_params` (eval, infer, score) refuse it instead of loading garbled params
+  unchecked. The same step with its metadata as saved loads."""
+  src = base / "checkpoints" / "4"
+  abstract = _abstract_params(data)
+  saved = (src / "meta" / "metadata").read_bytes()
+  meta = json.loads(saved)
+  no_digest = {k: v for k, v in meta.items() if k != "digest"}
+  edited = dict(meta, tokens_seen=meta["tokens_seen"] + 1)
+  for case, body in [("garbled", saved[:100] + b"\x00\xff" * 8 + saved[116:]), ("cut short", saved[: len(saved) // 2]),
+                     ("no digest", json.dumps(no_digest).encode()), ("edited", json.dumps(edited).encode())]:
+    step = tmp_path / case.replace(" ", "_") / "4"
+    shutil.copytree(src, step)
+    (step / "meta" / "metadata").write_bytes(body)
+    with pytest.raises(ckpt_lib.CheckpointError, match="corrupt") as e:
+      ckpt_lib.load_params(str(step), abstract)
+    assert "meta/metadata" in str(e.value), case
+    with pytest.raises(ckpt_lib.CheckpointError, match="corrupt"):
+      ckpt_lib.read_params(str(step))
+  got, _ = ckpt_lib.load_params(str(src), abstract)
+  assert jax.tree.structure(got) == jax.tree.structure(_saved_params(str(src)))
 
 
 def test_init_from_that_does_not_fit_lists_every_difference(tmp_path, data, base):
@@ -282,7 +309,7 @@ def test_consecutive_nonfinite_steps_save_and_stop(tmp_path, data, base):
   params = jax.tree.map(lambda a: np.full(a.shape, np.nan, a.dtype), _saved_params(str(base / "checkpoints" / "4")))
   with ocp.CheckpointManager(str(tmp_path / "nan")) as mgr:
     mgr.save(0, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params}),
-                                        meta=ocp.args.JsonSave({})))
+                                        meta=ocp.args.JsonSave({"source": "test"})))
   wd = tmp_path / "run"
   cfg = small_cfg(4, data, mesh=MESH_222, train=dict(max_consecutive_nonfinite=2),
              checkpoint=dict(init_from=str(tmp_path / "nan" / "0")))

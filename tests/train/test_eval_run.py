@@ -4,6 +4,7 @@ every kept step with --all-checkpoints, and says plainly when there is nothing t
 import json
 import math
 import os
+import shutil
 
 import pytest
 from checkpoint_runs import small_cfg, small_overrides  # tests/train/checkpoint_runs.py
@@ -18,7 +19,7 @@ def _rows(wd, split="eval"):
   return [json.loads(line) for line in open(wd / "eval" / split / "metrics.jsonl")]
 
 
-def test_eval_reproduces_the_final_eval_and_covers_every_checkpoint(tmp_path, data, capsys):
+def test_eval_reproduces_the_final_eval_and_covers_every_checkpoint(tmp_path, data, capsys, monkeypatch):
   wd = tmp_path / "run"
   summary = run(small_cfg(4, data, train=dict(eval_batches=2)), str(wd))
   # The run's own config.json is the default config: nothing else to pass.
@@ -52,6 +53,23 @@ def test_eval_reproduces_the_final_eval_and_covers_every_checkpoint(tmp_path, da
   # A config of another family is named as such, before anything is built.
   assert cli.main(["eval", "--workdir", str(wd), "--config", "configs/tiny/bert.py"]) == 2
   assert "holds a decoder model but the config is for the encoder family" in capsys.readouterr().err
+  # A step the training run's retention removes after --all-checkpoints listed it is
+  # passed over with a line; the others are evaluated.
+  from t5x_like.train import eval_run
+
+  listed = eval_run.checkpoints_to_evaluate
+
+  def then_removed(*args):
+    dirs = listed(*args)
+    shutil.rmtree(dirs[0])
+    return dirs
+
+  monkeypatch.setattr(eval_run, "checkpoints_to_evaluate", then_removed)
+  capsys.readouterr()
+  assert cli.main(["eval", "--workdir", str(wd), "--all-checkpoints"]) == 0
+  out = capsys.readouterr().out
+  assert f"skipping {wd / 'checkpoints' / '2'}: it was removed while this evaluation ran" in out
+  assert _rows(wd)[-1]["step"] == 4 and _rows(wd)[-1]["eval_loss"] == summary["eval_loss"]
 
 
 def test_eval_without_checkpoints_is_one_line(tmp_path, data, capsys):
