@@ -37,9 +37,14 @@ def main(argv: list[str] | None = None) -> int:
       raise
     traceback.print_exc()
     code = 1
-  if code and _distributed():
+  if code and _distributed() or _abandoned_work():
     _leave_now(code)
   return code
+
+
+def _abandoned_work() -> bool:
+  guards = sys.modules.get("t5x_like.train.guards")
+  return bool(guards and guards.ABANDONED)
 
 
 def _distributed() -> bool:

@@ -208,6 +208,11 @@ class Checkpointer:
   def __init__(self, directory: str, cfg: CheckpointConfig, model_cfg: dict | None = None):
     self.directory = os.path.abspath(directory)
     self.cfg = cfg
+    strays = [n for n in (os.listdir(self.directory) if os.path.isdir(self.directory) else [])
+              if n.isdigit() and not os.path.isdir(os.path.join(self.directory, n))]
+    if strays:  # Orbax would pass over it, then write that step over it
+      raise CheckpointError(f"{os.path.join(self.directory, strays[0])} is not a checkpoint step directory (a file "
+                            "named like one); move it out of the checkpoints directory and rerun")
     self.model_cfg = model_cfg  # the run's model config as a dict, for clearer mismatch errors
     self.health = KeepLastHealthy(self.directory)
     policies = [ocp.checkpoint_managers.LatestN(cfg.max_to_keep), self.health]

@@ -18,6 +18,12 @@ class StopRequested(Exception):
   """A stop request was agreed on; the current step is saved (control flow, not an error)."""
 
 
+# Start-up work left running in a thread when a stop signal came (`unless_stopped`). Such a
+# process exits with os._exit: at an ordinary exit, native code still running there (a
+# SentencePiece trainer's threads, say) aborts the process in C++ static destructors.
+ABANDONED: list[str] = []
+
+
 class StopFlag:
   """SIGTERM/SIGINT set a flag instead of killing the process; the loop saves and exits."""
 
@@ -57,6 +63,8 @@ class StopFlag:
 
     threading.Thread(target=work, name=f"t5x_like {what}", daemon=True).start()
     while not done.wait(0.1):
+      if self.reason is not None:
+        ABANDONED.append(what)  # the process must leave without waiting for it (cli.main)
       self.check(what)
     if "error" in out:
       raise out["error"]

@@ -112,8 +112,8 @@ def _start_up(cfg: Config, session: Session, setup):
   large model, and would otherwise hold the signal until the first step was done."""
   stop = session.stop
   # Data: every input checked, then this host's pipeline over its share.
-  files = prepare_data(cfg, session.path, log)
-  stop.check("preparing the data")
+  # Under the stop flag: a tokenizer trained here (or a large corpus written) takes minutes.
+  files = stop.unless_stopped(lambda: prepare_data(cfg, session.path, log), "preparing the data")
   feed = Feed(cfg, files, setup.batch_sharding)
   stop.check("building the input pipeline")
 

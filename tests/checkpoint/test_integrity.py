@@ -159,3 +159,13 @@ def test_an_iterator_copied_from_another_step_is_refused(tmp_path):
   finally:
     ck.close()
   np.testing.assert_array_equal(next(fresh).numpy(), want_next)
+
+
+def test_a_file_named_like_a_step_is_refused_not_written_over(tmp_path):
+  import pytest
+
+  (tmp_path / "ck").mkdir()
+  (tmp_path / "ck" / "40").write_text("notes")
+  with pytest.raises(CheckpointError, match=r"ck/40 is not a checkpoint step directory \(a file named like one\)"):
+    Checkpointer(str(tmp_path / "ck"), C.CheckpointConfig())
+  assert (tmp_path / "ck" / "40").read_text() == "notes"

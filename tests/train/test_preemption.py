@@ -95,3 +95,28 @@ def test_sigterm_before_the_first_batch_exits_promptly(tmp_path):
   assert "stopped before the first step" in out
   assert json.loads((wd / "status.json").read_text())["status"] == "preempted"
   assert not (wd / "metrics.jsonl").exists() or "loss" not in (wd / "metrics.jsonl").read_text()
+
+
+def test_sigterm_while_the_tokenizer_trains_exits_at_once(tmp_path):
+  """Data preparation (here the SentencePiece tokenizer trained on the built-in corpus;
+  minutes on a real corpus) runs under the stop flag too: a SIGTERM ends the run at once,
+  exit 0 (not an abort in native code still running), no tokenizer file left behind."""
+  wd = tmp_path / "wd"
+  # The default corpus: its tokenizer takes a second or more to train.
+  cmd = [*_cmd(wd), "--config.data.synthetic_train_docs=20000"]
+  proc = subprocess.Popen(cmd, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  try:
+    for line in proc.stdout:
+      if "training a SentencePiece tokenizer" in line:
+        proc.send_signal(signal.SIGTERM)
+        break
+    t = time.time()
+    out, err = proc.communicate(timeout=60)
+  finally:
+    proc.kill()
+  assert proc.returncode == 0, err[-2000:]
+  assert time.time() - t < 15
+  assert "signal 15 during start-up (preparing the data)" in out
+  assert not (wd / "tokenizer" / "spm.model").exists()  # stopped, not waited for
+  assert json.loads((wd / "status.json").read_text())["status"] == "preempted"
