@@ -20,6 +20,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 from t5x_like.config import ConfigError, MeshConfig
 
 MESH_AXES = ("data", "fsdp", "tensor")
+LOGICAL_AXES = ("batch", "length", "embed", "mlp", "heads", "kv", "vocab", "layers")
 
 # Each rule maps a logical axis to a mesh axis, a tuple of mesh axes, or None. A mesh axis
 # is used at most once per array: a later logical axis that asks for one already taken is
@@ -44,6 +45,9 @@ def rules_from_config(mesh_cfg: MeshConfig) -> tuple[tuple[str, object], ...]:
     if not (isinstance(item, (list, tuple)) and len(item) == 2):
       raise ConfigError(f"mesh.custom_rules entry {item!r} must be [logical_name, mesh_axis_or_null]")
     name, target = item
+    if name not in LOGICAL_AXES:  # a misspelt name would shard nothing, silently
+      raise ConfigError(f"mesh.custom_rules names the logical axis {name!r}, which no array has; the logical "
+                        f"axes are {', '.join(LOGICAL_AXES)}")
     targets = target if isinstance(target, (list, tuple)) else (target,)
     for t in targets:
       if t is not None and t not in MESH_AXES:

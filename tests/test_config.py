@@ -150,3 +150,41 @@ def test_a_model_preset_from_the_command_line_then_overrides_on_top():
     C.build_config(TINY, ["--config.model.preset=gtp:gpt2_small"])
   with pytest.raises(C.ConfigError, match=r"has no preset 'gpt2_tiny'; it has \['gpt2_large'"):
     C.build_config(TINY, ["--config.model.preset=gpt:gpt2_tiny"])
+
+
+def test_lengths_that_would_cut_examples_silently_are_refused():
+  """Rows too short for what the objective makes would be cut by packing, losing noise
+  spans, sentinels and EOS, and a decoder row past a learned position table reads NaN: each
+  is a ConfigError naming the field and the length that fits."""
+  from t5x_like.data import spans
+
+  t5 = "configs/tiny/t5.py"
+  derived = spans.span_targets_len(C.build_config(t5, []).data)
+  with pytest.raises(C.ConfigError, match=rf"targets_len={derived - 1} is shorter than the targets of one example"
+                                          rf".*at least {derived}"):
+    C.build_config(t5, [f"--config.data.span_corruption.targets_len={derived - 1}"])
+  assert C.build_config(t5, [f"--config.data.span_corruption.targets_len={derived}"])
+  with pytest.raises(C.ConfigError, match="span corruption needs data.seq_len of at least 3"):
+    C.build_config(t5, ["--config.data.seq_len=2"])
+  seq2seq = ["--config.data.objective=seq2seq", "--config.data.source=jsonl", "--config.data.tokenizer.path=t.model",
+             "--config.data.train_files=t.jsonl", "--config.model.position=learned", "--config.model.max_len=64",
+             "--config.data.seq_len=64"]
+  with pytest.raises(C.ConfigError, match=r"targets_len=96 tokens pass model.max_len=64 learned positions"):
+    C.build_config(t5, [*seq2seq, "--config.data.task.targets_len=96"])
+  assert C.build_config(t5, [*seq2seq, "--config.data.task.targets_len=64"])
+
+
+def test_settings_that_would_do_nothing_or_crash_later_are_refused():
+  from t5x_like import runtime
+  from t5x_like.layers.attention import attention_for
+
+  with pytest.raises(C.ConfigError, match="model.param_dtype=bfloat16 is not supported"):
+    C.build_config(TINY, ["--config.model.param_dtype=bfloat16"])
+  with pytest.raises(C.ConfigError, match="attention_impl=cudnn needs an NVIDIA GPU .*platform here is cpu"):
+    attention_for("cudnn", "cpu")
+  assert attention_for("cudnn", "gpu") == "cudnn" and attention_for("auto", "cpu") == "chunked"
+  mesh = C.MeshConfig(rules="custom", custom_rules=[["batch", ["data", "fsdp"]], ["mpl", "tensor"]])
+  with pytest.raises(C.ConfigError, match="names the logical axis 'mpl', which no array has"):
+    runtime.rules_from_config(mesh)
+  mesh = C.MeshConfig(rules="custom", custom_rules=[["batch", ["data", "fsdp"]], ["mlp", "tensor"]])
+  assert runtime.rules_from_config(mesh) == (("batch", ("data", "fsdp")), ("mlp", "tensor"))

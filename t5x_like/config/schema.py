@@ -55,7 +55,7 @@ class ModelConfig:
   use_bias: bool = False  # biases in dense layers (GPT-2/BERT style)
   dropout_rate: float = _f(0.0, ge=0, lt=1)
   dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # compute dtype
-  param_dtype: Literal["float32", "bfloat16"] = "float32"  # master weights
+  param_dtype: Literal["float32", "bfloat16"] = "float32"  # master weights: float32 only (validation says why)
   scan_layers: bool = True  # run the stack with jax.lax.scan (compile time flat in depth)
   # auto: dots on CPU (less memory traffic, 7-19% faster steps there, measured), none on GPU/TPU
   remat_policy: Literal["auto", "none", "full", "dots", "dots_no_batch"] = "auto"

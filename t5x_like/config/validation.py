@@ -227,6 +227,12 @@ def _check_data(cfg: Config) -> None:
                       "`t5x-like tokenizer train`)")
   check_objective(d, m.family)
   _check_task(cfg)
+  if d.objective == "span_corruption":
+    _check_span_lengths(d)
+  if m.position == "learned" and d.objective == "seq2seq" and (d.task.targets_len or d.seq_len) > m.max_len:
+    raise ConfigError(f"seq2seq decoder rows of data.task.targets_len={d.task.targets_len or d.seq_len} tokens "
+                      f"pass model.max_len={m.max_len} learned positions; set --config.model.max_len="
+                      f"{d.task.targets_len or d.seq_len} or a smaller data.task.targets_len")
   if m.position == "learned" and d.objective == "span_corruption":
     from t5x_like.data import spans
 
@@ -236,6 +242,24 @@ def _check_data(cfg: Config) -> None:
                         f"targets_len={d.span_corruption.targets_len}, 0 = derived from seq_len and "
                         f"noise_density) but model.max_len={m.max_len} learned positions; set "
                         f"--config.model.max_len={targets} or a smaller data.span_corruption.targets_len")
+
+
+def _check_span_lengths(d) -> None:
+  """Rows that hold at least one whole corrupted example: shorter ones are cut when packed,
+  losing noise spans, sentinels and EOS without a word."""
+  from t5x_like.data import spans
+
+  if d.seq_len < 3:
+    raise ConfigError(f"span corruption needs data.seq_len of at least 3 (a token, a sentinel and EOS); got "
+                      f"{d.seq_len}")
+  s = d.span_corruption
+  if s.targets_len:
+    derived = spans.span_targets_len(dataclasses.replace(d, span_corruption=dataclasses.replace(s, targets_len=0)))
+    if s.targets_len < derived:
+      raise ConfigError(f"data.span_corruption.targets_len={s.targets_len} is shorter than the targets of one "
+                        f"example at data.seq_len={d.seq_len} and noise_density={s.noise_density} ({derived} "
+                        f"tokens): they would be cut, losing noise spans and EOS; set it to 0 (derived) or at "
+                        f"least {derived}")
 
 
 def _check_task(cfg: Config) -> None:
@@ -278,6 +302,10 @@ def validate(cfg: Config) -> Config:
   """Checks types, choices, bounds and cross-field constraints; raises ConfigError with the fix."""
   check_fields(cfg)
   _check_model(cfg)
+  if cfg.model.param_dtype != "float32":
+    raise ConfigError(f"model.param_dtype={cfg.model.param_dtype} is not supported: parameters (the master "
+                      "weights the optimizer updates) are kept in float32; set model.dtype=bfloat16 for bfloat16 "
+                      "compute")
   t = cfg.train
   if t.batch_size % t.grad_accum_steps:
     raise ConfigError(

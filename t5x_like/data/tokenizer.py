@@ -38,6 +38,9 @@ def list_files(pattern: str, config_key: str = "") -> list[str]:
   files = [f for f in files if not tf.io.gfile.isdir(f)]
   if not files:
     where = f" (set by {config_key})" if config_key else ""
+    if pattern and tf.io.gfile.isdir(pattern):
+      raise DataError(f"{pattern!r}{where} is a directory; name its files with a glob, e.g. "
+                      f"{os.path.join(pattern, '*.txt')!r}")
     raise DataError(f"no files match {pattern!r}{where}; check the path or glob")
   return files
 

@@ -43,6 +43,8 @@ def load(checkpoint: str, tokenizer_path: str = "", *, need_tokenizer: bool = Fa
   step_dir = find_step_dir(checkpoint, "--checkpoint")
   params, model_dict = read_params(step_dir)
   cfg = config_lib.from_dict({"model": model_dict}).model
+  if cfg.attention_impl == "cudnn" and jax.devices()[0].platform != "gpu":
+    cfg = dataclasses.replace(cfg, attention_impl="xla")  # trained on a GPU, served elsewhere: the same attention
   graphdef, state = nnx.split(nnx.eval_shape(lambda: create_model(cfg, nnx.Rngs(0))))
   try:
     nnx.replace_by_pure_dict(state, jax.device_put(params))

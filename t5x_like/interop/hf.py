@@ -72,7 +72,7 @@ def _effective(cfg: ModelConfig, field: str):
 
 
 def import_hf(hf_dir: str, family: str | None = None, cfg: ModelConfig | None = None) -> dict:
-  """Reads a HF checkpoint into our params dict (float arrays in `cfg.param_dtype`).
+  """Reads a HF checkpoint into our params dict (float32 arrays, the master weights).
 
   `cfg` may change how the model runs (dtype, scan, remat, dropout) but must agree with
   config.json on the architecture; omitted, it is derived from config.json.

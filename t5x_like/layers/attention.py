@@ -115,6 +115,11 @@ def chunked_attention(q_btnh: jax.Array, k_bskh: jax.Array, v_bskh: jax.Array, *
 def attention_for(implementation: str, platform: str) -> str:
   """`model.attention_impl` made concrete for a platform: `auto` is `chunked` on CPU, where
   it is measured faster, and `xla` elsewhere (where `cudnn` is the fast choice on GPUs)."""
+  if implementation == "cudnn" and platform != "gpu":
+    from t5x_like.errors import ConfigError
+
+    raise ConfigError(f"model.attention_impl=cudnn needs an NVIDIA GPU (JAX's platform here is {platform}); "
+                      "use auto, xla or chunked (the same attention, computed otherwise)")
   if implementation != "auto":
     return implementation
   return "chunked" if platform == "cpu" else "xla"

@@ -310,3 +310,30 @@ def test_skip_log_names_every_power_of_two():
   assert logged == [1, 2, 4, 8, 16]
   for x, p in ((1, 1), (2, 2), (3, 2), (4, 4), (5, 4), (1023, 512), (1024, 1024), (2**40 + 5, 2**40)):
     assert int(checks._highest_bit(tf.constant(x, tf.int64))) == p
+
+
+def test_files_a_line_reader_would_misread_are_refused(make_cfg, spm_path, lines, tmp_path):
+  """A compressed file reads as lines of junk (with skip_bad_lines, some of it as documents),
+  and one whose lines end in CR alone as one document: each is refused before the graph,
+  naming the file and the fix. A directory given as the input says it is one."""
+  import bz2
+  import gzip
+  import lzma
+
+  text = ("\n".join(lines[:50]) + "\n").encode()
+  kw = dict(tokenizer_path=spm_path, batch_size=BATCH)
+  for name, data in [("a.txt.gz", gzip.compress(text)), ("a.txt.bz2", bz2.compress(text)),
+                     ("a.jsonl.xz", lzma.compress(text))]:
+    (tmp_path / name).write_bytes(data)
+    source = "jsonl" if ".jsonl" in name else "text"
+    for skip in (False, True):
+      with pytest.raises(DataError, match=rf"{name} is compressed .*decompress it first"):
+        pipeline.make_dataset(make_cfg(source=source, skip_bad_lines=skip), files=str(tmp_path / name), **kw)
+  (tmp_path / "mac.txt").write_bytes(text.replace(b"\n", b"\r"))
+  with pytest.raises(DataError, match=r"mac.txt: its lines end in a carriage return alone"):
+    pipeline.make_dataset(make_cfg(), files=str(tmp_path / "mac.txt"), **kw)
+  (tmp_path / "dos.txt").write_bytes(text.replace(b"\n", b"\r\n"))  # CRLF reads as lines
+  pipeline.make_dataset(make_cfg(), files=str(tmp_path / "dos.txt"), **kw)
+  (tmp_path / "folder").mkdir()
+  with pytest.raises(DataError, match=r"folder' \(set by data.train_files\) is a directory; name its files with a glob, e.g. '.*folder/\*.txt'"):
+    pipeline.make_dataset(make_cfg(), files=str(tmp_path / "folder"), **kw)

@@ -19,6 +19,7 @@ from t5x_like.errors import DataError  # noqa: E402
 NOT_UTF8 = " is not UTF-8"
 SAMPLE_BYTES = 1 << 20  # read from the start of a file to size the shuffle buffer
 SAMPLE_FILES = 16
+HEAD_BYTES = 64 << 10  # of each file the probe opens: what check_head looks at
 
 
 def host_files(count: int, share: Share) -> list[int]:
@@ -58,6 +59,21 @@ class FileReader(Reader):
     with tf.io.gfile.GFile(path, "rb") as f:
       yield from f
 
+  def check_head(self, path: str, head: bytes) -> None:
+    """Files a line reader would misread without a word: compressed ones (their bytes as
+    lines of junk) and ones whose lines end in CR alone (one document of the whole file)."""
+    if not self.line_records:
+      return
+    if (head[:2] == b"\x1f\x8b" or head[:6] == b"\xfd7zXZ\x00" or head[:4] == b"\x28\xb5\x2f\xfd"
+        or head[:3] == b"BZh" and head[4:10] == b"1AY&SY"):
+      raise DataError(f"{path} is compressed (gzip, bzip2, xz or zstd); the text and JSONL sources read plain "
+                      "files: decompress it first (e.g. gunzip -k), or write a TFDS dataset with `t5x-like data "
+                      "build`")
+    if b"\n" not in head and head.count(b"\r") >= 2:
+      raise DataError(f"{path}: its lines end in a carriage return alone (classic Mac line endings), so it would "
+                      "read as one document; convert them first (tr '\\r' '\\n' < IN > OUT, or `t5x-like data "
+                      "clean`, which splits at them)")
+
   def probe(self, paths: list[str], inp: Input, share: Share) -> None:
     """Fails before the graph on input that yields no document for this host: a stream that
     repeats an empty epoch would spin forever. Reads until enough documents are found, so
@@ -67,6 +83,8 @@ class FileReader(Reader):
     need = 1 if file_level else share.process_count  # element-level: every host needs one
     found = not_utf8 = 0
     for path in mine:
+      with tf.io.gfile.GFile(path, "rb") as f:
+        self.check_head(path, f.read(HEAD_BYTES))
       for record in self.records_of(path):
         if self.usable(record):
           found += 1
@@ -110,6 +128,7 @@ class FileReader(Reader):
     with tf.io.gfile.GFile(path, "rb") as f:
       head = f.read(SAMPLE_BYTES)
       last = len(head) < SAMPLE_BYTES and bool(head) and not head.endswith(b"\n")
+    self.check_head(path, head[:HEAD_BYTES])
     return len(head), head.count(b"\n") + int(last)
 
   def read(self, inp: Input, share: Share, counter, name: str) -> tf.data.Dataset:
