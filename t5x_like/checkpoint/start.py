@@ -72,11 +72,14 @@ def _saved_config(meta: dict) -> dict:
     return meta.get("config") or {}
 
 
-def _restore_data(meta: dict, cfg: Config, what: str, log) -> bool:
+def _restore_data(meta: dict, cfg: Config, what: str, log, feed=None) -> bool:
   """Whether to restore the saved data position with `what` (a step), or restart the stream."""
   saved = _saved_config(meta) if meta.get("config") else {}
   if not saved:
     return True
+  from t5x_like.data.prepare import input_changes
+
+  files = input_changes(meta.get("train_input") or {}, getattr(feed, "train_input", None) or {})
   shape, other = data_changes(saved, cfg)
   optimizer = [f"{k}: {a!r} -> {b!r}" for k, a, b in _section_diffs(saved, cfg, ("optimizer", "train.steps"))]
   if optimizer:
@@ -84,6 +87,10 @@ def _restore_data(meta: dict, cfg: Config, what: str, log) -> bool:
         "with the new values from the restored step")
   if cfg.checkpoint.reset_data_iterator:
     return False
+  if files:
+    raise ConfigError(f"the training files differ from those {what} read ({'; '.join(files)}), so its saved data "
+                      "position belongs to another stream; put the files back, or restart the data stream over "
+                      "these files (past the tokens already seen) with --config.checkpoint.reset_data_iterator=true")
   if other:
     raise ConfigError(f"the data config differs from {what}'s ({'; '.join(other)}), so its saved data position "
                       "does not fit this input; go back to the old values, or restart the data stream (past the "
@@ -101,7 +108,7 @@ def _section_diffs(saved: dict, cfg: Config, keys) -> list[tuple[str, object, ob
 
 
 def _restore(ckpt: Checkpointer, step: int, setup, feed, cfg: Config, log) -> Restored:
-  data = feed is not None and _restore_data(ckpt.meta(step), cfg, f"checkpoint step {step}", log)
+  data = feed is not None and _restore_data(ckpt.meta(step), cfg, f"checkpoint step {step}", log, feed)
   return ckpt.restore(step, setup.abstract_state, feed.train_iterator if data else None)
 
 
@@ -154,7 +161,7 @@ def restore_path(path: str, cfg: Config, setup, feed, log) -> Restored:
 
   step_dir = find_step_dir(path, "checkpoint.restore_from")
   check_fits(step_dir, setup.abstract_state, to_dict(cfg)["model"], "checkpoint.restore_from")
-  data = _restore_data(read_meta(step_dir), cfg, step_dir, log)
+  data = _restore_data(read_meta(step_dir), cfg, step_dir, log, feed)
   try:
     with orbax_restore(), ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as c:
       state, meta, data_ok = restore_items(step_dir, setup.abstract_state, feed.train_iterator if data else None,

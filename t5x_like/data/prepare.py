@@ -135,3 +135,40 @@ def prepare_data(cfg: Config, workdir: str, log=print) -> DataFiles:
     log("[t5x_like] data.eval_files is empty: evaluation reads the training files, so its figures are not "
         "held out; set data.eval_files for a held-out split")
   return DataFiles(train=train, eval=evals or train, tokenizer=tok_path)
+
+
+def train_input(cfg: Config, files: DataFiles) -> dict:
+  """What the training stream reads, as a checkpoint records it: each file glob's matches
+  (name and size: a file added, removed or grown changes the stream its saved position
+  belongs to) as a count, a byte total and a digest; {} for TFDS sources."""
+  import hashlib
+
+  import tensorflow as tf
+
+  from t5x_like.config.validation import mixture_components
+
+  d = cfg.data
+  globs = [c.train_files for _, c in mixture_components(d)] if d.mixture else [files.train]
+  if d.source == "tfds" and not d.mixture:
+    return {}
+  out = {}
+  for pattern in globs:
+    if not pattern:
+      continue
+    paths = sorted(p for p in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(p))
+    sizes = [tf.io.gfile.stat(p).length for p in paths]
+    listing = "".join(f"{os.path.basename(p)}\t{n}\n" for p, n in zip(paths, sizes, strict=True))
+    out[pattern] = {"files": len(paths), "bytes": sum(sizes),
+                    "digest": hashlib.sha256(listing.encode()).hexdigest()[:16]}
+  return out
+
+
+def input_changes(saved: dict, now: dict) -> list[str]:
+  """How the training input differs from a checkpoint's (`train_input` of both), by glob,
+  matched in order (a moved directory with the same files is no change)."""
+  changes = []
+  for (glob, old), new in zip(saved.items(), now.values(), strict=False):
+    if old.get("digest") != new.get("digest"):
+      changes.append(f"{glob}: {old.get('files')} files, {old.get('bytes'):,} bytes then, {new.get('files')} "
+                     f"files, {new.get('bytes'):,} bytes now" if old.get("bytes") is not None else glob)
+  return changes

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from t5x_like.config import Config
+from t5x_like.data import prepare
 from t5x_like.data.prepare import DataFiles
 
 
@@ -41,6 +42,8 @@ class Feed:
 
   def __post_init__(self):
     self.per_host_batch = self.cfg.train.batch_size // jax.process_count()
+    # The files the training stream reads, saved with each checkpoint: a resume over other files is refused.
+    self.train_input = prepare.train_input(self.cfg, self.files) if self.train else {}
     self.train_iterator = iter(self._dataset(self.files.train, shuffle=True, repeat=True)) if self.train else None
     # The eval input is built (its files found and probed) now, before the first step, not
     # when the first eval comes; every eval pass then iterates it afresh.

@@ -63,6 +63,7 @@ class Run:
     meta = meta_for(to_dict(self.cfg), step=self.step, tokens_seen=self.tokens_seen,
                     mesh_shape=dict(self.setup.mesh.shape), nonfinite=self.guard.streak(),
                     train_window=[float(x) for x in jax.device_get(self.window_losses)])
+    meta["train_input"] = self.feed.train_input
     self.ckpt.save(self.step, self.state, self.feed.train_iterator, meta, force=force)
 
   def close(self) -> None:

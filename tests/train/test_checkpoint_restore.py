@@ -326,3 +326,25 @@ def test_consecutive_nonfinite_steps_save_and_stop(tmp_path, data, base):
   assert sorted(int(n) for n in os.listdir(wd / "checkpoints") if n.isdigit()) == [2]
   rows = [json.loads(line) for line in open(wd / "metrics.jsonl")]
   assert [r["skipped"] for r in rows] == [1.0, 1.0]
+
+
+def test_a_resume_over_other_training_files_is_refused(tmp_path, data, base, capsys):
+  """A file added under the glob (or removed, or grown) since the checkpoint: its saved data
+  position belongs to the old stream, and restoring it would read on as if nothing had
+  changed (the new file unread). The resume says so; reset_data_iterator=true restarts the
+  stream over the files there now."""
+  files = tmp_path / "files"
+  files.mkdir()
+  for src in sorted(os.listdir(data["corpus_dir"])):
+    if src.startswith("train-"):
+      shutil.copy(os.path.join(data["corpus_dir"], src), files / src)
+  text = dict(data, source="text", train_files=str(files / "train-*.txt"), eval_files="")
+  wd = tmp_path / "run"
+  run(small_cfg(4, text, train=dict(stop_at_step=2)), str(wd))
+  shutil.copy(files / "train-00000-of-00004.txt", files / "train-00009-extra.txt")
+  with pytest.raises(ConfigError, match=r"the training files differ from those checkpoint step 2 read \(.*train-\*"
+                                        r"\.txt: 4 files, [\d,]+ bytes then, 5 files, [\d,]+ bytes now\).*"
+                                        r"reset_data_iterator=true"):
+    run(small_cfg(4, text), str(wd))
+  out = run(small_cfg(4, text, checkpoint=dict(reset_data_iterator=True)), str(wd))
+  assert out["steps"] == 4 and "resumed from step 2" in capsys.readouterr().out
