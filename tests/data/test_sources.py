@@ -337,3 +337,22 @@ def test_files_a_line_reader_would_misread_are_refused(make_cfg, spm_path, lines
   (tmp_path / "folder").mkdir()
   with pytest.raises(DataError, match=r"folder' \(set by data.train_files\) is a directory; name its files with a glob, e.g. '.*folder/\*.txt'"):
     pipeline.make_dataset(make_cfg(), files=str(tmp_path / "folder"), **kw)
+
+
+def test_hosts_given_whole_files_of_very_different_sizes_are_warned(make_cfg, spm_path, lines, tmp_path, capfd):
+  """Two files, one a hundred times the other, on two hosts: host 1 would repeat its few
+  documents a hundred times as often within the same steps. Start-up says so and names the
+  fix; shares of similar size pass without a word."""
+  (tmp_path / "big.txt").write_text("\n".join(lines * 10) + "\n")
+  (tmp_path / "small.txt").write_text("\n".join(lines[: max(1, len(lines) // 10)]) + "\n")
+  kw = dict(tokenizer_path=spm_path, batch_size=BATCH, process_count=2, process_index=0, shuffle=True, repeat=True)
+  capfd.readouterr()
+  pipeline.make_dataset(make_cfg(), files=str(tmp_path / "*.txt"), **kw)
+  out = capfd.readouterr().out
+  assert "the 2 files of data.train_files" in out and "go to the 2 hosts whole" in out, out
+  assert "(host 1)" in out and "--config.data.host_split=rows" in out
+  (tmp_path / "even").mkdir()
+  for name in ("a.txt", "b.txt"):
+    (tmp_path / "even" / name).write_text("\n".join(lines) + "\n")
+  pipeline.make_dataset(make_cfg(), files=str(tmp_path / "even" / "*.txt"), **kw)
+  assert "go to the 2 hosts whole" not in capfd.readouterr().out

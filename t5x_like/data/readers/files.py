@@ -184,6 +184,8 @@ class FileReader(Reader):
     ranges = ranges or [(0, -1)] * len(paths)
     mine = host_files(len(paths), share)
     sizes = [tf.io.gfile.stat(paths[i]).length for i in mine]
+    if file_level and count > 1 and share.shuffle and share.process_index == 0:
+      _warn_uneven(paths, count, name)
     if share.shuffle:
       # The same seed on every host: element-level sharding needs identical streams to split.
       parts = pieces.plan([paths[i] for i in mine], sizes, [ranges[i] for i in mine], self.line_records)
@@ -203,6 +205,20 @@ class FileReader(Reader):
     if not file_level:
       docs = docs.shard(count, p)
     return docs
+
+
+def _warn_uneven(paths: list[str], hosts: int, name: str) -> None:
+  """Whole files per host: with shares of very different sizes, a host with less data
+  repeats its documents more often in the same steps (twenty documents can make half of
+  every global batch). Said once, at start-up, by the first host."""
+  sizes = [tf.io.gfile.stat(p).length for p in paths]
+  shares = [sum(sizes[h::hosts]) for h in range(hosts)]
+  if max(shares) > 2 * max(min(shares), 1):
+    small = shares.index(min(shares))
+    print(f"[t5x_like] warning: the {len(paths)} files of {name} go to the {hosts} hosts whole, in shares from "
+          f"{min(shares):,} bytes (host {small}) to {max(shares):,}: hosts with less data repeat it more often in "
+          "the same steps. Split the input into more files of similar size, or read it as one stream sliced by "
+          "rows with --config.data.host_split=rows", flush=True)
 
 
 class TextReader(FileReader):
