@@ -64,10 +64,28 @@ def _sample_lines(files: list[str], max_bytes: int, seed: int, out, field: str =
           line = _jsonl_text(line, field)
         if not line or used + len(raw) > max_bytes:
           continue
-        out.write(line + "\n")
+        for part in _short_lines(line):
+          out.write(part + "\n")
+          n_lines += 1
         used += len(raw)
-        n_lines += 1
   return used, n_lines
+
+
+def _short_lines(line: str, limit: int = MAX_LINE_BYTES - 1) -> list[str]:
+  """`line` in parts SentencePiece's trainer keeps (it drops longer lines without a word,
+  and training cuts no document short): cut at spaces, where no piece crosses anyway."""
+  if len(line) * 4 <= limit or len(line.encode("utf-8")) <= limit:
+    return [line]
+  parts, i, width = [], 0, limit // 4  # characters: at most 4 bytes each
+  while i < len(line):
+    j = min(i + width, len(line))
+    if j < len(line):
+      space = line.rfind(" ", i, j)
+      j = space if space > i else j
+    if line[i:j].strip():
+      parts.append(line[i:j].strip())
+    i = j
+  return parts
 
 
 def _jsonl_text(line: str, field: str) -> str:

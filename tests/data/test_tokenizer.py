@@ -213,3 +213,22 @@ def test_the_unigram_baseline_reads_at_most_max_chars(tok, tmp_path):
   counts = np.bincount(tok.encode(words) + [tok.eos_id] + tok.encode(("zebra " * 100).strip()) + [tok.eos_id],
                        minlength=vocab).astype(np.float64)
   np.testing.assert_allclose(whole, np.log(counts + 1) - math.log(counts.sum() + vocab), rtol=1e-12)
+
+
+def test_lines_longer_than_sentencepiece_keeps_are_learned_from(tmp_path):
+  """SentencePiece's trainer drops lines over its max_sentence_length without a word; training
+  reads documents of any length, so the tokenizer must learn from them too: they are cut at
+  spaces into lines it keeps. A corpus of long lines alone used to fail outright."""
+  import random
+
+  rng = random.Random(0)
+  words = ["quokka", "wombat", "numbat", "dingo", "bilby", "potoroo", "bettong", "quoll"]
+  long_line = lambda: " ".join(rng.choice(words) + str(rng.randrange(10)) for _ in range(15_000))  # ~120 KB
+  path = tmp_path / "long.txt"
+  path.write_text("\n".join(long_line() for _ in range(6)) + "\nshort line\n")
+  model = tokenizer.train_sentencepiece(str(path), 400, str(tmp_path / "t.model"), hard_vocab_limit=False)
+  card = json.loads((tmp_path / "t.json").read_text())
+  assert card["lines_used"] > 6 * 2  # each long line in several parts
+  pieces = {Tokenizer(model).piece(i).lstrip("\u2581") for i in range(Tokenizer(model).vocab_size)}
+  assert {"quokka", "potoroo", "bettong"} <= pieces, sorted(pieces)[:40]
+  assert all(len(p.encode()) < tokenizer.MAX_LINE_BYTES for p in tokenizer._short_lines(long_line()))
