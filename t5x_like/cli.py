@@ -211,7 +211,8 @@ def _tokenizer(args, rest) -> int:
   symbols = tuple(s for s in args.user_symbols.split(",") if s)
   path = train_sentencepiece(args.input, args.vocab_size, args.output, model_type=args.model_type,
                              byte_fallback=not args.no_byte_fallback, user_defined_symbols=symbols,
-                             max_bytes=args.max_bytes, seed=args.seed, field=args.field)
+                             max_bytes=args.max_bytes, seed=args.seed, field=args.field,
+                             character_coverage=args.character_coverage)
   import json
 
   from t5x_like.data.tokenizer import card_path_for

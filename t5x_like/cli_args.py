@@ -21,6 +21,16 @@ SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
                "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
 
+def coverage(text: str) -> float:
+  try:
+    value = float(text)
+  except ValueError:
+    value = -1.0
+  if not 0.9 <= value <= 1.0:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0.9 and 1.0 (e.g. 0.9995)")
+  return value
+
+
 def byte_size(text: str) -> int:
   """`--shard-size`: plain bytes or a number with a unit (decimal KB/MB/GB/TB as HF counts
   them, binary KiB/MiB/GiB/TiB)."""
@@ -118,6 +128,9 @@ def parser() -> argparse.ArgumentParser:
   tt.add_argument("--model-type", default="unigram", choices=["unigram", "bpe"])
   tt.add_argument("--max-bytes", type=int, default=100_000_000, help="bytes of text sampled for training")
   tt.add_argument("--no-byte-fallback", action="store_true")
+  tt.add_argument("--character-coverage", type=coverage, default=1.0,
+                  help="share of the text's characters that get pieces of their own (default 1.0, every one); "
+                       "0.9995 leaves the rarest to byte pieces, for text of many scripts at a small vocabulary")
   tt.add_argument("--user-symbols", default="", help="comma-separated user-defined special tokens")
   tt.add_argument("--seed", type=int, default=0)
 

@@ -107,7 +107,8 @@ def _vocab_error(msg: str, vocab_size: int, input_glob: str, used: int) -> DataE
   if low:
     return DataError(f"vocab_size={vocab_size} is too small for the distinct characters in "
                      f"{input_glob!r} (plus byte fallback pieces); raise it to at least "
-                     f"{low.group(2)}")
+                     f"{low.group(2)}, or leave the rarest characters to byte pieces with "
+                     f"--character-coverage 0.9995")
   return None
 
 
@@ -115,7 +116,8 @@ def train_sentencepiece(input_glob: str, vocab_size: int, output_path: str, *,
                         model_type: str = "unigram", byte_fallback: bool = True,
                         user_defined_symbols: tuple = (), max_bytes: int = 100_000_000,
                         seed: int = 0, split_digits: bool = True,
-                        hard_vocab_limit: bool = True, field: str = "text") -> str:
+                        hard_vocab_limit: bool = True, field: str = "text",
+                        character_coverage: float = 1.0) -> str:
   """Trains a SentencePiece model on a sample of the files; writes it and a JSON card.
 
   The `.model` appears atomically (renamed into place), so a crash never leaves a
@@ -155,7 +157,7 @@ def train_sentencepiece(input_glob: str, vocab_size: int, output_path: str, *,
           input=sample, model_prefix=prefix, vocab_size=vocab_size, model_type=model_type,
           pad_id=PAD_ID, eos_id=EOS_ID, unk_id=UNK_ID, bos_id=-1, byte_fallback=byte_fallback,
           split_digits=split_digits, user_defined_symbols=list(user_defined_symbols),
-          hard_vocab_limit=hard_vocab_limit, character_coverage=1.0,
+          hard_vocab_limit=hard_vocab_limit, character_coverage=character_coverage,
           max_sentence_length=MAX_LINE_BYTES, input_sentence_size=0,
           num_threads=os.cpu_count() or 1, minloglevel=2)
     except RuntimeError as e:
@@ -169,7 +171,8 @@ def train_sentencepiece(input_glob: str, vocab_size: int, output_path: str, *,
           "unk_id": tok.unk_id, "bos_id": None, "byte_fallback": byte_fallback,
           "split_digits": split_digits, "user_defined_symbols": list(user_defined_symbols),
           "input_glob": input_glob, "num_files": len(files), "bytes_used": used,
-          "lines_used": n_lines, "max_bytes": max_bytes, "seed": seed, "skipped_files": skipped}
+          "lines_used": n_lines, "max_bytes": max_bytes, "seed": seed, "skipped_files": skipped,
+          "character_coverage": character_coverage}
   card_path = card_path_for(output_path)
   with open(card_path + ".tmp", "w") as f:
     json.dump(card, f, indent=2)
@@ -215,19 +218,25 @@ class Tokenizer:
     self.sentinel_base = self.vocab_size + extra_ids  # one past sentinel 0
 
   def encode(self, text: str) -> list[int]:
-    """Ids of `text`, without EOS; "<extra_id_N>" is sentinel N when the model has sentinels."""
+    """Ids of `text`, without EOS; "<extra_id_N>" is sentinel N when the model has sentinels.
+    Through the TF op the input pipeline uses: Python's SentencePiece (0.2.3) picks other
+    pieces than the op's for some text (runs of punctuation in code, about 3% of lines of
+    Python sources), and prompts must be cut as the model's training data was."""
     if not self.extra_ids or "<extra_id_" not in text:
-      return self.sp.EncodeAsIds(text)
+      return self._ids(text)
     ids, parts = [], SENTINEL.split(text)  # text, sentinel number, text, ...
     for k, part in enumerate(parts):
       if k % 2 == 0:
-        ids += self.sp.EncodeAsIds(part.strip()) if part.strip() else []
+        ids += self._ids(part.strip()) if part.strip() else []
       elif int(part) < self.extra_ids:
         ids.append(self.sentinel_base - 1 - int(part))
       else:
         raise DataError(f"<extra_id_{part}> in {text[:80]!r}: the model has {self.extra_ids} sentinels "
                         f"(<extra_id_0> to <extra_id_{self.extra_ids - 1}>, data.tokenizer.extra_ids)")
     return ids
+
+  def _ids(self, text: str) -> list[int]:
+    return self.tf_tokenizer.tokenize(tf.constant([text])).to_list()[0] if text else []
 
   def decode(self, ids) -> str:
     """Text of `ids` up to the first EOS; pad (0, also the decoder's start token) is skipped.
