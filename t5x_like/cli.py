@@ -37,14 +37,9 @@ def main(argv: list[str] | None = None) -> int:
       raise
     traceback.print_exc()
     code = 1
-  if code and _distributed() or _abandoned_work():
+  if code and _distributed():
     _leave_now(code)
   return code
-
-
-def _abandoned_work() -> bool:
-  guards = sys.modules.get("t5x_like.train.guards")
-  return bool(guards and guards.ABANDONED)
 
 
 def _distributed() -> bool:
@@ -105,8 +100,12 @@ def _train(args, rest) -> int:
     fit_check(cfg, args.topology)
     return 0
   runtime.initialize_distributed(args.coordinator, args.num_processes, args.process_id)
+  from t5x_like.train import guards
   from t5x_like.train.loop import run
+  abandoned = len(guards.ABANDONED)
   run(cfg, args.workdir, dry_run=bool(args.dry_run))
+  if len(guards.ABANDONED) > abandoned:  # stopped in start-up work still running in a thread
+    _leave_now(0)
   return 0
 
 

@@ -18,9 +18,10 @@ class StopRequested(Exception):
   """A stop request was agreed on; the current step is saved (control flow, not an error)."""
 
 
-# Start-up work left running in a thread when a stop signal came (`unless_stopped`). Such a
-# process exits with os._exit: at an ordinary exit, native code still running there (a
-# SentencePiece trainer's threads, say) aborts the process in C++ static destructors.
+# Start-up work left running in a thread when a stop signal came (`unless_stopped`). A
+# trainer that stopped so exits with os._exit (cli._train): at an ordinary exit, native code
+# still running there (a SentencePiece trainer's threads, say) aborts the process in C++
+# static destructors.
 ABANDONED: list[str] = []
 
 
