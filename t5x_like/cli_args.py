@@ -26,8 +26,8 @@ def coverage(text: str) -> float:
     value = float(text)
   except ValueError:
     value = -1.0
-  if not 0.9 <= value <= 1.0:
-    raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0.9 and 1.0 (e.g. 0.9995)")
+  if not 0.98 <= value <= 1.0:  # SentencePiece's own bounds
+    raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0.98 and 1.0 (e.g. 0.9995)")
   return value
 
 

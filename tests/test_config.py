@@ -188,3 +188,9 @@ def test_settings_that_would_do_nothing_or_crash_later_are_refused():
     runtime.rules_from_config(mesh)
   mesh = C.MeshConfig(rules="custom", custom_rules=[["batch", ["data", "fsdp"]], ["mlp", "tensor"]])
   assert runtime.rules_from_config(mesh) == (("batch", ("data", "fsdp")), ("mlp", "tensor"))
+
+
+def test_custom_rules_without_the_custom_rule_set_are_refused():
+  with pytest.raises(C.ConfigError, match=r"mesh.custom_rules is set but mesh.rules='fsdp' ignores it; set "
+                                          r"--config.mesh.rules=custom"):
+    C.build_config(TINY, ["--config.mesh.rules=fsdp", "--config.mesh.custom_rules=[[\"embedd\", \"data\"]]"])

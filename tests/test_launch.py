@@ -123,7 +123,7 @@ def test_slurm_array_tasks_get_each_argument_unchanged(tmp_path, capsys):
 
   root = tmp_path / "sweep root"
   spec = sweep.Sweep(base="configs/tiny/gpt.py", root=str(root), runs=[
-      {"mesh.custom_rules": [["batch", "data"], ["embed", None]]},
+      {"mesh.rules": "custom", "mesh.custom_rules": [["batch", "data"], ["embed", None]]},
       {"data.train_files": "it's $(echo INJECTED) `x` \"q\" a;b"},
       {"data.train_files": "two\nlines \\n"}])  # one line of the commands file all the same
   runs = sweep.expand(spec)

@@ -47,13 +47,14 @@ def read_meta(step_dir: str) -> dict:
 def meta_intact(meta: dict) -> bool:
   """Read and unchanged: its digest matches. Metadata saved with array checksums always
   carries a digest, so one without is taken only when it has no checksums either (a step
-  written before either existed)."""
+  written before either existed). Against accidents, not tampering: whoever rewrites the
+  metadata can rewrite its digest."""
   from t5x_like.checkpoint import integrity
 
   if not meta:
     return False
-  if "digest" not in meta:
-    return "integrity" not in meta
+  if "digest" not in meta:  # this version's steps also record their training files
+    return "integrity" not in meta and "train_input" not in meta
   return meta["digest"] == integrity.meta_digest(meta)
 
 

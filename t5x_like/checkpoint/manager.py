@@ -64,10 +64,11 @@ class DataIteratorHandler(ocp.CheckpointHandler):
     digests = saved.get("files") if isinstance(saved, dict) and "files" in saved else saved
     if not isinstance(digests, dict):
       raise DataIteratorError(f"{prefix}{DIGESTS} is not what a save writes")
-    if "files" in saved and saved.get("tag") != args.tag:
-      raise DataIteratorError(f"the data iterator in {directory} was saved with another step or run "
-                              f"({saved.get('tag')!r}, this step: {args.tag!r}): restoring it would replay or skip "
-                              "batches")
+    if ("files" in saved or args.tagged) and (saved.get("tag") if "files" in saved else None) != args.tag:
+      # Intact files of another position (copied from another step or run): the state is good.
+      raise DataLayoutError(f"the data iterator in {directory} was saved with another step or run "
+                            f"({saved.get('tag') if 'files' in saved else 'no tag'!r}, this step: {args.tag!r}); "
+                            "restoring it would replay or skip batches")
     for name, digest in digests.items():
       path = os.path.join(directory, name)
       if not os.path.exists(path) or integrity.file_digest(path) != digest:
@@ -78,7 +79,8 @@ class DataIteratorHandler(ocp.CheckpointHandler):
       # The files are the ones saved (their digests match): the pipeline they describe is
       # not this run's (another t5x_like version's reader, or other data settings).
       raise DataLayoutError(f"the data iterator saved in {directory} does not fit this run's input "
-                            f"pipeline ({brief(e)}); its files are intact") from e
+                            f"pipeline ({brief(e)}); its files are intact. It was saved by an input pipeline of "
+                            "another layout (an earlier t5x_like, or changed data settings)") from e
     return True
 
   def metadata(self, directory: epath.Path):
@@ -110,6 +112,7 @@ class DataIteratorSave(ocp.args.CheckpointArgs):
 class DataIteratorRestore(ocp.args.CheckpointArgs):
   iterator: Any
   tag: str = ""
+  tagged: bool = False  # the step was saved with a tag (its metadata records the training files)
 
 
 @dataclasses.dataclass
@@ -188,7 +191,7 @@ def restore_items(step_dir: str, abstract_state: dict, data_iterator, restore_fn
   if data_iterator is not None:
     if not os.path.isdir(os.path.join(step_dir, layout.DATA)):
       raise DataIteratorError(f"{os.path.join(step_dir, layout.DATA)} (the data iterator) is missing")
-    items[layout.DATA] = DataIteratorRestore(data_iterator, layout.data_tag(meta))
+    items[layout.DATA] = DataIteratorRestore(data_iterator, layout.data_tag(meta), "train_input" in meta)
   out = restore_fn(ocp.args.Composite(**items))
   state = out[layout.STATE]
   expected = (meta.get("integrity") or {}).get("arrays")
@@ -313,8 +316,7 @@ class Checkpointer:
       reason = brief(error) if error else "it failed on another process"
       if isinstance(error, DataLayoutError):  # a good checkpoint: never advise setting it aside
         raise CheckpointError(
-            f"checkpoint step {step} at {step_dir}: {error}. It was saved by an input pipeline of "
-            "another layout (an earlier t5x_like, or changed data settings). Resume it with "
+            f"checkpoint step {step} at {step_dir}: {error}. Resume it with "
             "--config.checkpoint.reset_data_iterator=true: the model and optimizer state restore as "
             "saved and the data stream restarts past the tokens already seen") from error
       raise CheckpointError(

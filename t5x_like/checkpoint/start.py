@@ -79,22 +79,25 @@ def _restore_data(meta: dict, cfg: Config, what: str, log, feed=None) -> bool:
     return True
   from t5x_like.data.prepare import input_changes
 
-  files = input_changes(meta.get("train_input") or {}, getattr(feed, "train_input", None) or {})
+  saved_files, files_now = meta.get("train_input") or {}, getattr(feed, "train_input", None) or {}
+  files = input_changes(saved_files, files_now)
   shape, other = data_changes(saved, cfg)
+  if not cfg.checkpoint.reset_data_iterator:
+    if files:
+      raise ConfigError(f"the training files differ from those {what} read ({'; '.join(files)}), so its saved "
+                        "data position belongs to another stream; put the files back, or restart the data stream "
+                        "over these files (past the tokens already seen) with "
+                        "--config.checkpoint.reset_data_iterator=true")
+    if other:
+      raise ConfigError(f"the data config differs from {what}'s ({'; '.join(other)}), so its saved data position "
+                        "does not fit this input; go back to the old values, or restart the data stream (past the "
+                        "tokens already seen) with --config.checkpoint.reset_data_iterator=true")
   optimizer = [f"{k}: {a!r} -> {b!r}" for k, a, b in _section_diffs(saved, cfg, ("optimizer", "train.steps"))]
   if optimizer:
     log(f"[t5x_like] notice: the schedule differs from {what}'s ({'; '.join(optimizer)}); training goes on "
         "with the new values from the restored step")
   if cfg.checkpoint.reset_data_iterator:
     return False
-  if files:
-    raise ConfigError(f"the training files differ from those {what} read ({'; '.join(files)}), so its saved data "
-                      "position belongs to another stream; put the files back, or restart the data stream over "
-                      "these files (past the tokens already seen) with --config.checkpoint.reset_data_iterator=true")
-  if other:
-    raise ConfigError(f"the data config differs from {what}'s ({'; '.join(other)}), so its saved data position "
-                      "does not fit this input; go back to the old values, or restart the data stream (past the "
-                      "tokens already seen) with --config.checkpoint.reset_data_iterator=true")
   if shape:
     log(f"[t5x_like] {'; '.join(shape)} since {what}: the data stream restarts past the tokens already seen")
     return False

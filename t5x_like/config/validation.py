@@ -315,6 +315,9 @@ def validate(cfg: Config) -> Config:
   if c.restore_from and not c.restore_from.isdigit() and c.init_from:
     raise ConfigError("set only one of checkpoint.restore_from=PATH (params, optimizer state and step) and "
                       "checkpoint.init_from=PATH (params only, a fresh start)")
+  if cfg.mesh.custom_rules and cfg.mesh.rules != "custom":
+    raise ConfigError(f"mesh.custom_rules is set but mesh.rules={cfg.mesh.rules!r} ignores it; set "
+                      "--config.mesh.rules=custom to use it, or unset mesh.custom_rules")
   if cfg.mesh.rules == "custom" and not cfg.mesh.custom_rules:
     raise ConfigError("mesh.rules='custom' needs mesh.custom_rules, e.g. [[\"batch\", \"data\"], [\"embed\", null]]")
   return cfg

@@ -165,7 +165,8 @@ def train_input(cfg: Config, files: DataFiles) -> dict:
 
 def input_changes(saved: dict, now: dict) -> list[str]:
   """How the training input differs from a checkpoint's (`train_input` of both), by glob,
-  matched in order (a moved directory with the same files is no change)."""
+  matched in order, in file names and sizes. (A changed glob is a config change of its own,
+  and the saved iterator names its files by path: a moved directory does not restore.)"""
   changes = []
   for (glob, old), new in zip(saved.items(), now.values(), strict=False):
     if old.get("digest") != new.get("digest"):

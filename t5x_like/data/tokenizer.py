@@ -12,6 +12,8 @@ import math
 import os
 import random
 import re
+import shutil
+import socket
 import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -112,6 +114,25 @@ def _vocab_error(msg: str, vocab_size: int, input_glob: str, used: int) -> DataE
   return None
 
 
+WORK_PREFIX = ".spm-train-"  # + host-pid-: the sample a training works on, beside the model
+
+
+def _remove_stale_work(directory: str) -> None:
+  """Work folders of trainings on this host whose process is gone (stopped at start-up, or
+  killed): their samples are as large as --max-bytes."""
+  mine = f"{WORK_PREFIX}{socket.gethostname()}-"
+  for name in os.listdir(directory):
+    pid = name[len(mine):].split("-")[0]
+    if not (name.startswith(mine) and pid.isdigit()):
+      continue
+    try:
+      os.kill(int(pid), 0)
+    except ProcessLookupError:
+      shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+    except OSError:
+      pass  # alive (another user's): left alone
+
+
 def train_sentencepiece(input_glob: str, vocab_size: int, output_path: str, *,
                         model_type: str = "unigram", byte_fallback: bool = True,
                         user_defined_symbols: tuple = (), max_bytes: int = 100_000_000,
@@ -142,7 +163,8 @@ def train_sentencepiece(input_glob: str, vocab_size: int, output_path: str, *,
     os.makedirs(out_dir, exist_ok=True)
   except OSError as e:
     raise DataError(f"cannot create {out_dir} for the tokenizer model: {e.strerror or e}") from None
-  with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+  _remove_stale_work(out_dir)
+  with tempfile.TemporaryDirectory(dir=out_dir, prefix=f"{WORK_PREFIX}{socket.gethostname()}-{os.getpid()}-") as tmp:
     sample = os.path.join(tmp, "sample.txt")
     with open(sample, "w", encoding="utf-8") as f:
       used, n_lines = _sample_lines(files, max_bytes, seed, f, field)

@@ -334,6 +334,16 @@ def test_files_a_line_reader_would_misread_are_refused(make_cfg, spm_path, lines
     pipeline.make_dataset(make_cfg(), files=str(tmp_path / "mac.txt"), **kw)
   (tmp_path / "dos.txt").write_bytes(text.replace(b"\n", b"\r\n"))  # CRLF reads as lines
   pipeline.make_dataset(make_cfg(), files=str(tmp_path / "dos.txt"), **kw)
+  # A first line longer than the 64 KiB looked at, with stray CRs in it (a progress bar's log): read as it is.
+  (tmp_path / "log.txt").write_bytes(b"x" * 100 + b"\r" + b"y" * 100 + b"\r" + b"z" * 70_000 + b"\n" + text)
+  pipeline.make_dataset(make_cfg(), files=str(tmp_path / "log.txt"), **kw)
+  # A compressed file among plain ones, in evaluation too (which reads no sample of each file).
+  (tmp_path / "mixed").mkdir()
+  (tmp_path / "mixed" / "a.txt").write_bytes(text)
+  (tmp_path / "mixed" / "b.txt").write_bytes(gzip.compress(text))
+  with pytest.raises(DataError, match=r"mixed/b.txt is compressed"):
+    pipeline.make_dataset(make_cfg(), files=str(tmp_path / "mixed" / "*.txt"), tokenizer_path=spm_path,
+                          batch_size=BATCH, shuffle=False, repeat=False)
   (tmp_path / "folder").mkdir()
   with pytest.raises(DataError, match=r"folder' \(set by data.train_files\) is a directory; name its files with a glob, e.g. '.*folder/\*.txt'"):
     pipeline.make_dataset(make_cfg(), files=str(tmp_path / "folder"), **kw)

@@ -275,5 +275,25 @@ def test_character_coverage_leaves_rare_characters_to_bytes(tmp_path, capsys):
   assert json.loads((tmp_path / "t.json").read_text())["character_coverage"] == 0.9995
   assert tok.decode(tok.encode("beta \u4e01\u4e02")) == "beta \u4e01\u4e02"
   with pytest.raises(SystemExit) as e:  # argparse's usage error
-    cli.main([*args, "--output", str(tmp_path / "x.model"), "--character-coverage", "2"])
-  assert e.value.code == 2 and "is not a share between 0.9 and 1.0" in capsys.readouterr().err
+    cli.main([*args, "--output", str(tmp_path / "x.model"), "--character-coverage", "0.9"])
+  assert e.value.code == 2 and "is not a share between 0.98 and 1.0" in capsys.readouterr().err
+
+
+def test_work_left_by_a_stopped_training_is_removed_by_the_next(corpus, tmp_path):
+  """A trainer stopped at start-up (os._exit) or killed leaves its sample folder beside the
+  model; the next training there removes it when its process is gone, and leaves a live
+  one's alone."""
+  import socket
+  import subprocess
+  import sys
+
+  dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+  host = socket.gethostname()
+  stale = tmp_path / f"{tokenizer.WORK_PREFIX}{host}-{dead.stdout.strip()}-abc"
+  live = tmp_path / f"{tokenizer.WORK_PREFIX}{host}-{os.getpid()}-def"
+  for d in (stale, live):
+    d.mkdir()
+    (d / "sample.txt").write_text("text\n")
+  tokenizer.train_sentencepiece(corpus["train"], 300, str(tmp_path / "t.model"), hard_vocab_limit=False)
+  assert not stale.exists() and live.exists()
+  assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "t.json", "t.model"])

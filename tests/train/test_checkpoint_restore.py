@@ -265,9 +265,11 @@ def test_params_whose_metadata_is_garbled_or_stripped_are_refused(tmp_path, data
   saved = (src / "meta" / "metadata").read_bytes()
   meta = json.loads(saved)
   no_digest = {k: v for k, v in meta.items() if k != "digest"}
+  no_sums = {k: v for k, v in meta.items() if k not in ("digest", "integrity")}  # not a step of before checksums
   edited = dict(meta, tokens_seen=meta["tokens_seen"] + 1)
   for case, body in [("garbled", saved[:100] + b"\x00\xff" * 8 + saved[116:]), ("cut short", saved[: len(saved) // 2]),
-                     ("no digest", json.dumps(no_digest).encode()), ("edited", json.dumps(edited).encode())]:
+                     ("no digest", json.dumps(no_digest).encode()), ("no sums", json.dumps(no_sums).encode()),
+                     ("edited", json.dumps(edited).encode())]:
     step = tmp_path / case.replace(" ", "_") / "4"
     shutil.copytree(src, step)
     (step / "meta" / "metadata").write_bytes(body)
