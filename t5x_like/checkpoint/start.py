@@ -83,15 +83,15 @@ def _restore_data(meta: dict, cfg: Config, what: str, log, feed=None) -> bool:
   files = input_changes(saved_files, files_now)
   shape, other = data_changes(saved, cfg)
   if not cfg.checkpoint.reset_data_iterator:
+    if other:  # first: a changed setting can explain changed files (the built-in corpus's seed)
+      raise ConfigError(f"the data config differs from {what}'s ({'; '.join(other)}), so its saved data position "
+                        "does not fit this input; go back to the old values, or restart the data stream (past the "
+                        "tokens already seen) with --config.checkpoint.reset_data_iterator=true")
     if files:
       raise ConfigError(f"the training files differ from those {what} read ({'; '.join(files)}), so its saved "
                         "data position belongs to another stream; put the files back, or restart the data stream "
                         "over these files (past the tokens already seen) with "
                         "--config.checkpoint.reset_data_iterator=true")
-    if other:
-      raise ConfigError(f"the data config differs from {what}'s ({'; '.join(other)}), so its saved data position "
-                        "does not fit this input; go back to the old values, or restart the data stream (past the "
-                        "tokens already seen) with --config.checkpoint.reset_data_iterator=true")
   optimizer = [f"{k}: {a!r} -> {b!r}" for k, a, b in _section_diffs(saved, cfg, ("optimizer", "train.steps"))]
   if optimizer:
     log(f"[t5x_like] notice: the schedule differs from {what}'s ({'; '.join(optimizer)}); training goes on "

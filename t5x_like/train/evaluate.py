@@ -57,7 +57,7 @@ def final_evaluation(setup, params, feed: Feed, max_batches: int, check=None, un
       from jax.experimental import multihost_utils
 
       histogram = np.asarray(multihost_utils.process_allgather(histogram)).sum(axis=0)
-    from t5x_like.data.tokenizer import unigram_loss
+    from t5x_like.data.unigram import unigram_loss
 
     out["unigram_loss"] = unigram_loss(unigram, histogram)
   if out:

@@ -207,13 +207,13 @@ class EvalHook(Hook):
   def _unigram(self, run: Run):
     """The train documents' unigram log-probabilities, the baseline of the final eval (None
     when the training input is not files, e.g. TFDS or mixtures)."""
-    from t5x_like.data import tokenizer
+    from t5x_like.data import tokenizer, unigram
 
     if not run.feed.files.train or run.cfg.data.objective in TASK_OBJECTIVES or run.cfg.model.head != "lm":
       return None  # labelled examples: no document text to count
     try:
-      return tokenizer.unigram_log_probs(tokenizer.Tokenizer(run.feed.files.tokenizer), run.feed.files.train,
-                                         run.cfg.model.vocab_size)
+      return unigram.unigram_log_probs(tokenizer.Tokenizer(run.feed.files.tokenizer), run.feed.files.train,
+                                       run.cfg.model.vocab_size)
     except Exception as e:  # the baseline is informative only
       run.log(f"[t5x_like] unigram baseline unavailable: {e}")
       return None

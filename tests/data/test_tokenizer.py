@@ -15,7 +15,7 @@ import sentencepiece as spm
 import tensorflow as tf
 from data_streams import lines_of  # tests/data/data_streams.py
 
-from t5x_like.data import tokenizer
+from t5x_like.data import tokenizer, unigram
 from t5x_like.data.tokenizer import DataError, Tokenizer
 
 
@@ -170,16 +170,16 @@ def test_unigram_loss_matches_direct_computation(tok, spm_path, corpus):
   tokens = [i for doc in evals for i in doc]
   expected = -sum(math.log((counts[i] + 1) / total) for i in tokens) / len(tokens)
   histogram = np.bincount(tokens, minlength=vocab).astype(np.float64)
-  log_p = tokenizer.unigram_log_probs(tok, corpus["train"], vocab)
+  log_p = unigram.unigram_log_probs(tok, corpus["train"], vocab)
   assert log_p.shape == (vocab,) and np.exp(log_p).sum() == pytest.approx(1.0)
-  got = tokenizer.unigram_loss(log_p, histogram)
+  got = unigram.unigram_loss(log_p, histogram)
   assert got == pytest.approx(expected, rel=1e-9)
   assert 1.0 < got < math.log(tok.vocab_size)  # better than uniform, far from zero
   # max_docs caps the train side: the first 5 train documents.
   counts5 = collections.Counter(i for doc in train[:5] for i in doc)
   total5 = sum(counts5.values()) + vocab
   expected5 = -sum(math.log((counts5[i] + 1) / total5) for i in tokens) / len(tokens)
-  got5 = tokenizer.unigram_loss(tokenizer.unigram_log_probs(tok, corpus["train"], vocab, max_docs=5), histogram)
+  got5 = unigram.unigram_loss(unigram.unigram_log_probs(tok, corpus["train"], vocab, max_docs=5), histogram)
   assert got5 == pytest.approx(expected5, rel=1e-9) and got5 > got
 
 
@@ -190,10 +190,10 @@ def test_a_long_line_is_encoded_in_pieces_to_the_same_ids(tok, corpus):
   word start there, as in the input pipeline), losing no text."""
   text = " ".join(lines_of(corpus["train"])[:300])
   assert len(text) > 5000
-  assert tokenizer._encode_long(tok, text, piece_chars=100) == tok.encode(text)
-  assert tokenizer._encode_long(tok, "short text", piece_chars=100) == tok.encode("short text")
+  assert unigram._encode_long(tok, text, piece_chars=100) == tok.encode(text)
+  assert unigram._encode_long(tok, "short text", piece_chars=100) == tok.encode("short text")
   long_word = text + " " + "x" * 300 + " tail words"
-  ids = tokenizer._encode_long(tok, long_word, piece_chars=100)
+  ids = unigram._encode_long(tok, long_word, piece_chars=100)
   assert len(ids) == len(tok.encode(long_word)) + 1
   assert tok.decode(ids).replace(" ", "") == long_word.replace(" ", "")
 
@@ -205,11 +205,11 @@ def test_the_unigram_baseline_reads_at_most_max_chars(tok, tmp_path):
   path = tmp_path / "one_line.txt"
   path.write_text(words + "\n" + "zebra " * 100 + "\n")
   vocab = tok.vocab_size
-  got = tokenizer.unigram_log_probs(tok, str(path), vocab, max_chars=10_000)
+  got = unigram.unigram_log_probs(tok, str(path), vocab, max_chars=10_000)
   counts = np.bincount(tok.encode(words[:10_000]) + [tok.eos_id], minlength=vocab).astype(np.float64)
   np.testing.assert_allclose(got, np.log(counts + 1) - math.log(counts.sum() + vocab), rtol=1e-12)
   # Within the budget, every line counts.
-  whole = tokenizer.unigram_log_probs(tok, str(path), vocab)
+  whole = unigram.unigram_log_probs(tok, str(path), vocab)
   counts = np.bincount(tok.encode(words) + [tok.eos_id] + tok.encode(("zebra " * 100).strip()) + [tok.eos_id],
                        minlength=vocab).astype(np.float64)
   np.testing.assert_allclose(whole, np.log(counts + 1) - math.log(counts.sum() + vocab), rtol=1e-12)
