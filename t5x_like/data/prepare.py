@@ -146,6 +146,7 @@ def train_input(cfg: Config, files: DataFiles) -> dict:
   import tensorflow as tf
 
   from t5x_like.config.validation import mixture_components
+  from t5x_like.data.tokenizer import DataError, list_files
 
   d = cfg.data
   globs = [c.train_files for _, c in mixture_components(d)] if d.mixture else [files.train]
@@ -155,7 +156,10 @@ def train_input(cfg: Config, files: DataFiles) -> dict:
   for pattern in globs:
     if not pattern:
       continue
-    paths = sorted(p for p in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(p))
+    try:
+      paths = list_files(pattern)
+    except DataError:
+      paths = []  # the pipeline says what is wrong with the glob
     sizes = [tf.io.gfile.stat(p).length for p in paths]
     listing = "".join(f"{os.path.basename(p)}\t{n}\n" for p, n in zip(paths, sizes, strict=True))
     out[pattern] = {"files": len(paths), "bytes": sum(sizes),
